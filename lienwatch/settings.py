@@ -1,0 +1,118 @@
+"""Settings: one typed, validated object read from ``lienwatch.toml``.
+
+Every value has a default (documented in ``docs/configuration.md`` and in the field's
+description), so an empty or missing file gives a working demo configuration. A value
+of the wrong type, an unknown key or an impossible combination stops the run with a
+message naming the key. Nothing here reads the environment: the CLI builds the object
+once and passes it down.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_SETTINGS_FILE = Path("lienwatch.toml")
+
+
+class SettingsError(ValueError):
+    """A settings file that cannot be used; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Servicer(_Section):
+    """Who the letters come from and how a borrower reaches the assigned team."""
+
+    name: str = Field("Golden Gate Home Lending Servicing", description="Servicer name on letters.")
+    mailing_address: tuple[str, ...] = Field(
+        ("PO Box 4410", "Sacramento, CA 95812"),
+        description="Servicer mailing address lines (Regulation X §1024.39(b)(2)(ii)).",
+    )
+    team_name: str = Field("Homeowner Assistance Team", description="The assigned loss-mitigation team.")
+    team_phone: str = Field("(800) 555-0142", description="Direct phone of the assigned team.")
+    team_hours: str = Field(
+        "Monday to Friday, 8 a.m. to 8 p.m., Saturday 9 a.m. to 1 p.m. Pacific time",
+        description="When the team answers.",
+    )
+    website: str = Field("www.goldengatehl.example/help", description="Where borrowers learn more.")
+    email: str | None = Field("help@goldengatehl.example", description="Optional contact e-mail.")
+
+    @field_validator("mailing_address")
+    @classmethod
+    def _address_lines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or not all(line.strip() for line in value):
+            raise ValueError("needs at least one non-empty line")
+        return value
+
+
+class Paths(_Section):
+    """Where a night reads and writes, unless the command line says otherwise."""
+
+    data: Path = Field(Path("sample_data"), description="Landing folder.")
+    db: Path = Field(Path("var/lienwatch.duckdb"), description="DuckDB warehouse file.")
+    out: Path = Field(Path("var/out"), description="Letters, reports and validation results.")
+
+
+class Delinquency(_Section):
+    """How days past due are counted (contract rules 1-6)."""
+
+    shortfall_tolerance: Annotated[Decimal, Field(ge=0, le=1000, decimal_places=2)] = Field(
+        Decimal("0.00"),
+        description=(
+            "An installment counts as paid when net paid reaches the installments' sum "
+            "less this many dollars (Regulation X comment 31-3; the servicer's policy)."
+        ),
+    )
+
+
+class Schedule(_Section):
+    """When the nightly flow runs when served."""
+
+    cron: str = Field("0 2 * * *", description="Cron expression for `lienwatch serve`.")
+    timezone: str = Field("America/Los_Angeles", description="Time zone of the cron expression.")
+
+
+class Settings(_Section):
+    """The whole configuration of a lienwatch installation."""
+
+    servicer: Servicer = Servicer()
+    paths: Paths = Paths()
+    delinquency: Delinquency = Delinquency()
+    schedule: Schedule = Schedule()
+
+
+def _key_of(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def parse_settings(raw: dict[str, Any], source: str = "settings") -> Settings:
+    """Validate a settings mapping; errors name the source and the dotted key."""
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_key_of(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise SettingsError(f"{source}: {problems}") from None
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read settings from ``path`` (default ``./lienwatch.toml`` when it exists)."""
+    if path is None:
+        if not DEFAULT_SETTINGS_FILE.exists():
+            return Settings()
+        path = DEFAULT_SETTINGS_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: settings file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+    return parse_settings(raw, source=str(path))
