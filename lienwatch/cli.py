@@ -1,0 +1,167 @@
+"""The ``lienwatch`` command.
+
+Each subcommand builds the settings once, calls one function and turns a known failure
+into a one-line message on stderr with a non-zero exit code. Errors carry the file,
+row and column where there is one; nothing here prints a traceback for a problem in the
+input.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lienwatch.errors import LienwatchError
+from lienwatch.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    name="lienwatch",
+    help="Nightly delinquency monitoring and early outreach for second-lien portfolios.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="Settings file (default: ./lienwatch.toml when present)."),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except SettingsError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"lienwatch: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _parse_date(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        _fail(f"{name}: not a date in YYYY-MM-DD form: {value!r}")
+
+
+@app.command()
+def run(
+    data: Annotated[Path | None, typer.Option("--data", help="Landing folder.")] = None,
+    db: Annotated[Path | None, typer.Option("--db", help="DuckDB warehouse file.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Where letters and reports go.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Business date YYYY-MM-DD (default: today).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run one night: landing folder to warehouse, status, flags, letters and report."""
+    settings = _settings(config)
+    night = _parse_date(as_of, "--as-of") or date.today()
+    from lienwatch.night import run_night
+
+    try:
+        summary = run_night(
+            settings,
+            data=data or settings.paths.data,
+            db=db or settings.paths.db,
+            out=out or settings.paths.out,
+            as_of=night,
+        )
+    except LienwatchError as exc:
+        _fail(str(exc))
+    typer.echo(summary.text())
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option("--start", help="First business date, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--end", help="Last business date, YYYY-MM-DD.")],
+    data: Annotated[Path | None, typer.Option("--data", help="Landing folder.")] = None,
+    db: Annotated[Path | None, typer.Option("--db", help="DuckDB warehouse file.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Where letters and reports go.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rerun nights already complete.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Run each business date from START to END in order, skipping completed nights."""
+    settings = _settings(config)
+    first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
+    if first > last:
+        _fail(f"--start {first} is after --end {last}")
+    from lienwatch.night import run_backfill
+
+    try:
+        for line in run_backfill(
+            settings,
+            data=data or settings.paths.data,
+            db=db or settings.paths.db,
+            out=out or settings.paths.out,
+            start=first,
+            end=last,
+            force=force,
+        ):
+            typer.echo(line)
+    except LienwatchError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Landing folder to write.")],
+    loans: Annotated[int, typer.Option("--loans", min=1, help="Number of loans.")] = 3000,
+    months: Annotated[int, typer.Option("--months", min=1, help="Months of ledger.")] = 24,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
+    end_date: Annotated[
+        str | None, typer.Option("--end-date", help="Last ledger day (default 2026-11-20).")
+    ] = None,
+) -> None:
+    """Write a synthetic landing folder in the contract's format (deterministic by seed)."""
+    from lienwatch.generate import generate as write_folder
+
+    kwargs = {}
+    if end_date:
+        kwargs["end_date"] = _parse_date(end_date, "--end-date")
+    summary = write_folder(out, loans=loans, months=months, seed=seed, **kwargs)
+    typer.echo(f"wrote {out}: {summary}")
+
+
+@app.command()
+def demo(
+    nights: Annotated[int, typer.Option("--nights", min=1, max=10, help="Nights to run.")] = 3,
+    config: ConfigOption = None,
+) -> None:
+    """Run the bundled sample portfolio through consecutive nights and say where it all is."""
+    settings = _settings(config)
+    from lienwatch.night import latest_ledger_date, run_backfill
+
+    data, db, out = settings.paths.data, settings.paths.db, settings.paths.out
+    try:
+        last = latest_ledger_date(data)
+        for line in run_backfill(
+            settings,
+            data=data,
+            db=db,
+            out=out,
+            start=last - timedelta(days=nights - 1),
+            end=last,
+            force=True,
+            business_days_only=False,
+        ):
+            typer.echo(line)
+    except LienwatchError as exc:
+        _fail(str(exc))
+    typer.echo("")
+    typer.echo(f"warehouse: {db.resolve()}")
+    typer.echo(f"outputs:   {out.resolve()}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

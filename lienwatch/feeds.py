@@ -1,0 +1,326 @@
+"""Reading landing files: from bytes on disk to typed rows and per-row errors.
+
+Reading is two steps, both in DuckDB (no Python loop per row):
+
+1. :func:`stage_raw` reads a CSV (or Parquet) file as text columns into a staging
+   table, numbering the data rows from 1 in file order. Rows that do not parse as CSV
+   (too many or too few fields) are kept aside with their line text and the reason.
+   File-level problems (not UTF-8, empty, no header, a required column missing, a
+   duplicated column) raise :class:`FeedError` and nothing is read.
+2. :func:`typed_select` casts the text to the contract's types (exact decimals, real
+   dates, booleans in the usual spellings) and lists, for every row, the cells that
+   failed with the column and the rule.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from lienwatch.errors import FeedError
+from lienwatch.warehouse import sql_type
+from transforms.contract import FEEDS, Column, Feed
+
+CHUNK = 1 << 23
+TRUE_WORDS = ("true", "t", "yes", "y", "1")
+FALSE_WORDS = ("false", "f", "no", "n", "0")
+FEED_SUFFIXES = (".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """One file of the landing folder, named relative to the folder."""
+
+    feed: Feed
+    path: Path
+    name: str  # e.g. "payments/payments_2026-11-20.csv"
+
+    @property
+    def is_parquet(self) -> bool:
+        return self.path.suffix.lower() == ".parquet"
+
+
+@dataclass
+class StagedFile:
+    """A file read into a staging table: rows read and the rows that did not parse."""
+
+    inspected: Inspected
+    table: str
+    rows_read: int = 0
+    rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (row, reason, line)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def discover(data: Path) -> list[LandingFile]:
+    """The landing folder's files, snapshots first then ledger files in name order.
+
+    A missing required feed, or a feed present both as CSV and Parquet, is a
+    :class:`FeedError`.
+    """
+    if not data.is_dir():
+        raise FeedError(str(data), "landing folder not found")
+    found: list[LandingFile] = []
+    for feed in FEEDS.values():
+        if feed.snapshot:
+            candidates = [data / f"{feed.name}{suffix}" for suffix in FEED_SUFFIXES]
+            present = [p for p in candidates if p.is_file()]
+            if len(present) > 1:
+                raise FeedError(
+                    f"{feed.name}.*", "both a CSV and a Parquet file are present; keep one"
+                )
+            if not present:
+                if feed.required:
+                    raise FeedError(f"{feed.name}.csv", "required feed is missing")
+                continue
+            found.append(LandingFile(feed, present[0], present[0].name))
+    ledger = data / "payments"
+    if not ledger.is_dir():
+        raise FeedError("payments/", "required ledger folder is missing")
+    for path in sorted(ledger.iterdir()):
+        if path.is_file() and path.suffix.lower() in FEED_SUFFIXES:
+            found.append(LandingFile(FEEDS["payments"], path, f"payments/{path.name}"))
+    return found
+
+
+def _check_utf8_and_hash(path: Path, name: str) -> tuple[str, int, bytes]:
+    """Hash the file and prove it is UTF-8, in one streaming pass; return its first line."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    size, line, head = 0, 1, b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            if not head:
+                head = chunk[:65536]
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                bad = chunk[exc.start : exc.start + 1]
+                line += chunk[: exc.start].count(b"\n")
+                raise FeedError(
+                    name,
+                    f"not UTF-8 text: byte 0x{bad.hex()} on line {line} "
+                    "(save the file as UTF-8 and drop it again)",
+                ) from None
+            line += chunk.count(b"\n")
+            size += len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise FeedError(name, "not UTF-8 text: the file ends inside a character") from None
+    return digest.hexdigest(), size, head
+
+
+def _header(head: bytes, name: str) -> list[str]:
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    first = next(csv.reader(io.StringIO(text)), None)
+    if not first or not any(cell.strip() for cell in first):
+        raise FeedError(name, "no header row")
+    return [cell.strip() for cell in first]
+
+
+def _check_columns(header: list[str], feed: Feed, name: str) -> list[str]:
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise FeedError(name, f"column named twice in the header: {', '.join(duplicated)}")
+    if "" in header:
+        raise FeedError(name, f"column {header.index('') + 1} of the header has no name")
+    missing = [c for c in feed.required_columns if c not in header]
+    if missing:
+        raise FeedError(name, f"required column missing: {', '.join(missing)}")
+    return [c for c in header if c not in feed.column_names]
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """A landing file that passed the file-level checks, with its hash and header."""
+
+    file: LandingFile
+    sha256: str
+    bytes: int
+    header: tuple[str, ...]
+    extra_columns: tuple[str, ...]
+
+
+def inspect(file: LandingFile) -> Inspected:
+    """File-level checks and the content hash; a :class:`FeedError` names what is wrong."""
+    if file.is_parquet:
+        return _inspect_parquet(file)
+    if file.path.stat().st_size == 0:
+        raise FeedError(file.name, "empty file: no header row")
+    sha, size, head = _check_utf8_and_hash(file.path, file.name)
+    header = _header(head, file.name)
+    extra = _check_columns(header, file.feed, file.name)
+    return Inspected(file, sha, size, tuple(header), tuple(extra))
+
+
+def stage_raw(con: duckdb.DuckDBPyConnection, inspected: Inspected, table: str) -> StagedFile:
+    """Read a file as text into the temp table ``table`` (row_number + one column each)."""
+    file = inspected.file
+    if file.is_parquet:
+        return _stage_parquet(con, inspected, table)
+    header = list(inspected.header)
+    staged = StagedFile(inspected, table)
+    rejects_scan, rejects_table = f"{table}_rs", f"{table}_rt"
+    columns = {c: "VARCHAR" for c in header}
+    con.execute(f"DROP TABLE IF EXISTS {rejects_table}; DROP TABLE IF EXISTS {rejects_scan}")
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {table}_text AS
+            SELECT * FROM read_csv($path, header = true, auto_detect = false, columns = $columns,
+                delim = ',', quote = '"', escape = '"', store_rejects = true,
+                rejects_scan = '{rejects_scan}', rejects_table = '{rejects_table}',
+                max_line_size = 1048576)""",
+            {"path": str(file.path), "columns": columns},
+        )
+    except duckdb.Error as exc:
+        raise FeedError(file.name, f"cannot be read as CSV ({_first_line(exc)})") from None
+    rejected = con.execute(
+        f"""SELECT line - 1 AS row_number, any_value(error_type), any_value(trim(csv_line, e'\\r\\n'))
+            FROM {rejects_table} GROUP BY line ORDER BY line"""
+    ).fetchall()
+    accepted = con.execute(f"SELECT count(*) FROM {table}_text").fetchone()[0]
+    staged.rows_read = accepted + len(rejected)
+    staged.rejects = [(r, _reject_reason(kind, len(header)), line) for r, kind, line in rejected]
+    # DuckDB keeps file order (insertion order is preserved); the accepted rows take the
+    # data-row numbers 1..rows_read that the rejected rows do not.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {table} AS
+        WITH numbers AS (
+            SELECT n AS row_number, row_number() OVER (ORDER BY n) AS pos
+            FROM range(1, $total + 1) AS r(n)
+            WHERE n NOT IN (SELECT unnest($rejected::BIGINT[]))
+        ), accepted AS (
+            SELECT row_number() OVER () AS pos, * FROM {table}_text
+        )
+        SELECT numbers.row_number, accepted.* EXCLUDE (pos)
+        FROM accepted JOIN numbers USING (pos)""",
+        {"total": staged.rows_read, "rejected": [r for r, _, _ in rejected]},
+    )
+    con.execute(f"DROP TABLE {table}_text; DROP TABLE {rejects_table}; DROP TABLE {rejects_scan}")
+    return staged
+
+
+def _inspect_parquet(file: LandingFile) -> Inspected:
+    sha = file_sha256(file.path)
+    try:
+        names = [
+            r[0]
+            for r in duckdb.execute(
+                "SELECT name FROM parquet_schema($path) WHERE num_children IS NULL",
+                {"path": str(file.path)},
+            ).fetchall()
+        ]
+    except duckdb.Error as exc:
+        raise FeedError(file.name, f"cannot be read as Parquet ({_first_line(exc)})") from None
+    extra = _check_columns(names, file.feed, file.name)
+    return Inspected(file, sha, file.path.stat().st_size, tuple(names), tuple(extra))
+
+
+def _stage_parquet(con: duckdb.DuckDBPyConnection, inspected: Inspected, table: str) -> StagedFile:
+    casts = ", ".join(f'CAST("{n}" AS VARCHAR) AS "{n}"' for n in inspected.header)
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT file_row_number + 1 AS row_number, {casts}
+            FROM read_parquet($path, file_row_number = true)""",
+            {"path": str(inspected.file.path)},
+        )
+    except duckdb.Error as exc:
+        raise FeedError(inspected.file.name, f"cannot be read as Parquet ({_first_line(exc)})") from None
+    rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return StagedFile(inspected, table, rows)
+
+
+def _reject_reason(kind: str, expected: int) -> str:
+    if kind == "MISSING COLUMNS":
+        return f"row has fewer fields than the {expected} columns of the header"
+    if kind == "TOO MANY COLUMNS":
+        return f"row has more fields than the {expected} columns of the header"
+    if kind == "UNQUOTED VALUE":
+        return "a quote inside an unquoted field"
+    if kind == "LINE SIZE OVER MAXIMUM":
+        return "row longer than 1 MiB"
+    return f"row cannot be parsed as CSV ({kind.lower()})"
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200]
+
+
+def _typed(column: Column) -> tuple[str, str | None, str]:
+    """(typed expression, failure condition or None, rule) for one text column."""
+    raw = f'NULLIF(TRIM("{column.name}"), \'\')'
+    if column.kind == "text":
+        return raw, None, "type"
+    if column.kind == "int":
+        ok = rf"regexp_full_match({raw}, '[+-]?\d{{1,9}}')"
+        return f"CASE WHEN {ok} THEN CAST({raw} AS INTEGER) END", f"NOT {ok}", "type:int"
+    if column.kind == "money":
+        ok = rf"regexp_full_match({raw}, '[+-]?\d{{1,12}}(\.\d{{1,2}})?')"
+        return f"CASE WHEN {ok} THEN CAST({raw} AS DECIMAL(14,2)) END", f"NOT {ok}", "type:money"
+    if column.kind == "rate":
+        ok = rf"regexp_full_match({raw}, '[+-]?\d{{1,3}}(\.\d{{1,6}})?')"
+        return f"CASE WHEN {ok} THEN CAST({raw} AS DECIMAL(9,6)) END", f"NOT {ok}", "type:rate"
+    if column.kind == "date":
+        ok = rf"(regexp_full_match({raw}, '\d{{4}}-\d{{2}}-\d{{2}}') AND TRY_CAST({raw} AS DATE) IS NOT NULL)"
+        return f"CASE WHEN {ok} THEN CAST({raw} AS DATE) END", f"NOT {ok}", "type:date"
+    if column.kind == "bool":
+        word = f"lower({raw})"
+        expr = (
+            f"CASE WHEN {word} IN {TRUE_WORDS} THEN TRUE WHEN {word} IN {FALSE_WORDS} THEN FALSE END"
+        )
+        return expr, f"{word} NOT IN {TRUE_WORDS + FALSE_WORDS}", "type:bool"
+    raise ValueError(column.kind)
+
+
+_TYPE_MESSAGES = {
+    "type:int": "not a whole number",
+    "type:money": "not an amount in dollars with at most 2 decimals",
+    "type:rate": "not a percentage with at most 6 decimals",
+    "type:date": "not a real date in YYYY-MM-DD form",
+    "type:bool": "not true/false (true, false, yes, no, y, n, 1, 0)",
+}
+
+
+def typed_select(feed: Feed, present: list[str], table: str) -> str:
+    """SQL selecting typed columns, the raw row as JSON, and the list of cell errors.
+
+    Each error is a struct (column_name, rule, message). A column the file lacks (an
+    optional one) is NULL. Values are not copied into the messages: they hold
+    borrowers' data, which stays in the ``raw`` column only.
+    """
+    selects, checks = ["row_number"], []
+    for column in feed.columns:
+        if column.name not in present:
+            selects.append(f"CAST(NULL AS {sql_type(column)}) AS {column.name}")
+            continue
+        expr, bad, rule = _typed(column)
+        selects.append(f"{expr} AS {column.name}")
+        raw = f'NULLIF(TRIM("{column.name}"), \'\')'
+        if not column.nullable:
+            checks.append(
+                f"CASE WHEN {raw} IS NULL THEN {{'column_name': '{column.name}', 'rule': 'required', "
+                f"'message': '{column.name} is empty'}} END"
+            )
+        if bad is not None:
+            checks.append(
+                f"CASE WHEN {raw} IS NOT NULL AND {bad} THEN {{'column_name': '{column.name}', "
+                f"'rule': '{rule}', 'message': '{column.name} is {_TYPE_MESSAGES[rule]}'}} END"
+            )
+    raw_json = "to_json(struct_pack(" + ", ".join(f'"{c}" := "{c}"' for c in present) + "))"
+    errors = "list_filter([" + ", ".join(checks) + "], lambda e: e IS NOT NULL)" if checks else "[]"
+    return f"SELECT {', '.join(selects)}, {raw_json} AS raw, {errors} AS errors FROM {table}"

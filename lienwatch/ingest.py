@@ -1,0 +1,364 @@
+"""Ingest: the landing folder into the warehouse, every row loaded or quarantined.
+
+Order of a night's ingest:
+
+1. Every file is checked at file level first (readable, UTF-8, header with the required
+   columns). One failure stops the night before anything is written.
+2. Snapshot feeds, borrowers first then loans (loans refer to borrowers) then the
+   feeds that refer to loans. A snapshot whose content hash equals the current one is
+   unchanged and skipped; otherwise it replaces the current snapshot and is kept in
+   ``<feed>_history`` under its load id.
+3. Ledger files not seen before (by content hash), in name order, validated together
+   (so a reversal may name a payment in another new file) and loaded one transaction
+   per file. A row whose txn_id is already loaded goes to quarantine as a duplicate.
+
+Each file: rows read = rows loaded + rows quarantined, checked before its commit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from lienwatch import expectations
+from lienwatch.errors import LienwatchError
+from lienwatch.feeds import Inspected, LandingFile, StagedFile, discover, inspect, stage_raw, typed_select
+from lienwatch.warehouse import next_load_id, transaction
+from transforms.contract import FEEDS, Feed
+
+SNAPSHOT_ORDER = ("borrowers", "loans", "payment_changes", "senior_liens", "loss_mit")
+BATCH_BYTES = 256 << 20  # ledger files validated together, at most this much CSV at once
+KEY_SCALE = 10_000_000_000  # row key = file position * KEY_SCALE + row number
+
+
+@dataclass
+class FileResult:
+    """What became of one landing file this night."""
+
+    source_file: str
+    feed: str
+    status: str  # loaded, unchanged (same content as the current snapshot) or seen_before
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    load_id: int | None = None
+    validation_result: str | None = None
+
+
+@dataclass
+class IngestSummary:
+    files: list[FileResult] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        loaded = [f for f in self.files if f.status == "loaded"]
+        return {
+            "files_loaded": len(loaded),
+            "files_skipped": len(self.files) - len(loaded),
+            "rows_read": sum(f.rows_read for f in loaded),
+            "rows_loaded": sum(f.rows_loaded for f in loaded),
+            "rows_quarantined": sum(f.rows_quarantined for f in loaded),
+        }
+
+
+def ingest(
+    con: duckdb.DuckDBPyConnection,
+    data: Path,
+    *,
+    run_id: str | None = None,
+    as_of: date | None = None,
+    results_dir: Path | None = None,
+) -> IngestSummary:
+    """Take the landing folder ``data`` into the warehouse behind ``con``."""
+    checked = [inspect(f) for f in discover(data)]
+    summary = IngestSummary()
+    by_feed = {i.file.feed.name: i for i in checked if i.file.feed.snapshot}
+    for name in SNAPSHOT_ORDER:
+        if name in by_feed:
+            summary.files.append(_snapshot(con, by_feed[name], run_id, as_of, results_dir))
+    ledger = [i for i in checked if not i.file.feed.snapshot]
+    summary.files.extend(_ledger(con, ledger, run_id, as_of, results_dir))
+    return summary
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def _snapshot(con, inspected: Inspected, run_id, as_of, results_dir) -> FileResult:
+    feed = inspected.file.feed
+    current = con.execute(
+        "SELECT sha256 FROM ingested_files WHERE feed = $feed ORDER BY load_id DESC LIMIT 1",
+        {"feed": feed.name},
+    ).fetchone()
+    if current and current[0] == inspected.sha256:
+        return FileResult(inspected.file.name, feed.name, "unchanged")
+    staged = stage_raw(con, inspected, f"stg_{feed.name}_raw")
+    batch = _Batch(feed, [staged])
+    batch.type_and_check(con, _snapshot_checks(feed))
+    failures, result = batch.validate(con)
+    with transaction(con):
+        load_id = next_load_id(con)
+        path = _save_result(results_dir, feed.name, load_id, result)
+        cols = ", ".join(feed.column_names)
+        con.execute(f"DELETE FROM {feed.name}")
+        for target in (feed.name, f"{feed.name}_history"):
+            con.execute(
+                f"""INSERT INTO {target} ({cols}, load_id)
+                SELECT {cols}, $load_id FROM stg_typed
+                WHERE _key NOT IN (SELECT key FROM stg_failed)""",
+                {"load_id": load_id},
+            )
+        if feed.name == "loans":
+            con.execute(
+                """INSERT INTO known_loans SELECT DISTINCT loan_id, $load_id FROM loans
+                WHERE loan_id NOT IN (SELECT loan_id FROM known_loans)""",
+                {"load_id": load_id},
+            )
+        file_result = batch.record(con, 0, load_id, run_id, as_of, path)
+    return file_result
+
+
+def _snapshot_checks(feed: Feed) -> str:
+    """Check columns for a snapshot's clean rows (``t``): in-batch duplicates, references."""
+    key = ", ".join(feed.key)
+    checks = [f"row_number() OVER (PARTITION BY {key} ORDER BY _key) > 1 AS _dup"]
+    if feed.name == "loans":
+        checks += [
+            "borrower_id NOT IN (SELECT borrower_id FROM borrowers) AS _borrower_unknown",
+            "(draw_period_end IS NOT NULL AND product <> 'heloc') AS _draw_end_not_heloc",
+        ]
+    elif feed.name == "borrowers":
+        checks += [
+            "(bankruptcy_filed_date IS NOT NULL AND NOT bankruptcy) AS _bankruptcy_date_without_flag",
+        ]
+    else:
+        checks.append("loan_id NOT IN (SELECT loan_id FROM known_loans) AS _loan_unknown")
+    if feed.name == "loss_mit":
+        checks.append("(status = 'closed' AND closed_date IS NULL) AS _closed_without_date")
+    return ", ".join(checks)
+
+
+# --------------------------------------------------------------------------- the ledger
+
+_PAYMENT_CHECKS = f"""
+    row_number() OVER (PARTITION BY txn_id, _key // {KEY_SCALE} ORDER BY _key) > 1 AS _dup,
+    (txn_id IN (SELECT txn_id FROM payments)
+     OR min(_key // {KEY_SCALE}) OVER (PARTITION BY txn_id) < _key // {KEY_SCALE}) AS _loaded_before,
+    loan_id NOT IN (SELECT loan_id FROM known_loans) AS _loan_unknown
+"""
+
+_REVERSAL_PROBLEM = """
+CREATE OR REPLACE TEMP TABLE stg_reversal AS
+WITH candidates AS (  -- payments a reversal may name: loaded ones and this batch's clean rows
+    SELECT txn_id, loan_id, posted_date, amount, txn_type, -1 AS _key FROM payments
+    UNION ALL
+    SELECT txn_id, loan_id, posted_date, amount, txn_type, _key FROM stg_checked
+    WHERE NOT _dup AND NOT _loaded_before
+),
+target AS (
+    SELECT * FROM candidates QUALIFY row_number() OVER (PARTITION BY txn_id ORDER BY _key) = 1
+),
+reversed_before AS (
+    SELECT DISTINCT reverses_txn_id FROM payments WHERE txn_type = 'reversal'
+),
+reversals AS (
+    SELECT r._key, r.loan_id, r.posted_date, r.amount, r.reverses_txn_id,
+           row_number() OVER (PARTITION BY r.reverses_txn_id ORDER BY r._key) AS nth
+    FROM stg_checked r
+    WHERE r.txn_type = 'reversal' AND NOT r._dup AND NOT r._loaded_before
+)
+SELECT c._key,
+    CASE
+        WHEN c.txn_type = 'payment' AND c.reverses_txn_id IS NOT NULL
+            THEN 'a payment must not name reverses_txn_id'
+        WHEN c.txn_type = 'reversal' AND c.reverses_txn_id IS NULL
+            THEN 'reverses_txn_id is empty'
+        WHEN c.txn_type <> 'reversal' OR c._dup OR c._loaded_before THEN NULL
+        WHEN t.txn_id IS NULL THEN 'no payment has that txn_id'
+        WHEN t.txn_type <> 'payment' THEN 'the transaction it names is itself a reversal'
+        WHEN t.loan_id <> c.loan_id THEN 'the payment it names belongs to another loan'
+        WHEN t.posted_date > c.posted_date THEN 'it is dated before the payment it reverses'
+        WHEN t.amount <> c.amount THEN 'its amount differs from the payment it reverses'
+        WHEN rb.reverses_txn_id IS NOT NULL OR r.nth > 1 THEN 'the payment was already reversed'
+    END AS _reversal_problem
+FROM stg_checked c
+LEFT JOIN target t ON t.txn_id = c.reverses_txn_id
+LEFT JOIN reversed_before rb ON rb.reverses_txn_id = c.reverses_txn_id
+LEFT JOIN reversals r ON r._key = c._key
+"""
+
+
+def _ledger(con, files: list[Inspected], run_id, as_of, results_dir) -> list[FileResult]:
+    seen = {
+        sha: name
+        for sha, name in con.execute(
+            "SELECT sha256, source_file FROM ingested_files WHERE feed = 'payments'"
+        ).fetchall()
+    }
+    results, new = [], []
+    for inspected in files:
+        if inspected.sha256 in seen:
+            results.append(FileResult(inspected.file.name, "payments", "seen_before"))
+            continue
+        seen[inspected.sha256] = inspected.file.name
+        new.append(inspected)
+    for group in _batches(new):
+        staged = [stage_raw(con, f, f"stg_pay_{i}") for i, f in enumerate(group)]
+        batch = _Batch(FEEDS["payments"], staged)
+        batch.type_and_check(con, _PAYMENT_CHECKS)
+        con.execute(_REVERSAL_PROBLEM)
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE stg_checked AS
+            SELECT c.*, r._reversal_problem FROM stg_checked c JOIN stg_reversal r USING (_key)"""
+        )
+        failures, result = batch.validate(con)
+        for position, _ in enumerate(staged):
+            with transaction(con):
+                load_id = next_load_id(con)
+                path = _save_result(results_dir, "payments", load_id, result) if position == 0 else None
+                cols = ", ".join(FEEDS["payments"].column_names)
+                con.execute(
+                    f"""INSERT INTO payments ({cols}, source_file, row_number, load_id)
+                    SELECT {cols}, $source, row_number, $load_id FROM stg_typed
+                    WHERE _key // {KEY_SCALE} = $position
+                      AND _key NOT IN (SELECT key FROM stg_failed)
+                    ORDER BY _key""",
+                    {"source": staged[position].inspected.file.name, "load_id": load_id,
+                     "position": position},
+                )
+                results.append(batch.record(con, position, load_id, run_id, as_of, path))
+        for s in staged:
+            con.execute(f"DROP TABLE IF EXISTS {s.table}")
+    return results
+
+
+def _batches(files: list[Inspected]) -> Iterable[list[Inspected]]:
+    group, size = [], 0
+    for f in files:
+        if group and size + f.bytes > BATCH_BYTES:
+            yield group
+            group, size = [], 0
+        group.append(f)
+        size += f.bytes
+    if group:
+        yield group
+
+
+# --------------------------------------------------------------------------- one batch
+
+
+class _Batch:
+    """Files of one feed staged together: typed, checked, validated, then recorded."""
+
+    def __init__(self, feed: Feed, staged: list[StagedFile]) -> None:
+        self.feed = feed
+        self.staged = staged
+        self.failed: dict[int, list[expectations.Failure]] = {}
+
+    def type_and_check(self, con: duckdb.DuckDBPyConnection, checks: str) -> None:
+        parts = []
+        for position, s in enumerate(self.staged):
+            present = [c for c in s.inspected.header]
+            parts.append(
+                f"SELECT {position} * {KEY_SCALE} + row_number AS _key, * FROM ("
+                f"{typed_select(self.feed, present, s.table)})"
+            )
+        con.execute("CREATE OR REPLACE TEMP TABLE stg_typed AS " + " UNION ALL ".join(parts))
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE stg_checked AS
+            SELECT *, {checks} FROM stg_typed WHERE len(errors) = 0"""
+        )
+
+    def validate(self, con: duckdb.DuckDBPyConnection) -> tuple[list[expectations.Failure], dict]:
+        view = con.execute(
+            "SELECT * EXCLUDE (raw, errors, row_number) FROM stg_checked ORDER BY _key"
+        ).df().set_index("_key")
+        for column in self.feed.columns:
+            if column.kind in ("money", "rate"):
+                view[column.name] = view[column.name].astype("float64")
+            elif column.kind == "date":
+                view[column.name] = pd.to_datetime(view[column.name])
+        failures, result = expectations.validate(self.feed.name, view)
+        cell = con.execute(
+            "SELECT _key, errors FROM stg_typed WHERE len(errors) > 0"
+        ).fetchall()
+        for key, errors in cell:
+            first = errors[0]
+            failures.append(expectations.Failure(
+                key, first["column_name"], first["rule"],
+                "; ".join(e["message"] for e in errors), "error"))
+        blocking = [f for f in failures if f.severity != "warning"]
+        for f in blocking:
+            self.failed.setdefault(f.key, []).append(f)
+        keys = pd.DataFrame({"key": sorted(self.failed)}, dtype="int64")
+        con.register("stg_failed_view", keys)
+        con.execute("CREATE OR REPLACE TEMP TABLE stg_failed AS SELECT key FROM stg_failed_view")
+        con.unregister("stg_failed_view")
+        result["lienwatch"] = {
+            "feed": self.feed.name,
+            "files": [s.inspected.file.name for s in self.staged],
+            "warnings": sum(1 for f in failures if f.severity == "warning"),
+        }
+        return failures, result
+
+    def record(self, con, position: int, load_id: int, run_id, as_of, result_path) -> FileResult:
+        """Quarantine the file's failed rows, write its registry row, check conservation."""
+        staged = self.staged[position]
+        name = staged.inspected.file.name
+        now = datetime.now(UTC).replace(tzinfo=None)
+        rows = []
+        for row_number, reason, line in staged.rejects:
+            rows.append((self.feed.name, name, row_number, reason, line, None, "structure",
+                         "error", load_id, now))
+        lo, hi = position * KEY_SCALE, (position + 1) * KEY_SCALE
+        raw = dict(con.execute(
+            "SELECT _key, raw FROM stg_typed WHERE _key >= $lo AND _key < $hi "
+            "AND _key IN (SELECT key FROM stg_failed)", {"lo": lo, "hi": hi}).fetchall())
+        for key in sorted(k for k in self.failed if lo <= k < hi):
+            found = sorted(self.failed[key], key=_precedence)
+            first = found[0]
+            rows.append((self.feed.name, name, key - lo, "; ".join(f.message for f in found),
+                         raw.get(key), first.column_name, first.rule, first.severity, load_id, now))
+        if rows:
+            con.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        loaded = con.execute(
+            "SELECT count(*) FROM " + (self.feed.name if self.feed.snapshot else "payments")
+            + " WHERE load_id = $load_id", {"load_id": load_id}).fetchone()[0]
+        if staged.rows_read != loaded + len(rows):
+            raise LienwatchError(
+                f"{name}: {staged.rows_read} rows read but {loaded} loaded and {len(rows)} "
+                "quarantined; nothing was loaded from it")
+        con.execute(
+            """INSERT INTO ingested_files VALUES ($load_id, $name, $sha, $feed, $read, $loaded,
+               $quarantined, $now, $run_id, $as_of, $bytes, $extra, $result)""",
+            {"load_id": load_id, "name": name, "sha": staged.inspected.sha256,
+             "feed": self.feed.name, "read": staged.rows_read, "loaded": loaded,
+             "quarantined": len(rows), "now": now, "run_id": run_id, "as_of": as_of,
+             "bytes": staged.inspected.bytes, "extra": list(staged.inspected.extra_columns),
+             "result": str(result_path) if result_path else None},
+        )
+        return FileResult(name, self.feed.name, "loaded", staged.rows_read, loaded, len(rows),
+                          load_id, str(result_path) if result_path else None)
+
+
+def _precedence(failure: expectations.Failure) -> tuple[int, str]:
+    order = {"duplicate": 0, "error": 1}
+    return order.get(failure.severity, 2), failure.rule
+
+
+def _save_result(results_dir: Path | None, feed: str, load_id: int, result: dict) -> Path | None:
+    if results_dir is None:
+        return None
+    results_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = results_dir / f"{feed}-{load_id}.json"
+    path.write_text(json.dumps(result, indent=1, default=str))
+    return path
+
+
+def summary_rows(summary: IngestSummary) -> list[dict]:
+    return [asdict(f) for f in summary.files]

@@ -1,0 +1,147 @@
+"""The DuckDB warehouse: connecting, the schema, and one-transaction writes.
+
+The contract fixes the tables ``loan_status``, ``risk_flags``, ``hardship_options``,
+``letters``, ``payments``, ``ingested_files``, ``quarantine`` and ``runs`` (their named
+columns keep their names and meanings; more columns are added here). The other tables
+are this project's own: the current snapshot of each snapshot feed, its history by
+load, and the registry of loans ever seen.
+
+Only one process may write: DuckDB locks the file, and a second writer is refused at
+once with :class:`WarehouseBusy`. Readers (reports, analysts) open it read-only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from lienwatch.errors import LienwatchError, WarehouseBusy
+from transforms.contract import FEEDS, Column, Feed
+
+SQL_TYPES = {
+    "text": "VARCHAR",
+    "int": "INTEGER",
+    "money": "DECIMAL(14,2)",
+    "rate": "DECIMAL(9,6)",
+    "date": "DATE",
+    "bool": "BOOLEAN",
+}
+
+
+def sql_type(column: Column) -> str:
+    return SQL_TYPES[column.kind]
+
+
+def _feed_columns_ddl(feed: Feed) -> str:
+    return ",\n  ".join(f"{c.name} {sql_type(c)}" for c in feed.columns)
+
+
+def _schema() -> list[str]:
+    statements = [
+        """CREATE SEQUENCE IF NOT EXISTS load_seq START 1""",
+        """CREATE TABLE IF NOT EXISTS ingested_files (
+  load_id BIGINT PRIMARY KEY,
+  source_file VARCHAR NOT NULL,
+  sha256 VARCHAR NOT NULL,
+  feed VARCHAR NOT NULL,
+  rows_read BIGINT NOT NULL,
+  rows_loaded BIGINT NOT NULL,
+  rows_quarantined BIGINT NOT NULL,
+  loaded_at TIMESTAMP NOT NULL,
+  run_id VARCHAR,
+  as_of_date DATE,
+  bytes BIGINT,
+  extra_columns VARCHAR[],
+  validation_result VARCHAR,
+  CHECK (rows_read = rows_loaded + rows_quarantined)
+)""",
+        """CREATE TABLE IF NOT EXISTS quarantine (
+  feed VARCHAR NOT NULL,
+  source_file VARCHAR NOT NULL,
+  row_number BIGINT NOT NULL,
+  error VARCHAR NOT NULL,
+  raw VARCHAR,
+  column_name VARCHAR,
+  rule VARCHAR NOT NULL,
+  severity VARCHAR NOT NULL,
+  load_id BIGINT NOT NULL,
+  quarantined_at TIMESTAMP NOT NULL
+)""",
+        f"""CREATE TABLE IF NOT EXISTS payments (
+  {_feed_columns_ddl(FEEDS["payments"])},
+  source_file VARCHAR NOT NULL,
+  row_number BIGINT NOT NULL,
+  load_id BIGINT NOT NULL
+)""",
+        """CREATE TABLE IF NOT EXISTS known_loans (
+  loan_id VARCHAR PRIMARY KEY,
+  first_load_id BIGINT NOT NULL
+)""",
+        """CREATE TABLE IF NOT EXISTS runs (
+  run_id VARCHAR PRIMARY KEY,
+  as_of_date DATE NOT NULL,
+  started_at TIMESTAMP NOT NULL,
+  finished_at TIMESTAMP,
+  status VARCHAR NOT NULL,
+  reason VARCHAR,
+  counts JSON
+)""",
+    ]
+    for feed in FEEDS.values():
+        if not feed.snapshot:
+            continue
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {feed.name} (\n  {_feed_columns_ddl(feed)},\n"
+            "  load_id BIGINT NOT NULL\n)"
+        )
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {feed.name}_history (\n  {_feed_columns_ddl(feed)},\n"
+            "  load_id BIGINT NOT NULL\n)"
+        )
+    return statements
+
+
+def connect(db: Path, *, read_only: bool = False, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; create it (owner-only) and its schema when writing."""
+    if read_only and not db.exists():
+        raise LienwatchError(f"{db}: no warehouse at this path")
+    if not read_only:
+        db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        new = not db.exists()
+    try:
+        con = duckdb.connect(str(db), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise WarehouseBusy(
+                f"{db}: the warehouse is in use by another lienwatch process; "
+                "wait for it to finish (nothing was changed)"
+            ) from None
+        raise LienwatchError(f"{db}: cannot open the warehouse ({exc})") from None
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    if not read_only:
+        if new:
+            os.chmod(db, 0o600)
+        for statement in _schema():
+            con.execute(statement)
+    return con
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One all-or-nothing write: commit on success, roll back on any error."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def next_load_id(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT nextval('load_seq')").fetchone()[0]
