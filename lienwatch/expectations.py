@@ -114,7 +114,7 @@ def _borrowers(gx: Any) -> list[Any]:
         _e(gx, "ExpectColumnValuesToMatchRegex", "format", "state must be a 2-letter code",
            "state", regex=r"^[A-Z]{2}$"),
         _e(gx, "ExpectColumnValuesToMatchRegex", "format", "zip is not a 5 or 9 digit ZIP code",
-           "zip", regex=r"^\d{5}(-?\d{4})?$", severity="warning"),
+           "zip", regex=r"^\d{5}(?:-?\d{4})?$", severity="warning"),
         _flag(gx, "_bankruptcy_date_without_flag", "consistency",
               "bankruptcy_filed_date is set but bankruptcy is false", "bankruptcy_filed_date",
               severity="warning"),
