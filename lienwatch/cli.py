@@ -163,5 +163,22 @@ def demo(
     typer.echo(f"outputs:   {out.resolve()}")
 
 
+@app.command("settings")
+def settings_command(
+    reference: Annotated[
+        bool, typer.Option("--reference", help="Print every key with its default, as Markdown.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Check a settings file (or print the reference of every key)."""
+    if reference:
+        from lienwatch.settings import settings_reference
+
+        typer.echo(settings_reference())
+        return
+    settings = _settings(config)
+    typer.echo(settings.model_dump_json(indent=2))
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())

@@ -116,3 +116,41 @@ def load_settings(path: Path | None = None) -> Settings:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: not valid TOML ({exc})") from None
     return parse_settings(raw, source=str(path))
+
+
+def settings_reference() -> str:
+    """Every setting with its default and meaning, as Markdown (docs/configuration.md)."""
+    lines = [
+        "# Configuration",
+        "",
+        "lienwatch reads `lienwatch.toml` from the working folder (or the file given with",
+        "`--config`). Every key is optional; an unknown key, or a value of the wrong type or",
+        "out of range, stops the command with a message naming the key. This page is made",
+        "from the settings code (`lienwatch settings --reference`), so it lists every key.",
+        "",
+    ]
+    for section_name, section_field in Settings.model_fields.items():
+        section_cls = section_field.annotation
+        lines += [f"## [{section_name}]", "", (section_cls.__doc__ or "").strip(), "",
+                  "| key | default | meaning |", "|---|---|---|"]
+        default = section_field.default
+        for key, field_info in section_cls.model_fields.items():
+            value = getattr(default, key)
+            shown = _toml_value(value)
+            lines.append(f"| `{key}` | `{shown}` | {field_info.description or ''} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return '"' + str(value) + '"'
+    if isinstance(value, Decimal):
+        return f'"{value}"'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if value is None:
+        return "(none)"
+    return str(value)
