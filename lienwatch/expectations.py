@@ -173,10 +173,11 @@ SPECIFIC = {
 
 @cache
 def _gx() -> tuple[Any, Any]:
-    for noisy in ("great_expectations", "great_expectations.core", "tqdm"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)

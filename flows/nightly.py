@@ -1,0 +1,97 @@
+"""The nightly flow: landing folder to warehouse, status, and the night's record.
+
+Orchestration only: every task calls one step of ``lienwatch.night`` with small
+arguments (the night's paths and date) and returns that step's counts. Only reading
+the landing folder is retried (a network share can blip); a deterministic step that
+fails fails the night at once, which is recorded in ``runs`` with its one-line reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+
+from lienwatch import night as steps
+from lienwatch.errors import LienwatchError
+from lienwatch.night import Night, NightSummary
+from lienwatch.settings import Settings
+
+
+def _transient(task, task_run, state) -> bool:
+    """Retry only input/output errors, never a bad file or a rule that failed."""
+    try:
+        state.result()
+    except LienwatchError:
+        return False
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+# ---- ingest: landing folder -> payments, snapshots, quarantine, ingested_files
+@task(name="ingest", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient,
+      cache_policy=NONE)
+def ingest_task(night: Night) -> dict:
+    return steps.step_ingest(night)
+
+
+# ---- delinquency: ledger -> loan_status (+ month-end history, transitions, roll rates)
+@task(name="delinquency", cache_policy=NONE)
+def delinquency_task(night: Night, settings: Settings) -> dict:
+    return steps.step_delinquency(night, settings)
+
+
+# ---- run record
+@task(name="record-start", cache_policy=NONE)
+def record_start_task(night: Night) -> None:
+    steps.step_record_start(night)
+
+
+@task(name="record-end", cache_policy=NONE)
+def record_end_task(night: Night, status: str, counts: dict, reason: str | None = None) -> None:
+    steps.step_record_end(night, status, counts, reason)
+
+
+@flow(name="lienwatch-nightly", log_prints=False, validate_parameters=False)
+def nightly(night: Night, settings: Settings) -> NightSummary:
+    logger = get_run_logger()
+    summary = NightSummary(night)
+    record_start_task(night)
+    try:
+        summary.steps["ingest"] = ingest_task(night)
+        if hasattr(steps, "step_delinquency"):
+            summary.steps["delinquency"] = delinquency_task(night, settings)
+    except Exception as exc:
+        summary.status = "failed"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        record_end_task(night, "failed", summary.steps, reason)
+        logger.error("night %s failed: %s", night.as_of, reason)
+        raise
+    path = steps.write_summary(night, summary)
+    record_end_task(night, "completed", summary.steps)
+    _publish(summary, path)
+    logger.info("night %s completed; summary at %s", night.as_of, path)
+    return summary
+
+
+def _publish(summary: NightSummary, path: Path) -> None:
+    """The night's summary as Prefect artifacts (shown in the UI when a server is used)."""
+    night = summary.night
+    rows = [
+        {"step": step, "figure": key, "value": value}
+        for step, counts in summary.steps.items()
+        for key, value in counts.items()
+        if isinstance(value, int | float | str)
+    ]
+    key = f"night-{night.as_of.isoformat()}"
+    create_table_artifact(table=rows, key=f"{key}-figures", description=f"lienwatch night {night.as_of}")
+    create_markdown_artifact(
+        markdown="```\n" + summary.text() + "\n```\n\nSummary file: `" + str(path) + "`",
+        key=key,
+        description=f"lienwatch night {night.as_of}",
+    )

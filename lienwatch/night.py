@@ -1,0 +1,207 @@
+"""The steps of a night, as the flow calls them, and the entry points that run nights.
+
+Each step opens its own warehouse connection, reads, calls the pure transforms, writes
+the night's rows in one transaction (replacing that as-of date's rows, so a rerun is
+safe) and returns a small dict of counts. The Prefect flow in ``flows/nightly.py`` only
+wires these steps together.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from lienwatch import warehouse
+from lienwatch.errors import FeedError, LienwatchError, WarehouseBusy
+from lienwatch.ingest import ingest
+from lienwatch.settings import Settings
+
+
+@dataclass(frozen=True)
+class Night:
+    """Where one night reads and writes, and for which business date."""
+
+    data: Path
+    db: Path
+    out: Path
+    as_of: date
+    run_id: str
+
+    @property
+    def night_dir(self) -> Path:
+        return self.out / self.as_of.isoformat()
+
+
+@dataclass
+class NightSummary:
+    night: Night
+    status: str = "completed"
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def text(self) -> str:
+        n = self.night
+        lines = [f"night {n.as_of} ({n.run_id}): {self.status}"]
+        for step, counts in self.steps.items():
+            shown = ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, dict | list))
+            lines.append(f"  {step}: {shown}")
+            for k, v in counts.items():
+                if isinstance(v, dict) and v:
+                    lines.append(f"    {k}: " + ", ".join(f"{a} {b}" for a, b in v.items()))
+        lines.append(f"  warehouse: {n.db}")
+        lines.append(f"  outputs:   {n.night_dir}")
+        return "\n".join(lines)
+
+
+@contextmanager
+def writer_lock(db: Path) -> Iterator[None]:
+    """Hold the warehouse's writer lock for a whole night; refuse at once if it is taken."""
+    db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock_path = db.with_name(db.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WarehouseBusy(
+                f"{db}: another lienwatch night is running against this warehouse; "
+                "nothing was changed"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def step_ingest(night: Night) -> dict[str, Any]:
+    """Landing folder into the warehouse; every row loaded or quarantined."""
+    con = warehouse.connect(night.db)
+    try:
+        summary = ingest(
+            con, night.data, run_id=night.run_id, as_of=night.as_of,
+            results_dir=night.night_dir / "validation",
+        )
+    finally:
+        con.close()
+    counts = summary.totals()
+    counts["validation_results"] = [f.validation_result for f in summary.files if f.validation_result]
+    return counts
+
+
+def step_record_start(night: Night) -> None:
+    con = warehouse.connect(night.db)
+    try:
+        con.execute(
+            "INSERT INTO runs (run_id, as_of_date, started_at, status) VALUES ($id, $d, $t, 'running')",
+            {"id": night.run_id, "d": night.as_of, "t": _now()},
+        )
+    finally:
+        con.close()
+
+
+def step_record_end(night: Night, status: str, counts: dict[str, Any], reason: str | None = None) -> None:
+    con = warehouse.connect(night.db)
+    try:
+        con.execute(
+            """UPDATE runs SET finished_at = $t, status = $s, reason = $r, counts = $c
+            WHERE run_id = $id""",
+            {"t": _now(), "s": status, "r": reason, "c": json.dumps(counts, default=str),
+             "id": night.run_id},
+        )
+    finally:
+        con.close()
+
+
+def write_summary(night: Night, summary: NightSummary) -> Path:
+    night.night_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = night.night_dir / "summary.json"
+    payload = {"as_of_date": night.as_of.isoformat(), "run_id": night.run_id,
+               "status": summary.status, "steps": summary.steps}
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+PREFECT_DEFAULTS = {
+    # Local mode needs no network: no telemetry from the temporary server.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+}
+
+
+def run_night(settings: Settings, *, data: Path, db: Path, out: Path, as_of: date) -> NightSummary:
+    """Run one night through the Prefect flow (local mode); raise on failure."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from flows.nightly import nightly
+
+    night = Night(data=data, db=db, out=out, as_of=as_of,
+                  run_id=f"{as_of.isoformat()}-{uuid.uuid4().hex[:8]}")
+    with writer_lock(db):
+        return nightly(night=night, settings=settings)
+
+
+def completed_nights(db: Path) -> set[date]:
+    if not db.exists():
+        return set()
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+    except duckdb.Error:
+        return set()
+    try:
+        return {r[0] for r in con.execute("SELECT as_of_date FROM runs WHERE status = 'completed'").fetchall()}
+    except duckdb.Error:
+        return set()
+    finally:
+        con.close()
+
+
+def run_backfill(
+    settings: Settings, *, data: Path, db: Path, out: Path, start: date, end: date,
+    force: bool = False, business_days_only: bool = True,
+) -> Iterator[str]:
+    """Run each (business) date from ``start`` to ``end`` in order; yield a line per night."""
+    done = set() if force else completed_nights(db)
+    day = start
+    while day <= end:
+        if business_days_only and day.weekday() >= 5:
+            yield f"night {day}: skipped (weekend)"
+        elif day in done:
+            yield f"night {day}: skipped (already complete; --force to rerun)"
+        else:
+            yield run_night(settings, data=data, db=db, out=out, as_of=day).text()
+        day += timedelta(days=1)
+
+
+def latest_ledger_date(data: Path) -> date:
+    """The latest posted_date in the landing folder's ledger files (for the demo)."""
+    ledger = data / "payments"
+    if not ledger.is_dir():
+        raise FeedError(str(ledger), "required ledger folder is missing")
+    try:
+        found = duckdb.execute(
+            "SELECT max(TRY_CAST(posted_date AS DATE)) FROM read_csv($glob, all_varchar = true, union_by_name = true)",
+            {"glob": str(ledger / "*.csv")},
+        ).fetchone()[0]
+    except duckdb.Error as exc:
+        raise LienwatchError(f"{ledger}: cannot read the ledger files ({exc})") from None
+    if found is None:
+        raise LienwatchError(f"{ledger}: no ledger rows with a posted_date")
+    return found
