@@ -1,13 +1,15 @@
 # The two commands of the README: `make demo` and `make test`.
-# Both install what they need first (uv from PyPI, then the locked environment).
+# Both install what they need first: uv (pinned, into a private tools venv), then the
+# locked project environment in .venv.
 PYTHON ?= python3
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 UV_VERSION := 0.13.8
+UV := .tools/bin/uv
 
 .PHONY: install demo test bench lint clean
 
 $(UV):
-	$(PYTHON) -m pip install --user --quiet "uv==$(UV_VERSION)"
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 .venv/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen
