@@ -9,6 +9,7 @@ once and passes it down.
 
 from __future__ import annotations
 
+import inspect
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -72,6 +73,46 @@ class Delinquency(_Section):
     )
 
 
+class Risk(_Section):
+    """Early-warning signals, the queue score and the review capacity (second liens only).
+
+    The score orders the review queue within a tier: the sum of the weights of the
+    signals present, plus ``weight_per_day_past_due`` for each day past due.
+    """
+
+    senior_dpd_threshold: int = Field(30, ge=1, le=365, description="Senior lien days past due that raise the senior_lien_delinquent signal.")
+    nsf_lookback_days: int = Field(90, ge=1, le=730, description="A returned (NSF) payment within this many days raises returned_payment.")
+    payment_rise_ratio: Decimal = Field(Decimal("1.20"), gt=1, le=10, description="A scheduled payment rising to at least this multiple of the current one raises payment_shock.")
+    payment_rise_horizon_days: int = Field(90, ge=1, le=365, description="How far ahead a scheduled payment rise is looked for.")
+    late_days_threshold: int = Field(15, ge=1, le=60, description="An installment paid more than this many days after its due date counts as paid late.")
+    cltv_threshold: Decimal = Field(Decimal("1.00"), gt=0, le=5, description="Combined LTV (senior balance + this balance over value) above which underwater is raised.")
+    review_capacity: int = Field(500, ge=1, description="How many flagged loans the team can review in a morning; the queue beyond it is cut by tier then score, and counted.")
+    weights: dict[str, Decimal] = Field(
+        default_factory=lambda: {
+            "senior_lien_delinquent": Decimal("30"),
+            "returned_payment": Decimal("20"),
+            "partial_or_suspense": Decimal("10"),
+            "payment_shock": Decimal("25"),
+            "paying_later": Decimal("15"),
+            "underwater": Decimal("15"),
+            "worsening_bucket": Decimal("20"),
+            "early_delinquency": Decimal("10"),
+        },
+        description="Score weight of each signal (reason code to points).",
+    )
+    weight_per_day_past_due: Decimal = Field(Decimal("0.5"), ge=0, description="Score points per day past due.")
+
+    @field_validator("weights")
+    @classmethod
+    def _known_signals(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        from transforms.contract import SIGNALS
+
+        unknown = sorted(set(value) - set(SIGNALS))
+        if unknown:
+            raise ValueError(f"unknown signal(s) {', '.join(unknown)}; known: {', '.join(SIGNALS)}")
+        return {code: value.get(code, Decimal("0")) for code in SIGNALS}
+
+
 class Schedule(_Section):
     """When the nightly flow runs when served."""
 
@@ -85,6 +126,7 @@ class Settings(_Section):
     servicer: Servicer = Servicer()
     paths: Paths = Paths()
     delinquency: Delinquency = Delinquency()
+    risk: Risk = Risk()
     schedule: Schedule = Schedule()
 
 
@@ -131,7 +173,7 @@ def settings_reference() -> str:
     ]
     for section_name, section_field in Settings.model_fields.items():
         section_cls = section_field.annotation
-        lines += [f"## [{section_name}]", "", (section_cls.__doc__ or "").strip(), "",
+        lines += [f"## [{section_name}]", "", inspect.cleandoc(section_cls.__doc__ or ""), "",
                   "| key | default | meaning |", "|---|---|---|"]
         default = section_field.default
         for key, field_info in section_cls.model_fields.items():
@@ -149,6 +191,8 @@ def _toml_value(value: Any) -> str:
         return '"' + str(value) + '"'
     if isinstance(value, Decimal):
         return f'"{value}"'
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if value is None:

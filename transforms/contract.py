@@ -29,6 +29,20 @@ DEFAULT_DAYS = 90
 
 TIERS = ("early_warning", "delinquent", "imminent_default", "default")
 
+# Early-warning signals (reason codes), in the order they are listed to an analyst.
+SIGNALS = (
+    "senior_lien_delinquent",
+    "returned_payment",
+    "partial_or_suspense",
+    "payment_shock",
+    "paying_later",
+    "underwater",
+    "worsening_bucket",
+    "early_delinquency",
+)
+# Loans that need care: flagged for review, and they shape (or stop) outreach.
+CARE_FLAGS = ("bankruptcy", "deceased", "cease_communication", "open_loss_mitigation", "not_principal_residence")
+
 LETTER_TEMPLATES = (
     "early_intervention",
     "early_intervention_bankruptcy",

@@ -1,0 +1,138 @@
+"""Early warning: each signal fires on its figures (and its near miss does not), tiers, queue."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal as D
+
+import polars as pl
+import pytest
+
+from transforms.flags import Policy, risk_flags, signals
+
+AS_OF = date(2026, 11, 20)
+MONEY = ("current_balance", "property_value", "senior_lien_balance", "amount_past_due",
+         "suspense_amount", "installment_amount", "next_change_amount")
+POLICY = Policy(
+    weights={"senior_lien_delinquent": D(30), "returned_payment": D(20), "partial_or_suspense": D(10),
+             "payment_shock": D(25), "paying_later": D(15), "underwater": D(15),
+             "worsening_bucket": D(20), "early_delinquency": D(10)},
+)
+
+BASE = dict(
+    loan_id="L", borrower_id="B", lien_position=2, product="heloc", occupancy="primary",
+    current_balance=D("50000.00"), property_value=D("400000.00"), senior_lien_balance=D("300000.00"),
+    days_past_due=0, bucket="current", amount_past_due=D("0.00"), suspense_amount=D("0.00"),
+    installment_amount=D("400.00"), prior_bucket="current", senior_days_past_due=0,
+    senior_reported_date=date(2026, 10, 31), last_return_date=None, returns_in_window=0,
+    last_payment_short=False, next_change_date=None, next_change_amount=None, days_late=[0, 0, 0],
+    bankruptcy=False, deceased=False, cease_communication=False, open_loss_mitigation=False,
+)
+
+
+def features(*loans: dict) -> pl.DataFrame:
+    """A features frame: each loan is BASE (a current, quiet second lien) with overrides."""
+    rows = [dict(BASE, loan_id=f"L{i}", **overrides) for i, overrides in enumerate(loans)]
+    return pl.DataFrame(rows, schema_overrides={
+        **{m: pl.Decimal(14, 2) for m in MONEY}, "days_late": pl.List(pl.Int64),
+        "last_return_date": pl.Date, "next_change_date": pl.Date, "prior_bucket": pl.String,
+        "senior_days_past_due": pl.Int64})
+
+
+def signals_of(**overrides) -> list[str]:
+    return signals(features(overrides), POLICY)["signal"].to_list()
+
+
+class TestSignals:
+    @pytest.mark.parametrize(
+        ("signal", "fires", "near_miss"),
+        [
+            ("senior_lien_delinquent", {"senior_days_past_due": 30}, {"senior_days_past_due": 29}),
+            ("returned_payment", {"returns_in_window": 1, "last_return_date": date(2026, 9, 1)},
+             {"returns_in_window": 0}),
+            ("partial_or_suspense", {"suspense_amount": D("0.01")}, {"suspense_amount": D("0.00")}),
+            ("partial_or_suspense", {"last_payment_short": True}, {"last_payment_short": False}),
+            ("payment_shock", {"next_change_amount": D("480.00"), "next_change_date": date(2027, 1, 1)},
+             {"next_change_amount": D("479.99"), "next_change_date": date(2027, 1, 1)}),
+            ("paying_later", {"days_late": [3, 9, 20]}, {"days_late": [3, 9, 9]}),
+            ("paying_later", {"days_late": [16, 0, 17]}, {"days_late": [15, 0, 15]}),
+            ("underwater", {"senior_lien_balance": D("350000.01")}, {"senior_lien_balance": D("350000.00")}),
+            ("worsening_bucket", {"bucket": "1-29", "days_past_due": 3, "prior_bucket": "current"},
+             {"bucket": "1-29", "days_past_due": 3, "prior_bucket": "1-29"}),
+            ("early_delinquency", {"days_past_due": 1, "bucket": "1-29", "prior_bucket": "1-29"},
+             {"days_past_due": 0}),
+        ],
+    )
+    def test_signal_and_near_miss(self, signal, fires, near_miss):
+        """The signal fires at its threshold and not just below it."""
+        assert signal in signals_of(**fires)
+        assert signal not in signals_of(**near_miss)
+
+    def test_quiet_loan_has_no_signal(self):
+        """A current second lien with nothing unusual raises nothing."""
+        assert signals_of() == []
+
+    def test_unknown_prior_bucket_is_not_worsening(self):
+        """A loan with no month-end history yet does not count as worsening."""
+        assert "worsening_bucket" not in signals_of(prior_bucket=None, days_past_due=5, bucket="1-29")
+
+    def test_details_carry_the_figures(self):
+        """The reason text shows the figures an analyst can check."""
+        detail = signals(features({"senior_days_past_due": 62}), POLICY)["detail"][0]
+        assert "62 days past due" in detail and "2026-10-31" in detail
+        detail = signals(features({"senior_lien_balance": D("1000000.00")}), POLICY)["detail"][0]
+        assert "$1,000,000.00" in detail and "$50,000.00" in detail and "263%" in detail
+
+
+class TestTiers:
+    @pytest.mark.parametrize(
+        ("dpd", "tier"),
+        [(1, "early_warning"), (29, "early_warning"), (30, "delinquent"), (59, "delinquent"),
+         (60, "imminent_default"), (89, "imminent_default"), (90, "default"), (400, "default")],
+    )
+    def test_tier_from_days_past_due(self, dpd, tier):
+        """The tier follows the contract's day boundaries."""
+        frame = features({"days_past_due": dpd, "bucket": "1-29", "prior_bucket": "1-29"})
+        assert risk_flags(frame, signals(frame, POLICY), AS_OF, POLICY)["tier"].to_list() == [tier]
+
+    def test_current_without_signal_not_flagged_with_signal_flagged(self):
+        """A current loan is flagged early_warning only when a signal is present."""
+        frame = features({}, {"senior_days_past_due": 45})
+        flags = risk_flags(frame, signals(frame, POLICY), AS_OF, POLICY)
+        assert flags["loan_id"].to_list() == ["L1"]
+        assert flags["reasons"].to_list() == [["senior_lien_delinquent"]]
+
+    def test_first_liens_are_never_flagged(self):
+        """Only second liens are flagged, however far behind a first lien is."""
+        frame = features({"lien_position": 1, "days_past_due": 95})
+        assert risk_flags(frame, signals(frame, POLICY), AS_OF, POLICY).is_empty()
+
+    def test_care_flags(self):
+        """Bankruptcy, deceased, cease, open loss mitigation and non-primary occupancy are carried."""
+        frame = features({"days_past_due": 40, "bankruptcy": True, "occupancy": "investment"},
+                         {"days_past_due": 40, "deceased": True, "open_loss_mitigation": True})
+        care = risk_flags(frame, signals(frame, POLICY), AS_OF, POLICY).sort("loan_id")["care"].to_list()
+        assert care == [["bankruptcy", "not_principal_residence"], ["deceased", "open_loss_mitigation"]]
+
+
+class TestQueue:
+    def test_order_by_tier_then_score(self):
+        """Worse tiers first; within a tier the higher score first."""
+        frame = features(
+            {"days_past_due": 5, "bucket": "1-29", "prior_bucket": "1-29"},
+            {"days_past_due": 5, "bucket": "1-29", "prior_bucket": "1-29", "senior_days_past_due": 60},
+            {"days_past_due": 95, "bucket": "90-119", "prior_bucket": "90-119"},
+            {"days_past_due": 35, "bucket": "30-59", "prior_bucket": "30-59"},
+        )
+        flags = risk_flags(frame, signals(frame, POLICY), AS_OF, POLICY)
+        assert flags["loan_id"].to_list() == ["L2", "L3", "L1", "L0"]
+        assert flags["queue_rank"].to_list() == [1, 2, 3, 4]
+        assert flags.filter(pl.col("loan_id") == "L1")["score"][0] == D("42.50")
+
+    def test_capacity_cuts_but_keeps(self):
+        """Beyond the review capacity loans stay in the table, marked out of the queue."""
+        frame = features(*[{"days_past_due": d, "bucket": "1-29", "prior_bucket": "1-29"} for d in (3, 9, 27)])
+        policy = Policy(weights=POLICY.weights, review_capacity=2)
+        flags = risk_flags(frame, signals(frame, policy), AS_OF, policy)
+        assert flags.height == 3
+        assert flags["in_queue"].to_list() == [True, True, False]

@@ -1,0 +1,254 @@
+"""Early warning: which second liens need attention tonight, why, and in what order.
+
+Three pure steps, each one row per active second lien per as_of_date:
+
+- :func:`signals`: every early-warning signal (a reason code from
+  ``transforms.contract.SIGNALS``) present for a loan, with the plain-words text and
+  the figures behind it. One row per loan per signal present.
+- :func:`care`: the facts that call for care rather than ordinary outreach
+  (bankruptcy, deceased, cease-communication, an open loss-mitigation case, not the
+  borrower's principal residence).
+- :func:`risk_flags`: the tier (from days past due, as the contract sets it), the score
+  that orders the queue within a tier, the reasons, the care flags, and the review
+  queue cut at the team's capacity (what is cut stays in the table, marked, and is
+  counted, never dropped).
+
+The inputs are one ``features`` frame (see :data:`FEATURE_COLUMNS`) that the caller
+assembles from the warehouse; thresholds and weights come in as plain values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+import polars as pl
+
+from transforms.contract import BUCKETS, CARE_FLAGS, SIGNALS, TIERS
+
+FEATURE_COLUMNS = {
+    "loan_id": "loans",
+    "borrower_id": "loans",
+    "lien_position": "loans",
+    "product": "loans",
+    "occupancy": "loans",
+    "current_balance": "loans",
+    "property_value": "loans (may be null)",
+    "senior_lien_balance": "loans (may be null)",
+    "days_past_due": "loan_status tonight",
+    "bucket": "loan_status tonight",
+    "amount_past_due": "loan_status tonight",
+    "suspense_amount": "loan_status tonight: money received that did not complete an installment",
+    "installment_amount": "loan_status tonight: the current scheduled payment",
+    "prior_bucket": "loan_status at the previous month end (null when the loan is newer)",
+    "senior_days_past_due": "latest senior_liens report on or before the night (may be null)",
+    "senior_reported_date": "its reported_date",
+    "last_return_date": "latest reversal posted within the look-back window (null if none)",
+    "returns_in_window": "number of reversals posted within the look-back window",
+    "last_payment_short": "the latest payment within 45 days was less than the installment",
+    "next_change_date": "the largest scheduled payment rise within the horizon: its due date",
+    "next_change_amount": "its new amount",
+    "days_late": "list of days late of the last three installments due, oldest first",
+    "bankruptcy": "borrowers",
+    "deceased": "borrowers",
+    "cease_communication": "borrowers",
+    "open_loss_mitigation": "an open loss_mit case on the night",
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The thresholds and weights of the early-warning rules (from settings)."""
+
+    senior_dpd_threshold: int = 30
+    payment_rise_ratio: Decimal = Decimal("1.20")
+    late_days_threshold: int = 15
+    cltv_threshold: Decimal = Decimal("1.00")
+    review_capacity: int = 500
+    weights: dict[str, Decimal] = field(default_factory=dict)
+    weight_per_day_past_due: Decimal = Decimal("0.5")
+
+
+def _money(column: str) -> pl.Expr:
+    """Dollars with thousands separators and cents: 1234567.5 -> "$1,234,567.50"."""
+    cents = (pl.col(column).cast(pl.Float64) * 100).round(0, mode="half_away_from_zero").cast(pl.Int64)
+    dollars, rest = cents // 100, (cents % 100).cast(pl.String).str.zfill(2)
+
+    def group(n: int) -> pl.Expr:
+        return ((dollars // 10 ** (3 * n)) % 1000).cast(pl.String)
+
+    def padded(n: int) -> pl.Expr:
+        return group(n).str.zfill(3)
+
+    whole = (
+        pl.when(dollars >= 10**9).then(pl.format("{},{},{},{}", group(3), padded(2), padded(1), padded(0)))
+        .when(dollars >= 10**6).then(pl.format("{},{},{}", group(2), padded(1), padded(0)))
+        .when(dollars >= 10**3).then(pl.format("{},{}", group(1), padded(0)))
+        .otherwise(group(0))
+    )
+    return pl.format("${}.{}", whole, rest)
+
+
+def _signal_rules(policy: Policy) -> dict[str, tuple[pl.Expr, pl.Expr]]:
+    """For each signal: (condition, plain-words text with its figures)."""
+    cltv = (pl.col("senior_lien_balance").fill_null(0).cast(pl.Float64)
+            + pl.col("current_balance").cast(pl.Float64)) / pl.col("property_value").cast(pl.Float64)
+    late = pl.col("days_late")
+    rising = (
+        (late.list.len() == 3)
+        & (late.list.get(0, null_on_oob=True) < late.list.get(1, null_on_oob=True))
+        & (late.list.get(1, null_on_oob=True) < late.list.get(2, null_on_oob=True))
+        & (late.list.get(2, null_on_oob=True) > 0)
+    )
+    late_count = late.list.eval(pl.element() > policy.late_days_threshold).list.sum()
+    late_text = pl.format(
+        "The last three payments came {} days after their due dates (oldest first).",
+        late.list.eval(pl.element().cast(pl.String)).list.join(", "),
+    )
+    ratio = pl.col("next_change_amount").cast(pl.Float64) / pl.col("installment_amount").cast(pl.Float64)
+    return {
+        "senior_lien_delinquent": (
+            pl.col("senior_days_past_due") >= policy.senior_dpd_threshold,
+            pl.format("The first mortgage ahead of this loan was reported {} days past due on {}.",
+                      pl.col("senior_days_past_due"), pl.col("senior_reported_date")),
+        ),
+        "returned_payment": (
+            pl.col("returns_in_window") > 0,
+            pl.format("{} payment(s) returned unpaid recently, the latest on {}.",
+                      pl.col("returns_in_window"), pl.col("last_return_date")),
+        ),
+        "partial_or_suspense": (
+            (pl.col("suspense_amount") > 0) | pl.col("last_payment_short").fill_null(False),
+            pl.when(pl.col("suspense_amount") > 0)
+            .then(pl.format("{} received is held unapplied: less than a full payment of {}.",
+                            _money("suspense_amount"), _money("installment_amount")))
+            .otherwise(pl.format("The latest payment was less than the {} due.",
+                                 _money("installment_amount"))),
+        ),
+        "payment_shock": (
+            ratio >= float(policy.payment_rise_ratio),
+            pl.format("The payment rises from {} to {} ({}% more) with the installment due {}.",
+                      _money("installment_amount"), _money("next_change_amount"),
+                      ((ratio - 1) * 100).round(0, mode="half_away_from_zero").cast(pl.Int64), pl.col("next_change_date")),
+        ),
+        "paying_later": (
+            rising | (late_count >= 2),
+            late_text,
+        ),
+        "underwater": (
+            cltv > float(policy.cltv_threshold),
+            pl.format("Combined loan-to-value is {}% (first mortgage {} plus this loan {} against a value of {}).",
+                      (cltv * 100).round(0, mode="half_away_from_zero").cast(pl.Int64), _money("senior_lien_balance"),
+                      _money("current_balance"), _money("property_value")),
+        ),
+        "worsening_bucket": (
+            pl.col("bucket").replace_strict(BUCKETS, list(range(len(BUCKETS))), return_dtype=pl.Int32)
+            > pl.col("prior_bucket").replace_strict(BUCKETS, list(range(len(BUCKETS))),
+                                                     default=None, return_dtype=pl.Int32),
+            pl.format("Days past due moved from the {} bucket at the last month end to {} now.",
+                      pl.col("prior_bucket"), pl.col("bucket")),
+        ),
+        "early_delinquency": (
+            pl.col("days_past_due").is_between(1, 29),
+            pl.format("{} days past due: {} is owed.", pl.col("days_past_due"), _money("amount_past_due")),
+        ),
+    }
+
+
+def signals(features: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """One row per second lien per signal present: loan_id, signal, detail."""
+    rules = _signal_rules(policy)
+    frames = [
+        features.lazy()
+        .filter(condition.fill_null(False))
+        .select("loan_id", pl.lit(code).alias("signal"), text.alias("detail"))
+        for code, (condition, text) in rules.items()
+    ]
+    order = {code: i for i, code in enumerate(SIGNALS)}
+    return (
+        pl.concat(frames)
+        .with_columns(pl.col("signal").replace_strict(order, return_dtype=pl.Int32).alias("_order"))
+        .sort("loan_id", "_order")
+        .drop("_order")
+        .collect()
+    )
+
+
+def care(features: pl.DataFrame) -> pl.DataFrame:
+    """One row per loan: the care flags present (a list, in CARE_FLAGS order)."""
+    conditions = {
+        "bankruptcy": pl.col("bankruptcy").fill_null(False),
+        "deceased": pl.col("deceased").fill_null(False),
+        "cease_communication": pl.col("cease_communication").fill_null(False),
+        "open_loss_mitigation": pl.col("open_loss_mitigation").fill_null(False),
+        "not_principal_residence": pl.col("occupancy") != "primary",
+    }
+    assert tuple(conditions) == CARE_FLAGS
+    return features.select(
+        "loan_id",
+        pl.concat_list([pl.when(c).then(pl.lit(code)) for code, c in conditions.items()])
+        .list.drop_nulls()
+        .alias("care"),
+    )
+
+
+def tier_of(days_past_due: pl.Expr, has_signal: pl.Expr) -> pl.Expr:
+    """The contract's tier: default 90+, imminent 60-89, delinquent 30-59, early warning below."""
+    return (
+        pl.when(days_past_due >= 90).then(pl.lit("default"))
+        .when(days_past_due >= 60).then(pl.lit("imminent_default"))
+        .when(days_past_due >= 30).then(pl.lit("delinquent"))
+        .when((days_past_due >= 1) | has_signal).then(pl.lit("early_warning"))
+    )
+
+
+def risk_flags(features: pl.DataFrame, found: pl.DataFrame, as_of: date, policy: Policy) -> pl.DataFrame:
+    """One row per flagged second lien: tier, score, reasons, care, and the queue.
+
+    ``found`` is the output of :func:`signals`. Columns: as_of_date, loan_id,
+    borrower_id, tier, score, reasons (list of codes), reason_details (list of texts),
+    care (list), days_past_due, queue_rank (1 = first to review) and
+    in_queue (false for what the review capacity cut).
+    """
+    weights = pl.DataFrame(
+        {"signal": list(SIGNALS),
+         "weight": [float(policy.weights.get(code, 0)) for code in SIGNALS]}
+    )
+    per_loan = (
+        found.join(weights, on="signal", how="left")
+        .group_by("loan_id", maintain_order=True)
+        .agg(pl.col("signal").alias("reasons"), pl.col("detail").alias("reason_details"),
+             pl.col("weight").sum().alias("signal_points"))
+    )
+    tier_rank = {t: i for i, t in enumerate(TIERS)}
+    flagged = (
+        features.filter(pl.col("lien_position") == 2)
+        .select("loan_id", "borrower_id", "days_past_due")
+        .join(per_loan, on="loan_id", how="left")
+        .join(care(features), on="loan_id", how="left")
+        .with_columns(
+            tier_of(pl.col("days_past_due"), pl.col("reasons").list.len().fill_null(0) > 0).alias("tier"),
+            pl.col("reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+            pl.col("reason_details").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+        )
+        .filter(pl.col("tier").is_not_null())
+        .with_columns(
+            (pl.col("signal_points").fill_null(0.0)
+             + pl.col("days_past_due") * float(policy.weight_per_day_past_due))
+            .round(2).cast(pl.Decimal(10, 2)).alias("score"),
+            pl.col("tier").replace_strict(tier_rank, return_dtype=pl.Int32).alias("_tier_rank"),
+        )
+        .sort(["_tier_rank", "score", "days_past_due", "loan_id"],
+              descending=[True, True, True, False])
+        .with_row_index("queue_rank", offset=1)
+        .with_columns(
+            pl.col("queue_rank").cast(pl.Int64),
+            (pl.col("queue_rank") <= policy.review_capacity).alias("in_queue"),
+            pl.lit(as_of).alias("as_of_date"),
+        )
+    )
+    return flagged.select(
+        "as_of_date", "loan_id", "borrower_id", "tier", "score", "reasons", "reason_details",
+        "care", "days_past_due", "queue_rank", "in_queue",
+    )
