@@ -20,7 +20,7 @@ assembles from the warehouse; thresholds and weights come in as plain values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import polars as pl
@@ -251,4 +251,72 @@ def risk_flags(features: pl.DataFrame, found: pl.DataFrame, as_of: date, policy:
     return flagged.select(
         "as_of_date", "loan_id", "borrower_id", "tier", "score", "reasons", "reason_details",
         "care", "days_past_due", "queue_rank", "in_queue",
+    )
+
+
+def assemble_features(
+    status: pl.DataFrame,
+    prior: pl.DataFrame,
+    loans: pl.DataFrame,
+    borrowers: pl.DataFrame,
+    senior_liens: pl.DataFrame,
+    loss_mit: pl.DataFrame,
+    ledger: pl.DataFrame,
+    payment_changes: pl.DataFrame,
+    lateness: pl.DataFrame,
+    as_of: date,
+    horizon_days: int = 90,
+) -> pl.DataFrame:
+    """One row per active second lien with every column of :data:`FEATURE_COLUMNS`.
+
+    ``status`` is tonight's loan_status; ``prior`` the month-end status before it
+    (loan_id, bucket); ``ledger`` the output of ``ledger_signals.sql``; ``lateness``
+    (loan_id, days_late) from :func:`transforms.delinquency` helpers.
+    """
+    seconds = status.filter(pl.col("lien_position") == 2).select(
+        "loan_id", "lien_position", "days_past_due", "bucket", "amount_past_due",
+        "suspense_amount", "installment_amount",
+    )
+    senior = (
+        senior_liens.filter(pl.col("reported_date") <= as_of)
+        .sort("reported_date")
+        .group_by("loan_id")
+        .agg(pl.col("senior_days_past_due").last(), pl.col("reported_date").last().alias("senior_reported_date"))
+    )
+    open_cases = (
+        loss_mit.filter(
+            (pl.col("status") == "open") & (pl.col("opened_date") <= as_of)
+            & (pl.col("closed_date").is_null() | (pl.col("closed_date") > as_of))
+        )
+        .select("loan_id").unique().with_columns(pl.lit(True).alias("open_loss_mitigation"))
+    )
+    horizon_end = as_of + timedelta(days=horizon_days)
+    rises = (
+        payment_changes.filter(pl.col("effective_due_date").is_between(as_of, horizon_end, closed="right"))
+        .sort("scheduled_payment", "effective_due_date", descending=[True, False])
+        .group_by("loan_id")
+        .agg(pl.col("scheduled_payment").first().alias("next_change_amount"),
+             pl.col("effective_due_date").first().alias("next_change_date"))
+    )
+    people = borrowers.select("borrower_id", "bankruptcy", "deceased", "cease_communication")
+    return (
+        seconds.join(
+            loans.select("loan_id", "borrower_id", "product", "occupancy", "current_balance",
+                         "property_value", "senior_lien_balance"),
+            on="loan_id", how="left",
+        )
+        .join(prior.select("loan_id", pl.col("bucket").alias("prior_bucket")), on="loan_id", how="left")
+        .join(senior, on="loan_id", how="left")
+        .join(ledger, on="loan_id", how="left")
+        .join(rises, on="loan_id", how="left")
+        .join(lateness, on="loan_id", how="left")
+        .join(people, on="borrower_id", how="left")
+        .join(open_cases, on="loan_id", how="left")
+        .with_columns(
+            pl.col("returns_in_window").fill_null(0),
+            pl.col("open_loss_mitigation").fill_null(False),
+            (pl.col("last_payment_amount") < pl.col("installment_amount"))
+            .fill_null(False).alias("last_payment_short"),
+            pl.col("days_late").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
+        )
     )
