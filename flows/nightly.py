@@ -1,14 +1,21 @@
-"""The nightly flow: landing folder to warehouse, status, and the night's record.
+"""The nightly flow: landing folder to warehouse, status, flags, and the night's record.
 
 Orchestration only: every task calls one step of ``lienwatch.night`` with small
 arguments (the night's paths and date) and returns that step's counts. Only reading
 the landing folder is retried (a network share can blip); a deterministic step that
 fails fails the night at once, which is recorded in ``runs`` with its one-line reason.
+
+The flow's parameters are plain values (paths as text, the date, the settings as a
+mapping) so that the same flow runs from ``lienwatch run``, from ``lienwatch serve`` on
+a schedule, and from a Prefect deployment (``prefect.yaml``).
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -17,7 +24,7 @@ from prefect.cache_policies import NONE
 from lienwatch import night as steps
 from lienwatch.errors import LienwatchError
 from lienwatch.night import Night, NightSummary
-from lienwatch.settings import Settings
+from lienwatch.settings import Settings, load_settings
 
 
 def _transient(task, task_run, state) -> bool:
@@ -40,10 +47,16 @@ def ingest_task(night: Night) -> dict:
     return steps.step_ingest(night)
 
 
-# ---- delinquency: ledger -> loan_status (+ month-end history, transitions, roll rates)
+# ---- delinquency: ledger -> loan_status, month-end history, transitions, roll rates
 @task(name="delinquency", cache_policy=NONE)
 def delinquency_task(night: Night, settings: Settings) -> dict:
     return steps.step_delinquency(night, settings)
+
+
+# ---- flags: loan_status + ledger + snapshots -> risk_flags
+@task(name="flags", cache_policy=NONE)
+def flags_task(night: Night, settings: Settings) -> dict:
+    return steps.step_flags(night, settings)
 
 
 # ---- run record
@@ -57,15 +70,41 @@ def record_end_task(night: Night, status: str, counts: dict, reason: str | None 
     steps.step_record_end(night, status, counts, reason)
 
 
-@flow(name="lienwatch-nightly", log_prints=False, validate_parameters=False)
-def nightly(night: Night, settings: Settings) -> NightSummary:
+STEPS = (
+    ("ingest", ingest_task, False),
+    ("delinquency", delinquency_task, True),
+    ("flags", flags_task, True),
+)
+
+
+@flow(name="lienwatch-nightly", log_prints=False)
+def nightly(
+    data: str,
+    db: str,
+    out: str,
+    as_of: date | None = None,
+    settings: dict[str, Any] | None = None,
+    config: str | None = None,
+    run_id: str | None = None,
+) -> dict:
+    """One night. ``as_of`` defaults to today in the schedule's time zone."""
+    cfg = Settings.model_validate(settings) if settings is not None else load_settings(
+        Path(config) if config else None)
+    day = as_of or datetime.now(ZoneInfo(cfg.schedule.timezone)).date()
+    night = Night(data=Path(data), db=Path(db), out=Path(out), as_of=day,
+                  run_id=run_id or steps.new_run_id(day))
+    with steps.writer_lock(night.db):
+        return _night(night, cfg).as_dict()
+
+
+def _night(night: Night, settings: Settings) -> NightSummary:
     logger = get_run_logger()
     summary = NightSummary(night)
     record_start_task(night)
     try:
-        summary.steps["ingest"] = ingest_task(night)
-        if hasattr(steps, "step_delinquency"):
-            summary.steps["delinquency"] = delinquency_task(night, settings)
+        for name, step, needs_settings in STEPS:
+            if hasattr(steps, f"step_{name}"):
+                summary.steps[name] = step(night, settings) if needs_settings else step(night)
     except Exception as exc:
         summary.status = "failed"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

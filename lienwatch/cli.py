@@ -66,7 +66,7 @@ def run(
     """Run one night: landing folder to warehouse, status, flags, letters and report."""
     settings = _settings(config)
     night = _parse_date(as_of, "--as-of") or date.today()
-    from lienwatch.night import run_night
+    from lienwatch.night import run_night, summary_text
 
     try:
         summary = run_night(
@@ -78,7 +78,7 @@ def run(
         )
     except LienwatchError as exc:
         _fail(str(exc))
-    typer.echo(summary.text())
+    typer.echo(summary_text(summary))
 
 
 @app.command()
@@ -111,6 +111,42 @@ def backfill(
             typer.echo(line)
     except LienwatchError as exc:
         _fail(str(exc))
+
+
+@app.command()
+def serve(
+    data: Annotated[Path | None, typer.Option("--data", help="Landing folder.")] = None,
+    db: Annotated[Path | None, typer.Option("--db", help="DuckDB warehouse file.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Where letters and reports go.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the nightly flow on the settings' cron schedule until stopped (Ctrl-C)."""
+    settings = _settings(config)
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        _fail(
+            "serve needs a Prefect server for its scheduler: start one with "
+            "`prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api "
+            "(or run single nights with `lienwatch run` from cron)"
+        )
+    from prefect.schedules import Cron
+
+    from flows.nightly import nightly
+
+    typer.echo(
+        f"serving lienwatch-nightly on '{settings.schedule.cron}' ({settings.schedule.timezone})"
+    )
+    nightly.serve(
+        name="lienwatch-nightly",
+        schedules=[Cron(settings.schedule.cron, timezone=settings.schedule.timezone)],
+        parameters={
+            "data": str((data or settings.paths.data).resolve()),
+            "db": str((db or settings.paths.db).resolve()),
+            "out": str((out or settings.paths.out).resolve()),
+            "config": str(config.resolve()) if config else None,
+        },
+    )
 
 
 @app.command()

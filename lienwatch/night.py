@@ -48,26 +48,50 @@ class NightSummary:
     status: str = "completed"
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def text(self) -> str:
+    def as_dict(self) -> dict[str, Any]:
         n = self.night
-        lines = [f"night {n.as_of} ({n.run_id}): {self.status}"]
-        for step, counts in self.steps.items():
-            shown = ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, dict | list))
-            lines.append(f"  {step}: {shown}")
-            for k, v in counts.items():
-                if isinstance(v, dict) and v:
-                    lines.append(f"    {k}: " + ", ".join(f"{a} {b}" for a, b in v.items()))
-        lines.append(f"  warehouse: {n.db}")
-        lines.append(f"  outputs:   {n.night_dir}")
-        return "\n".join(lines)
+        return {"as_of_date": n.as_of.isoformat(), "run_id": n.run_id, "status": self.status,
+                "steps": self.steps, "warehouse": str(n.db), "outputs": str(n.night_dir)}
+
+    def text(self) -> str:
+        return summary_text(self.as_dict())
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The few lines a servicer reads after a night."""
+    lines = [f"night {summary['as_of_date']} ({summary['run_id']}): {summary['status']}"]
+    for step, counts in summary["steps"].items():
+        shown = ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, dict | list))
+        lines.append(f"  {step}: {shown}")
+        for k, v in counts.items():
+            if isinstance(v, dict) and v:
+                lines.append(f"    {k}: " + ", ".join(f"{a} {b}" for a, b in v.items()))
+    lines.append(f"  warehouse: {summary['warehouse']}")
+    lines.append(f"  outputs:   {summary['outputs']}")
+    return "\n".join(lines)
+
+
+def new_run_id(as_of: date) -> str:
+    return f"{as_of.isoformat()}-{uuid.uuid4().hex[:8]}"
+
+
+_HELD: set[Path] = set()
 
 
 @contextmanager
 def writer_lock(db: Path) -> Iterator[None]:
-    """Hold the warehouse's writer lock for a whole night; refuse at once if it is taken."""
+    """Hold the warehouse's writer lock for a whole night; refuse at once if it is taken.
+
+    Re-entrant within one process (the CLI takes it before starting the flow, so that a
+    second night fails before any work; the flow takes it again when run by a
+    scheduler).
+    """
+    key = db.resolve()
+    if key in _HELD:
+        yield
+        return
     db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    lock_path = db.with_name(db.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(db.with_name(db.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -76,7 +100,11 @@ def writer_lock(db: Path) -> Iterator[None]:
                 f"{db}: another lienwatch night is running against this warehouse; "
                 "nothing was changed"
             ) from None
-        yield
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
     finally:
         os.close(fd)
 
@@ -146,16 +174,19 @@ PREFECT_DEFAULTS = {
 }
 
 
-def run_night(settings: Settings, *, data: Path, db: Path, out: Path, as_of: date) -> NightSummary:
-    """Run one night through the Prefect flow (local mode); raise on failure."""
+def prefect_local_mode() -> None:
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    from flows.nightly import nightly
 
-    night = Night(data=data, db=db, out=out, as_of=as_of,
-                  run_id=f"{as_of.isoformat()}-{uuid.uuid4().hex[:8]}")
+
+def run_night(settings: Settings, *, data: Path, db: Path, out: Path, as_of: date) -> dict[str, Any]:
+    """Run one night through the Prefect flow (local mode); raise on failure."""
+    prefect_local_mode()
     with writer_lock(db):
-        return nightly(night=night, settings=settings)
+        from flows.nightly import nightly
+
+        return nightly(data=str(data), db=str(db), out=str(out), as_of=as_of,
+                       settings=settings.model_dump(mode="json"))
 
 
 def completed_nights(db: Path) -> set[date]:
@@ -186,7 +217,7 @@ def run_backfill(
         elif day in done:
             yield f"night {day}: skipped (already complete; --force to rerun)"
         else:
-            yield run_night(settings, data=data, db=db, out=out, as_of=day).text()
+            yield summary_text(run_night(settings, data=data, db=db, out=out, as_of=day))
         day += timedelta(days=1)
 
 
