@@ -28,7 +28,14 @@ import pandas as pd
 
 from lienwatch import expectations
 from lienwatch.errors import LienwatchError
-from lienwatch.feeds import Inspected, LandingFile, StagedFile, discover, inspect, stage_raw, typed_select
+from lienwatch.feeds import (
+    Inspected,
+    StagedFile,
+    discover,
+    inspect,
+    stage_raw,
+    typed_select,
+)
 from lienwatch.warehouse import next_load_id, transaction
 from transforms.contract import FEEDS, Feed
 
@@ -100,7 +107,7 @@ def _snapshot(con, inspected: Inspected, run_id, as_of, results_dir) -> FileResu
     staged = stage_raw(con, inspected, f"stg_{feed.name}_raw")
     batch = _Batch(feed, [staged])
     batch.type_and_check(con, _snapshot_checks(feed))
-    failures, result = batch.validate(con)
+    result = batch.validate(con)
     with transaction(con):
         load_id = next_load_id(con)
         path = _save_result(results_dir, feed.name, load_id, result)
@@ -216,7 +223,7 @@ def _ledger(con, files: list[Inspected], run_id, as_of, results_dir) -> list[Fil
             """CREATE OR REPLACE TEMP TABLE stg_checked AS
             SELECT c.*, r._reversal_problem FROM stg_checked c JOIN stg_reversal r USING (_key)"""
         )
-        failures, result = batch.validate(con)
+        result = batch.validate(con)
         for position, _ in enumerate(staged):
             with transaction(con):
                 load_id = next_load_id(con)
@@ -274,7 +281,8 @@ class _Batch:
             SELECT *, {checks} FROM stg_typed WHERE len(errors) = 0"""
         )
 
-    def validate(self, con: duckdb.DuckDBPyConnection) -> tuple[list[expectations.Failure], dict]:
+    def validate(self, con: duckdb.DuckDBPyConnection) -> dict:
+        """Run the feed's suite; remember the failed rows; return the validation result."""
         view = con.execute(
             "SELECT * EXCLUDE (raw, errors, row_number) FROM stg_checked ORDER BY _key"
         ).df().set_index("_key")
@@ -304,7 +312,7 @@ class _Batch:
             "files": [s.inspected.file.name for s in self.staged],
             "warnings": sum(1 for f in failures if f.severity == "warning"),
         }
-        return failures, result
+        return result
 
     def record(self, con, position: int, load_id: int, run_id, as_of, result_path) -> FileResult:
         """Quarantine the file's failed rows, write its registry row, check conservation."""

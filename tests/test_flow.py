@@ -1,0 +1,119 @@
+"""The nightly flow under Prefect's test harness: a night, a failure and rerun, the lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from lienwatch import night as steps
+from lienwatch.errors import WarehouseBusy
+from lienwatch.night import run_backfill, run_night
+from lienwatch.settings import Settings
+from tests.landing import landing, ledger
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+AS_OF = date(2024, 6, 3)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return landing(tmp_path / "in", {
+        "p1.csv": ledger("T1,L1,2024-03-01,250.00,payment,,", "T2,L2,2024-03-01,400.00,payment,,"),
+        "p2.csv": ledger("T3,L1,2024-04-01,250.00,payment,,", "T4,L1,2030-01-01,1.00,payment,,"),
+    })
+
+
+def night(folder: Path, tmp_path: Path, as_of: date = AS_OF) -> dict:
+    return run_night(Settings(), data=folder, db=tmp_path / "wh.duckdb", out=tmp_path / "out",
+                     as_of=as_of)
+
+
+def tables(db: Path) -> dict[str, list]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        names = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_name NOT IN ('runs', 'ingested_files', 'quarantine')"
+        ).fetchall()]
+        return {n: con.execute(f"SELECT * EXCLUDE (load_id) FROM {n} ORDER BY ALL").fetchall()
+                if "load_id" in [c[0] for c in con.execute(f"DESCRIBE {n}").fetchall()]
+                else con.execute(f"SELECT * FROM {n} ORDER BY ALL").fetchall() for n in names}
+    finally:
+        con.close()
+
+
+class TestNight:
+    def test_full_night(self, folder, tmp_path):
+        """A night completes, records itself in runs and writes its summary."""
+        summary = night(folder, tmp_path)
+        assert summary["status"] == "completed"
+        assert summary["steps"]["ingest"]["rows_loaded"] == 4 + 2 + 2  # payments + loans + borrowers
+        con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
+        assert con.execute("SELECT status, as_of_date FROM runs").fetchall() == [("completed", AS_OF)]
+        con.close()
+        assert (tmp_path / "out" / AS_OF.isoformat() / "summary.json").exists()
+
+    def test_rerun_changes_nothing(self, folder, tmp_path):
+        """The same night twice leaves the same tables."""
+        night(folder, tmp_path)
+        first = tables(tmp_path / "wh.duckdb")
+        night(folder, tmp_path)
+        assert tables(tmp_path / "wh.duckdb") == first
+
+    def test_failed_night_is_recorded_and_rerun_completes(self, folder, tmp_path, monkeypatch):
+        """A step that fails marks the run failed with its reason; the rerun matches a clean night."""
+        clean_dir = tmp_path / "clean"
+        clean_dir.mkdir()
+        night(folder, clean_dir)
+        expected = tables(clean_dir / "wh.duckdb")
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("disk full while writing")
+
+        last_step = [name for name, _, _ in __import__("flows.nightly", fromlist=["STEPS"]).STEPS
+                     if hasattr(steps, f"step_{name}")][-1]
+        monkeypatch.setattr(steps, f"step_{last_step}", broken)
+        with pytest.raises(RuntimeError, match="disk full"):
+            night(folder, tmp_path)
+        con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
+        assert con.execute("SELECT status, reason FROM runs").fetchall() == [
+            ("failed", "disk full while writing")]
+        con.close()
+        monkeypatch.undo()
+        assert night(folder, tmp_path)["status"] == "completed"
+        assert tables(tmp_path / "wh.duckdb") == expected
+
+    def test_second_writer_refused_at_once(self, folder, tmp_path):
+        """While another process runs a night, a second one fails at once with a clear message."""
+        db = tmp_path / "wh.duckdb"
+        holder = subprocess.Popen(
+            [sys.executable, "-c",
+             "import sys, time; from pathlib import Path; from lienwatch.night import writer_lock\n"
+             f"with writer_lock(Path({str(db)!r})):\n"
+             "    print('held', flush=True); time.sleep(60)"],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            started = time.monotonic()
+            with pytest.raises(WarehouseBusy, match="another lienwatch night is running"):
+                night(folder, tmp_path)
+            assert time.monotonic() - started < 5
+        finally:
+            holder.kill()
+            holder.wait()
+        assert not db.exists()  # nothing was written
+
+    def test_backfill_over_a_week(self, folder, tmp_path):
+        """Backfill runs each business day once and skips completed ones on a second pass."""
+        kwargs = dict(data=folder, db=tmp_path / "wh.duckdb", out=tmp_path / "out",
+                      start=date(2024, 6, 3), end=date(2024, 6, 9))
+        lines = list(run_backfill(Settings(), **kwargs))
+        assert sum("completed" in line for line in lines) == 5
+        assert sum("weekend" in line for line in lines) == 2
+        again = list(run_backfill(Settings(), **kwargs))
+        assert sum("already complete" in line for line in again) == 5
