@@ -103,8 +103,7 @@ def _night(night: Night, settings: Settings) -> NightSummary:
     record_start_task(night)
     try:
         for name, step, needs_settings in STEPS:
-            if hasattr(steps, f"step_{name}"):
-                summary.steps[name] = step(night, settings) if needs_settings else step(night)
+            summary.steps[name] = step(night, settings) if needs_settings else step(night)
     except Exception as exc:
         summary.status = "failed"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -192,7 +192,7 @@ def stage_raw(con: duckdb.DuckDBPyConnection, inspected: Inspected, table: str) 
         f"""SELECT line - 1 AS row_number, any_value(error_type), any_value(trim(csv_line, e'\\r\\n'))
             FROM {rejects_table} GROUP BY line ORDER BY line"""
     ).fetchall()
-    accepted = con.execute(f"SELECT count(*) FROM {table}_text").fetchone()[0]
+    accepted = con.execute(f"SELECT count(*) FROM {table}_text").fetchall()[0][0]
     staged.rows_read = accepted + len(rejected)
     staged.rejects = [(r, _reject_reason(kind, len(header)), line) for r, kind, line in rejected]
     # DuckDB keeps file order (insertion order is preserved); the accepted rows take the
@@ -241,7 +241,7 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, inspected: Inspected, table: 
         )
     except duckdb.Error as exc:
         raise FeedError(inspected.file.name, f"cannot be read as Parquet ({_first_line(exc)})") from None
-    rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     return StagedFile(inspected, table, rows)
 
 

@@ -101,8 +101,8 @@ def _snapshot(con, inspected: Inspected, run_id, as_of, results_dir) -> FileResu
     current = con.execute(
         "SELECT sha256 FROM ingested_files WHERE feed = $feed ORDER BY load_id DESC LIMIT 1",
         {"feed": feed.name},
-    ).fetchone()
-    if current and current[0] == inspected.sha256:
+    ).fetchall()
+    if current and current[0][0] == inspected.sha256:
         return FileResult(inspected.file.name, feed.name, "unchanged")
     staged = stage_raw(con, inspected, f"stg_{feed.name}_raw")
     batch = _Batch(feed, [staged])
@@ -336,7 +336,7 @@ class _Batch:
             con.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         loaded = con.execute(
             "SELECT count(*) FROM " + (self.feed.name if self.feed.snapshot else "payments")
-            + " WHERE load_id = $load_id", {"load_id": load_id}).fetchone()[0]
+            + " WHERE load_id = $load_id", {"load_id": load_id}).fetchall()[0][0]
         if staged.rows_read != loaded + len(rows):
             raise LienwatchError(
                 f"{name}: {staged.rows_read} rows read but {loaded} loaded and {len(rows)} "

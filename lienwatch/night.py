@@ -127,6 +127,176 @@ def step_ingest(night: Night) -> dict[str, Any]:
     return counts
 
 
+HISTORY_MONTHS = 24
+PRIOR_DAYS = 30  # "a month ago" for the worsening-bucket signal
+
+
+def month_ends(first: date, last: date) -> list[date]:
+    """Every month end from ``first`` to ``last`` inclusive."""
+    out, year, month = [], first.year, first.month
+    while True:
+        end = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+        if end > last:
+            return out
+        if end >= first:
+            out.append(end)
+        year, month = year + month // 12, month % 12 + 1
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, frame: Any, where: str, params: dict) -> None:
+    """Create ``table`` from the frame's schema if needed, then replace the rows ``where``."""
+    con.register("_frame", frame)
+    try:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _frame LIMIT 0")
+        con.execute(f"DELETE FROM {table} WHERE {where}", params)
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
+    finally:
+        con.unregister("_frame")
+
+
+def _frame(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = None):
+    return con.sql(query, params=params or {}).pl()
+
+
+def step_delinquency(night: Night, settings: Settings) -> dict[str, Any]:
+    """loan_status for the night, the month-end history, bucket spells and roll rates."""
+    from transforms import delinquency as engine
+
+    tolerance = settings.delinquency.shortfall_tolerance
+    con = warehouse.connect(night.db)
+    try:
+        loans = _frame(con, "SELECT * EXCLUDE (load_id) FROM loans")
+        changes = _frame(con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes")
+        net_paid = _frame(con, engine.sql("net_paid"), {"as_of": night.as_of})
+        status = engine.loan_status(loans, changes, net_paid, night.as_of, tolerance)
+
+        wanted = month_ends(night.as_of.replace(day=1) - timedelta(days=HISTORY_MONTHS * 31), night.as_of)
+        have = set()
+        if _exists(con, "loan_status_month_end"):
+            have = {r[0] for r in con.execute("SELECT DISTINCT as_of_date FROM loan_status_month_end").fetchall()}
+        missing = sorted(set(wanted) - have)
+        history = None
+        if missing:
+            ledger = _frame(con, engine.sql("net_paid_month_ends"),
+                            {"from_date": missing[0], "to_date": missing[-1]})
+            history = engine.loan_status_history(loans, changes, ledger, missing, tolerance)
+
+        with warehouse.transaction(con):
+            _replace(con, "loan_status", status, "as_of_date = $d", {"d": night.as_of})
+            if history is not None:
+                _replace(con, "loan_status_month_end", history,
+                         "as_of_date BETWEEN $a AND $b", {"a": missing[0], "b": missing[-1]})
+            observed = _frame(
+                con,
+                """SELECT as_of_date, loan_id, bucket, days_past_due, oldest_unpaid_due_date
+                FROM loan_status_month_end WHERE as_of_date < $d
+                UNION ALL
+                SELECT as_of_date, loan_id, bucket, days_past_due, oldest_unpaid_due_date
+                FROM loan_status WHERE as_of_date = $d""",
+                {"d": night.as_of},
+            )
+            spells = engine.bucket_transitions(observed)
+            starts = engine.current_delinquency_start(observed)
+            _replace(con, "bucket_transitions", spells, "TRUE", {})
+            _replace(con, "delinquency_starts", starts, "as_of_date = $d", {"d": night.as_of})
+            rolled = 0
+            observed_months = {r[0] for r in con.execute(
+                "SELECT DISTINCT as_of_date FROM loan_status_month_end").fetchall()}
+            for month_end in missing:
+                previous = month_end.replace(day=1) - timedelta(days=1)
+                if {previous, month_end} <= observed_months:
+                    month_history = _frame(
+                        con,
+                        "SELECT * FROM loan_status_month_end WHERE as_of_date IN ($a, $b)",
+                        {"a": previous, "b": month_end},
+                    )
+                    rates = engine.roll_rates(month_history, month_end, loans)
+                    _replace(con, "roll_rates", rates, "month_end_date = $m", {"m": month_end})
+                    rolled += 1
+    finally:
+        con.close()
+    buckets = status.group_by("bucket").len().sort("bucket")
+    return {
+        "loans_active": status.height,
+        "delinquent_30_plus": int((status["days_past_due"] >= 30).sum()),
+        "month_ends_added": len(missing),
+        "roll_rate_months_added": rolled,
+        "by_bucket": dict(zip(buckets["bucket"].to_list(), buckets["len"].to_list(), strict=True)),
+    }
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = $t", {"t": table}
+    ).fetchall()[0][0])
+
+
+def step_flags(night: Night, settings: Settings) -> dict[str, Any]:
+    """risk_flags for the night: second liens with their tier, score, reasons and care."""
+    from transforms import delinquency as engine
+    from transforms import flags
+
+    risk = settings.risk
+    policy = flags.Policy(
+        senior_dpd_threshold=risk.senior_dpd_threshold, payment_rise_ratio=risk.payment_rise_ratio,
+        late_days_threshold=risk.late_days_threshold, cltv_threshold=risk.cltv_threshold,
+        review_capacity=risk.review_capacity, weights=dict(risk.weights),
+        weight_per_day_past_due=risk.weight_per_day_past_due,
+    )
+    con = warehouse.connect(night.db)
+    try:
+        d = {"d": night.as_of}
+        status = _frame(con, "SELECT * FROM loan_status WHERE as_of_date = $d", d)
+        prior = _frame(
+            con,
+            """SELECT loan_id, bucket FROM (
+                SELECT as_of_date, loan_id, bucket FROM loan_status_month_end
+                UNION ALL SELECT as_of_date, loan_id, bucket FROM loan_status
+            ) WHERE as_of_date <= $d::DATE - $days::INTEGER
+            QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1""",
+            {**d, "days": PRIOR_DAYS},
+        )
+        loans = _frame(con, "SELECT * EXCLUDE (load_id) FROM loans")
+        changes = _frame(con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes")
+        features = flags.assemble_features(
+            status=status,
+            prior=prior,
+            loans=loans,
+            borrowers=_frame(con, "SELECT * EXCLUDE (load_id) FROM borrowers"),
+            senior_liens=_frame(con, "SELECT * EXCLUDE (load_id) FROM senior_liens"),
+            loss_mit=_frame(con, "SELECT * EXCLUDE (load_id) FROM loss_mit"),
+            ledger=_frame(con, engine.sql("ledger_signals"),
+                          {"as_of": night.as_of, "lookback_days": risk.nsf_lookback_days}),
+            payment_changes=changes,
+            lateness=engine.lateness(loans, changes, _frame(con, engine.sql("ledger_events"), d),
+                                     status, settings.delinquency.shortfall_tolerance)
+            if hasattr(engine, "lateness") else _no_lateness(),
+            as_of=night.as_of,
+            horizon_days=risk.payment_rise_horizon_days,
+        )
+        found = flags.signals(features, policy)
+        flagged = flags.risk_flags(features, found, night.as_of, policy)
+        with warehouse.transaction(con):
+            _replace(con, "risk_flags", flagged, "as_of_date = $d", d)
+    finally:
+        con.close()
+    tiers = flagged.group_by("tier").len()
+    counted = found.group_by("signal").len()
+    return {
+        "flagged": flagged.height,
+        "in_queue": int(flagged["in_queue"].sum()),
+        "cut_by_capacity": int((~flagged["in_queue"]).sum()),
+        "by_tier": dict(zip(tiers["tier"].to_list(), tiers["len"].to_list(), strict=True)),
+        "by_signal": dict(zip(counted["signal"].to_list(), counted["len"].to_list(), strict=True)),
+    }
+
+
+def _no_lateness():
+    import polars as pl
+
+    return pl.DataFrame(schema={"loan_id": pl.String, "days_late": pl.List(pl.Int64)})
+
+
 def step_record_start(night: Night) -> None:
     con = warehouse.connect(night.db)
     try:
@@ -230,7 +400,7 @@ def latest_ledger_date(data: Path) -> date:
         found = duckdb.execute(
             "SELECT max(TRY_CAST(posted_date AS DATE)) FROM read_csv($glob, all_varchar = true, union_by_name = true)",
             {"glob": str(ledger / "*.csv")},
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     except duckdb.Error as exc:
         raise LienwatchError(f"{ledger}: cannot read the ledger files ({exc})") from None
     if found is None:

@@ -144,4 +144,4 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 
 def next_load_id(con: duckdb.DuckDBPyConnection) -> int:
-    return con.execute("SELECT nextval('load_seq')").fetchone()[0]
+    return con.execute("SELECT nextval('load_seq')").fetchall()[0][0]
