@@ -129,6 +129,7 @@ def step_ingest(night: Night) -> dict[str, Any]:
 
 HISTORY_MONTHS = 24
 PRIOR_DAYS = 30  # "a month ago" for the worsening-bucket signal
+LATENESS_WINDOW_DAYS = 150  # ledger days read for the last three installments' payment days
 
 
 def month_ends(first: date, last: date) -> list[date]:
@@ -245,14 +246,14 @@ def step_flags(night: Night, settings: Settings) -> dict[str, Any]:
     )
     con = warehouse.connect(night.db)
     try:
-        d = {"d": night.as_of}
-        status = _frame(con, "SELECT * FROM loan_status WHERE as_of_date = $d", d)
+        d = {"as_of": night.as_of}
+        status = _frame(con, "SELECT * FROM loan_status WHERE as_of_date = $as_of", d)
         prior = _frame(
             con,
             """SELECT loan_id, bucket FROM (
                 SELECT as_of_date, loan_id, bucket FROM loan_status_month_end
                 UNION ALL SELECT as_of_date, loan_id, bucket FROM loan_status
-            ) WHERE as_of_date <= $d::DATE - $days::INTEGER
+            ) WHERE as_of_date <= $as_of::DATE - $days::INTEGER
             QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1""",
             {**d, "days": PRIOR_DAYS},
         )
@@ -265,19 +266,19 @@ def step_flags(night: Night, settings: Settings) -> dict[str, Any]:
             borrowers=_frame(con, "SELECT * EXCLUDE (load_id) FROM borrowers"),
             senior_liens=_frame(con, "SELECT * EXCLUDE (load_id) FROM senior_liens"),
             loss_mit=_frame(con, "SELECT * EXCLUDE (load_id) FROM loss_mit"),
-            ledger=_frame(con, engine.sql("ledger_signals"),
-                          {"as_of": night.as_of, "lookback_days": risk.nsf_lookback_days}),
+            ledger=_frame(con, engine.sql("ledger_signals"), {**d, "lookback_days": risk.nsf_lookback_days}),
             payment_changes=changes,
-            lateness=engine.lateness(loans, changes, _frame(con, engine.sql("ledger_events"), d),
-                                     status, settings.delinquency.shortfall_tolerance)
-            if hasattr(engine, "lateness") else _no_lateness(),
+            lateness=flags.lateness(
+                loans, changes,
+                _frame(con, engine.sql("ledger_events"), {**d, "window_days": LATENESS_WINDOW_DAYS}),
+                status, night.as_of, settings.delinquency.shortfall_tolerance),
             as_of=night.as_of,
             horizon_days=risk.payment_rise_horizon_days,
         )
         found = flags.signals(features, policy)
         flagged = flags.risk_flags(features, found, night.as_of, policy)
         with warehouse.transaction(con):
-            _replace(con, "risk_flags", flagged, "as_of_date = $d", d)
+            _replace(con, "risk_flags", flagged, "as_of_date = $as_of", d)
     finally:
         con.close()
     tiers = flagged.group_by("tier").len()
@@ -289,12 +290,6 @@ def step_flags(night: Night, settings: Settings) -> dict[str, Any]:
         "by_tier": dict(zip(tiers["tier"].to_list(), tiers["len"].to_list(), strict=True)),
         "by_signal": dict(zip(counted["signal"].to_list(), counted["len"].to_list(), strict=True)),
     }
-
-
-def _no_lateness():
-    import polars as pl
-
-    return pl.DataFrame(schema={"loan_id": pl.String, "days_late": pl.List(pl.Int64)})
 
 
 def step_record_start(night: Night) -> None:

@@ -136,3 +136,46 @@ class TestQueue:
         flags = risk_flags(frame, signals(frame, policy), AS_OF, policy)
         assert flags.height == 3
         assert flags["in_queue"].to_list() == [True, True, False]
+
+
+class TestLateness:
+    """Days late of the last three installments, from the real ledger SQL and the engine."""
+
+    def lateness_of(self, tmp_path, payments: list[tuple], as_of: date) -> list[int]:
+        from lienwatch.warehouse import connect
+        from transforms.delinquency import loan_status, sql
+        from transforms.flags import lateness
+
+        con = connect(tmp_path / "wh.duckdb")
+        con.execute(
+            """INSERT INTO loans (loan_id, borrower_id, lien_position, product, origination_date,
+                first_payment_date, scheduled_payment, term_months, interest_rate, original_balance,
+                current_balance, property_state, occupancy, status, load_id)
+            VALUES ('L1', 'B1', 2, 'closed_end', DATE '2024-01-01', DATE '2024-02-01', 100.00, 120,
+                    8.0, 9000.00, 8000.00, 'CA', 'primary', 'active', 1)""")
+        for i, (day, amount, kind, target) in enumerate(payments):
+            con.execute(
+                "INSERT INTO payments VALUES ($id, 'L1', $d, $a, $k, $t, NULL, 'f', $i, 1)",
+                {"id": f"T{i}", "d": day, "a": amount, "k": kind, "t": target, "i": i})
+        loans = con.sql("SELECT * EXCLUDE (load_id) FROM loans").pl()
+        changes = con.sql("SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes").pl()
+        status = loan_status(loans, changes, con.sql(sql("net_paid"), params={"as_of": as_of}).pl(), as_of)
+        events = con.sql(sql("ledger_events"), params={"as_of": as_of, "window_days": 150}).pl()
+        con.close()
+        return lateness(loans, changes, events, status, as_of)["days_late"].to_list()[0]
+
+    def test_drifting_payer(self, tmp_path):
+        """Payments 3, 9 and 20 days after due read as [3, 9, 20]."""
+        pays = [(date(2024, 2, 1), 100, "payment", None), (date(2024, 3, 1), 100, "payment", None),
+                (date(2024, 4, 4), 100, "payment", None), (date(2024, 5, 10), 100, "payment", None),
+                (date(2024, 6, 21), 100, "payment", None)]
+        assert self.lateness_of(tmp_path, pays, date(2024, 6, 25)) == [3, 9, 20]
+
+    def test_unpaid_counts_to_tonight_and_reversal_undoes(self, tmp_path):
+        """A reversed payment leaves its installment unpaid until paid again."""
+        pays = [(date(2024, 2, 1), 100, "payment", None), (date(2024, 3, 1), 100, "payment", None),
+                (date(2024, 4, 1), 100, "payment", None), (date(2024, 4, 8), 100, "reversal", "T2"),
+                (date(2024, 4, 20), 100, "payment", None)]
+        # Installments due Apr 1 (paid Apr 1, reversed Apr 8, paid again Apr 20), May 1 and
+        # Jun 1 (both unpaid on Jun 10).
+        assert self.lateness_of(tmp_path, pays, date(2024, 6, 10)) == [19, 40, 9]

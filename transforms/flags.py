@@ -41,7 +41,7 @@ FEATURE_COLUMNS = {
     "amount_past_due": "loan_status tonight",
     "suspense_amount": "loan_status tonight: money received that did not complete an installment",
     "installment_amount": "loan_status tonight: the current scheduled payment",
-    "prior_bucket": "loan_status at the previous month end (null when the loan is newer)",
+    "prior_bucket": "the latest status at least 30 days before the night (null when the loan is newer)",
     "senior_days_past_due": "latest senior_liens report on or before the night (may be null)",
     "senior_reported_date": "its reported_date",
     "last_return_date": "latest reversal posted within the look-back window (null if none)",
@@ -103,7 +103,7 @@ def _signal_rules(policy: Policy) -> dict[str, tuple[pl.Expr, pl.Expr]]:
     )
     late_count = late.list.eval(pl.element() > policy.late_days_threshold).list.sum()
     late_text = pl.format(
-        "The last three payments came {} days after their due dates (oldest first).",
+        "The last three installments due were paid {} days after their due dates (oldest first; an unpaid one counts to tonight).",
         late.list.eval(pl.element().cast(pl.String)).list.join(", "),
     )
     ratio = pl.col("next_change_amount").cast(pl.Float64) / pl.col("installment_amount").cast(pl.Float64)
@@ -146,7 +146,7 @@ def _signal_rules(policy: Policy) -> dict[str, tuple[pl.Expr, pl.Expr]]:
             pl.col("bucket").replace_strict(BUCKETS, list(range(len(BUCKETS))), return_dtype=pl.Int32)
             > pl.col("prior_bucket").replace_strict(BUCKETS, list(range(len(BUCKETS))),
                                                      default=None, return_dtype=pl.Int32),
-            pl.format("Days past due moved from the {} bucket at the last month end to {} now.",
+            pl.format("Days past due moved from the {} bucket a month ago to {} now.",
                       pl.col("prior_bucket"), pl.col("bucket")),
         ),
         "early_delinquency": (
@@ -319,4 +319,67 @@ def assemble_features(
             .fill_null(False).alias("last_payment_short"),
             pl.col("days_late").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
         )
+    )
+
+
+def lateness(
+    loans: pl.DataFrame,
+    payment_changes: pl.DataFrame,
+    events: pl.DataFrame,
+    status: pl.DataFrame,
+    as_of: date,
+    tolerance: Decimal = Decimal("0"),
+) -> pl.DataFrame:
+    """One row per loan: days late of its last three installments due, oldest first.
+
+    ``events`` is ``ledger_events.sql``'s output: net paid at the end of each day with
+    ledger activity in a recent window, plus the window's opening figure. The delinquency
+    engine gives installments paid at each of those days (its rules, its tolerance). An
+    installment is paid on the first day from which installments paid stays at or above
+    its number; days late = that day minus its due date (0 when paid ahead); an unpaid
+    one is late by the night minus its due date.
+    """
+    from transforms.delinquency import due_date, loan_status_history
+
+    if events.is_empty():
+        return pl.DataFrame(schema={"loan_id": pl.String, "days_late": pl.List(pl.Int64)})
+    dates = sorted(set(events["as_of_date"].to_list()))
+    per_day = (
+        events.select("loan_id", "as_of_date")
+        .join(loans.drop("as_of_date", strict=False), on="loan_id", how="inner")
+    )
+    paid = loan_status_history(per_day, payment_changes, events, dates, tolerance).select(
+        "loan_id", "as_of_date", "installments_paid")
+    tonight = status.select("loan_id", "installments_due", pl.col("installments_paid").alias("paid_now"))
+    wanted = (
+        tonight.filter(pl.col("installments_due") > 0)
+        .with_columns(pl.int_ranges(pl.max_horizontal(pl.col("installments_due") - 3, 0),
+                                    pl.col("installments_due")).alias("k"))
+        .explode("k")
+        .join(loans.select("loan_id", "first_payment_date"), on="loan_id")
+        .with_columns(due_date(pl.col("first_payment_date"), pl.col("k").cast(pl.Int32)).alias("due"))
+    )
+    # Paid day of installment k: the earliest day d whose installments paid, and every
+    # later day's, is at least k + 1 (a later reversal undoes an earlier "paid").
+    settled = (
+        paid.sort("loan_id", "as_of_date")
+        .with_columns(pl.col("installments_paid").reverse().cum_min().reverse()
+                      .over("loan_id").alias("floor"))
+    )
+    paid_on = (
+        wanted.join(settled, on="loan_id", how="left")
+        .filter(pl.col("floor") >= pl.col("k") + 1)
+        .group_by("loan_id", "k").agg(pl.col("as_of_date").min().alias("paid_date"))
+    )
+    return (
+        wanted.join(paid_on, on=["loan_id", "k"], how="left")
+        .with_columns(
+            pl.when(pl.col("paid_now") < pl.col("k") + 1)
+            .then((pl.lit(as_of) - pl.col("due")).dt.total_days())
+            .otherwise(pl.max_horizontal((pl.col("paid_date") - pl.col("due")).dt.total_days(), pl.lit(0)))
+            .cast(pl.Int64).alias("late")
+        )
+        .sort("loan_id", "k")
+        .group_by("loan_id", maintain_order=True)
+        .agg(pl.col("late").alias("days_late"))
     )
