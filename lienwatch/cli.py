@@ -150,6 +150,29 @@ def serve(
 
 
 @app.command()
+def backtest(
+    start: Annotated[str, typer.Option("--from", help="First month end to replay, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--to", help="Last month end to replay, YYYY-MM-DD.")],
+    db: Annotated[Path | None, typer.Option("--db", help="DuckDB warehouse file.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Where the report goes.")] = None,
+    horizon: Annotated[int, typer.Option("--horizon", min=1, max=24, help="Months of follow-up.")] = 6,
+    config: ConfigOption = None,
+) -> None:
+    """Replay month ends and report how the flags predicted 90+ days past due."""
+    settings = _settings(config)
+    first, last = _parse_date(start, "--from"), _parse_date(end, "--to")
+    from lienwatch.backtest import run_backtest
+
+    try:
+        table, report = run_backtest(settings, db or settings.paths.db,
+                                     out or settings.paths.out / "backtest", first, last, horizon)
+    except LienwatchError as exc:
+        _fail(str(exc))
+    typer.echo(report.read_text())
+    typer.echo(f"report: {report.resolve()}")
+
+
+@app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Landing folder to write.")],
     loans: Annotated[int, typer.Option("--loans", min=1, help="Number of loans.")] = 3000,

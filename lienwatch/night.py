@@ -232,53 +232,67 @@ def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     ).fetchall()[0][0])
 
 
-def step_flags(night: Night, settings: Settings) -> dict[str, Any]:
-    """risk_flags for the night: second liens with their tier, score, reasons and care."""
-    from transforms import delinquency as engine
+def risk_policy(settings: Settings):
     from transforms import flags
 
     risk = settings.risk
-    policy = flags.Policy(
+    return flags.Policy(
         senior_dpd_threshold=risk.senior_dpd_threshold, payment_rise_ratio=risk.payment_rise_ratio,
         late_days_threshold=risk.late_days_threshold, cltv_threshold=risk.cltv_threshold,
         review_capacity=risk.review_capacity, weights=dict(risk.weights),
         weight_per_day_past_due=risk.weight_per_day_past_due,
     )
+
+
+def flags_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, status_table: str):
+    """(signals found, risk_flags) as of a date, from the status rows in ``status_table``.
+
+    The night uses ``loan_status``; the backtest replays month ends from
+    ``loan_status_month_end``. Every other input is read as it stood on ``as_of``.
+    """
+    from transforms import delinquency as engine
+    from transforms import flags
+
+    risk, policy, d = settings.risk, risk_policy(settings), {"as_of": as_of}
+    status = _frame(con, f"SELECT * FROM {status_table} WHERE as_of_date = $as_of", d)
+    prior = _frame(
+        con,
+        """SELECT loan_id, bucket FROM (
+            SELECT as_of_date, loan_id, bucket FROM loan_status_month_end
+            UNION ALL SELECT as_of_date, loan_id, bucket FROM loan_status
+        ) WHERE as_of_date <= $as_of::DATE - $days::INTEGER
+        QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1""",
+        {**d, "days": PRIOR_DAYS},
+    )
+    loans = _frame(con, "SELECT * EXCLUDE (load_id) FROM loans")
+    changes = _frame(con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes")
+    features = flags.assemble_features(
+        status=status,
+        prior=prior,
+        loans=loans,
+        borrowers=_frame(con, "SELECT * EXCLUDE (load_id) FROM borrowers"),
+        senior_liens=_frame(con, "SELECT * EXCLUDE (load_id) FROM senior_liens"),
+        loss_mit=_frame(con, "SELECT * EXCLUDE (load_id) FROM loss_mit"),
+        ledger=_frame(con, engine.sql("ledger_signals"), {**d, "lookback_days": risk.nsf_lookback_days}),
+        payment_changes=changes,
+        lateness=flags.lateness(
+            loans, changes,
+            _frame(con, engine.sql("ledger_events"), {**d, "window_days": LATENESS_WINDOW_DAYS}),
+            status, as_of, settings.delinquency.shortfall_tolerance),
+        as_of=as_of,
+        horizon_days=risk.payment_rise_horizon_days,
+    )
+    found = flags.signals(features, policy)
+    return features, found, flags.risk_flags(features, found, as_of, policy)
+
+
+def step_flags(night: Night, settings: Settings) -> dict[str, Any]:
+    """risk_flags for the night: second liens with their tier, score, reasons and care."""
     con = warehouse.connect(night.db)
     try:
-        d = {"as_of": night.as_of}
-        status = _frame(con, "SELECT * FROM loan_status WHERE as_of_date = $as_of", d)
-        prior = _frame(
-            con,
-            """SELECT loan_id, bucket FROM (
-                SELECT as_of_date, loan_id, bucket FROM loan_status_month_end
-                UNION ALL SELECT as_of_date, loan_id, bucket FROM loan_status
-            ) WHERE as_of_date <= $as_of::DATE - $days::INTEGER
-            QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1""",
-            {**d, "days": PRIOR_DAYS},
-        )
-        loans = _frame(con, "SELECT * EXCLUDE (load_id) FROM loans")
-        changes = _frame(con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes")
-        features = flags.assemble_features(
-            status=status,
-            prior=prior,
-            loans=loans,
-            borrowers=_frame(con, "SELECT * EXCLUDE (load_id) FROM borrowers"),
-            senior_liens=_frame(con, "SELECT * EXCLUDE (load_id) FROM senior_liens"),
-            loss_mit=_frame(con, "SELECT * EXCLUDE (load_id) FROM loss_mit"),
-            ledger=_frame(con, engine.sql("ledger_signals"), {**d, "lookback_days": risk.nsf_lookback_days}),
-            payment_changes=changes,
-            lateness=flags.lateness(
-                loans, changes,
-                _frame(con, engine.sql("ledger_events"), {**d, "window_days": LATENESS_WINDOW_DAYS}),
-                status, night.as_of, settings.delinquency.shortfall_tolerance),
-            as_of=night.as_of,
-            horizon_days=risk.payment_rise_horizon_days,
-        )
-        found = flags.signals(features, policy)
-        flagged = flags.risk_flags(features, found, night.as_of, policy)
+        _, found, flagged = flags_as_of(con, settings, night.as_of, "loan_status")
         with warehouse.transaction(con):
-            _replace(con, "risk_flags", flagged, "as_of_date = $as_of", d)
+            _replace(con, "risk_flags", flagged, "as_of_date = $as_of", {"as_of": night.as_of})
     finally:
         con.close()
     tiers = flagged.group_by("tier").len()
