@@ -176,17 +176,15 @@ def step_delinquency(night: Night, settings: Settings) -> dict[str, Any]:
         if _exists(con, "loan_status_month_end"):
             have = {r[0] for r in con.execute("SELECT DISTINCT as_of_date FROM loan_status_month_end").fetchall()}
         missing = sorted(set(wanted) - have)
-        history = None
-        if missing:
-            ledger = _frame(con, engine.sql("net_paid_month_ends"),
-                            {"from_date": missing[0], "to_date": missing[-1]})
-            history = engine.loan_status_history(loans, changes, ledger, missing, tolerance)
 
         with warehouse.transaction(con):
             _replace(con, "loan_status", status, "as_of_date = $d", {"d": night.as_of})
-            if history is not None:
-                _replace(con, "loan_status_month_end", history,
-                         "as_of_date BETWEEN $a AND $b", {"a": missing[0], "b": missing[-1]})
+            # One month end at a time keeps memory to one month's statuses at 1M loans.
+            for month_end in missing:
+                ledger = _frame(con, engine.sql("net_paid_month_ends"),
+                                {"from_date": month_end, "to_date": month_end})
+                history = engine.loan_status_history(loans, changes, ledger, [month_end], tolerance)
+                _replace(con, "loan_status_month_end", history, "as_of_date = $a", {"a": month_end})
             observed = _frame(
                 con,
                 """SELECT as_of_date, loan_id, bucket, days_past_due, oldest_unpaid_due_date
