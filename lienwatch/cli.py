@@ -164,7 +164,7 @@ def backtest(
     from lienwatch.backtest import run_backtest
 
     try:
-        table, report = run_backtest(settings, db or settings.paths.db,
+        _, report = run_backtest(settings, db or settings.paths.db,
                                      out or settings.paths.out / "backtest", first, last, horizon)
     except LienwatchError as exc:
         _fail(str(exc))
