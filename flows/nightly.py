@@ -12,6 +12,8 @@ a schedule, and from a Prefect deployment (``prefect.yaml``).
 
 from __future__ import annotations
 
+import resource
+import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -103,7 +105,12 @@ def _night(night: Night, settings: Settings) -> NightSummary:
     record_start_task(night)
     try:
         for name, step, needs_settings in STEPS:
-            summary.steps[name] = step(night, settings) if needs_settings else step(night)
+            started = time.perf_counter()
+            counts = step(night, settings) if needs_settings else step(night)
+            counts["seconds"] = round(time.perf_counter() - started, 2)
+            counts["peak_rss_mb"] = round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            summary.steps[name] = counts
     except Exception as exc:
         summary.status = "failed"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
