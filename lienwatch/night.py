@@ -236,7 +236,8 @@ def risk_policy(settings: Settings):
     risk = settings.risk
     return flags.Policy(
         senior_dpd_threshold=risk.senior_dpd_threshold, payment_rise_ratio=risk.payment_rise_ratio,
-        late_days_threshold=risk.late_days_threshold, cltv_threshold=risk.cltv_threshold,
+        late_days_threshold=risk.late_days_threshold, drift_min_days=risk.drift_min_days,
+        cltv_threshold=risk.cltv_threshold,
         review_capacity=risk.review_capacity, weights=dict(risk.weights),
         weight_per_day_past_due=risk.weight_per_day_past_due,
     )

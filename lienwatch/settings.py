@@ -84,6 +84,7 @@ class Risk(_Section):
     nsf_lookback_days: int = Field(90, ge=1, le=730, description="A returned (NSF) payment within this many days raises returned_payment.")
     payment_rise_ratio: Decimal = Field(Decimal("1.20"), gt=1, le=10, description="A scheduled payment rising to at least this multiple of the current one raises payment_shock.")
     payment_rise_horizon_days: int = Field(90, ge=1, le=365, description="How far ahead a scheduled payment rise is looked for.")
+    drift_min_days: int = Field(5, ge=1, le=60, description="Days late of the latest installment from which a steadily rising lateness raises paying_later.")
     late_days_threshold: int = Field(15, ge=1, le=60, description="An installment paid more than this many days after its due date counts as paid late.")
     cltv_threshold: Decimal = Field(Decimal("1.00"), gt=0, le=5, description="Combined LTV (senior balance + this balance over value) above which underwater is raised.")
     review_capacity: int = Field(500, ge=1, description="How many flagged loans the team can review in a morning; the queue beyond it is cut by tier then score, and counted.")

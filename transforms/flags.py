@@ -64,6 +64,7 @@ class Policy:
     senior_dpd_threshold: int = 30
     payment_rise_ratio: Decimal = Decimal("1.20")
     late_days_threshold: int = 15
+    drift_min_days: int = 5
     cltv_threshold: Decimal = Decimal("1.00")
     review_capacity: int = 500
     weights: dict[str, Decimal] = field(default_factory=dict)
@@ -99,7 +100,7 @@ def _signal_rules(policy: Policy) -> dict[str, tuple[pl.Expr, pl.Expr]]:
         (late.list.len() == 3)
         & (late.list.get(0, null_on_oob=True) < late.list.get(1, null_on_oob=True))
         & (late.list.get(1, null_on_oob=True) < late.list.get(2, null_on_oob=True))
-        & (late.list.get(2, null_on_oob=True) > 0)
+        & (late.list.get(2, null_on_oob=True) >= policy.drift_min_days)
     )
     late_count = late.list.eval(pl.element() > policy.late_days_threshold).list.sum()
     late_text = pl.format(
