@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import parser, peak_rss_mb, report  # noqa: E402
+from benchmarks.harness import parser, peak_rss_mb, report
 
 
 def _case(db: Path, data: Path) -> dict:

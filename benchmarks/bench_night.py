@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import parser, report  # noqa: E402
+from benchmarks.harness import parser, report
 
 NIGHT = """
 import json, sys, time
