@@ -40,7 +40,7 @@ from lienwatch.warehouse import next_load_id, transaction
 from transforms.contract import FEEDS, Feed
 
 SNAPSHOT_ORDER = ("borrowers", "loans", "payment_changes", "senior_liens", "loss_mit")
-BATCH_BYTES = 256 << 20  # ledger files validated together, at most this much CSV at once
+BATCH_BYTES = 48 << 20  # ledger files validated together, at most this much CSV at once
 KEY_SCALE = 10_000_000_000  # row key = file position * KEY_SCALE + row number
 
 
@@ -152,17 +152,22 @@ def _snapshot_checks(feed: Feed) -> str:
 
 # --------------------------------------------------------------------------- the ledger
 
+# The warehouse's ledger is large: every look-up into it is a join from this batch's
+# (small) set of ids, never a scan that hashes the whole ledger.
 _PAYMENT_CHECKS = f"""
     row_number() OVER (PARTITION BY txn_id, _key // {KEY_SCALE} ORDER BY _key) > 1 AS _dup,
-    (txn_id IN (SELECT txn_id FROM payments)
+    (txn_id IN (SELECT p.txn_id FROM payments p SEMI JOIN stg_typed s ON p.txn_id = s.txn_id)
      OR min(_key // {KEY_SCALE}) OVER (PARTITION BY txn_id) < _key // {KEY_SCALE}) AS _loaded_before,
     loan_id NOT IN (SELECT loan_id FROM known_loans) AS _loan_unknown
 """
 
 _REVERSAL_PROBLEM = """
 CREATE OR REPLACE TEMP TABLE stg_reversal AS
-WITH candidates AS (  -- payments a reversal may name: loaded ones and this batch's clean rows
-    SELECT txn_id, loan_id, posted_date, amount, txn_type, -1 AS _key FROM payments
+WITH named AS (
+    SELECT DISTINCT reverses_txn_id AS txn_id FROM stg_checked WHERE reverses_txn_id IS NOT NULL
+),
+candidates AS (  -- payments a reversal may name: loaded ones and this batch's clean rows
+    SELECT txn_id, loan_id, posted_date, amount, txn_type, -1 AS _key FROM payments SEMI JOIN named USING (txn_id)
     UNION ALL
     SELECT txn_id, loan_id, posted_date, amount, txn_type, _key FROM stg_checked
     WHERE NOT _dup AND NOT _loaded_before
@@ -171,7 +176,9 @@ target AS (
     SELECT * FROM candidates QUALIFY row_number() OVER (PARTITION BY txn_id ORDER BY _key) = 1
 ),
 reversed_before AS (
-    SELECT DISTINCT reverses_txn_id FROM payments WHERE txn_type = 'reversal'
+    SELECT DISTINCT p.reverses_txn_id FROM payments p
+    JOIN named ON p.reverses_txn_id = named.txn_id
+    WHERE p.txn_type = 'reversal'
 ),
 reversals AS (
     SELECT r._key, r.loan_id, r.posted_date, r.amount, r.reverses_txn_id,

@@ -105,6 +105,9 @@ def _schema() -> list[str]:
     return statements
 
 
+MEMORY_LIMIT = "3GB"  # DuckDB spills to disk beyond this instead of growing the process
+
+
 def connect(db: Path, *, read_only: bool = False, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """Open the warehouse; create it (owner-only) and its schema when writing."""
     if read_only and not db.exists():
@@ -121,6 +124,7 @@ def connect(db: Path, *, read_only: bool = False, threads: int | None = None) ->
                 "wait for it to finish (nothing was changed)"
             ) from None
         raise LienwatchError(f"{db}: cannot open the warehouse ({exc})") from None
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if not read_only:
