@@ -287,8 +287,13 @@ def _ledger(rng: np.random.Generator, loans: pl.DataFrame, changes: pl.DataFrame
         | ((b == "rolling") & (pl.col("k") == skip_at))
         | (left & (pl.col("k") >= pl.col("_kmin") + (span * 0.6).cast(pl.Int64)))
     )
+    # Late payers keep to their own habit (5 to 22 days late, give or take 3); those who
+    # will stop drift later and later over the four installments before they stop.
+    habit = 5 + (pl.col("_u") * 14).cast(pl.Int64)
+    before_stop = stop_at - pl.col("k")
     offset = (
-        pl.when(b == "late").then(5 + (pl.col("_e") * 20 / 29).cast(pl.Int64))
+        pl.when((b == "stopped") & before_stop.is_between(1, 4)).then(28 - 6 * before_stop + pl.col("_e") % 3)
+        .when(b == "late").then(habit + pl.col("_e") % 7 - 3)
         .when(b == "on_time").then((pl.col("_e") % 7) - 3)
         .otherwise(pl.col("_e") % 4)
     )

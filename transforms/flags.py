@@ -120,7 +120,10 @@ def _signal_rules(policy: Policy) -> dict[str, tuple[pl.Expr, pl.Expr]]:
                       pl.col("returns_in_window"), pl.col("last_return_date")),
         ),
         "partial_or_suspense": (
-            (pl.col("suspense_amount") > 0) | pl.col("last_payment_short").fill_null(False),
+            # Money short of the oldest unpaid installment: held unapplied, or a short last
+            # payment, while something is owed (paid-ahead money is no warning).
+            (pl.col("amount_past_due") > 0)
+            & ((pl.col("suspense_amount") > 0) | pl.col("last_payment_short").fill_null(False)),
             pl.when(pl.col("suspense_amount") > 0)
             .then(pl.format("{} received is held unapplied: less than a full payment of {}.",
                             _money("suspense_amount"), _money("installment_amount")))
