@@ -8,6 +8,7 @@ input.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -240,4 +241,12 @@ def settings_command(
 
 
 def main() -> None:  # pragma: no cover - console entry
-    sys.exit(app())
+    """The console command. Once it has said what it has to say, the interpreter's own
+    shutdown messages (DuckDB's binding reports objects alive at exit) are not shown:
+    stderr carries the one-line reason of a failed command and nothing else."""
+    try:
+        app()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)

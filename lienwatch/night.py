@@ -349,6 +349,8 @@ PREFECT_DEFAULTS = {
     # Local mode needs no network: no telemetry from the temporary server.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    # The run's log goes to stdout; stderr is kept for a failed night's one-line reason.
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM": "ext://sys.stdout",
 }
 
 

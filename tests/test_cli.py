@@ -1,0 +1,47 @@
+"""The lienwatch command as an operator meets it: exit codes and one-line reasons."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.landing import landing, ledger
+
+LIENWATCH = shutil.which("lienwatch") or "lienwatch"
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([LIENWATCH, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+class TestRunCommand:
+    def test_missing_feed_exits_non_zero_with_one_line(self, tmp_path):
+        """A night that cannot complete exits 2 with exactly one line on stderr, naming the file."""
+        data = landing(tmp_path / "in", {"p.csv": ledger("T1,L1,2024-03-01,250.00,payment,,")})
+        (data / "borrowers.csv").unlink()
+        done = run("run", "--data", str(data), "--db", str(tmp_path / "wh.duckdb"),
+                   "--out", str(tmp_path / "out"), "--as-of", "2024-06-03", cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.splitlines() == ["lienwatch: borrowers.csv: required feed is missing"]
+
+    def test_completed_night_exits_zero_and_says_where(self, tmp_path):
+        """A night with quarantined rows still exits 0 and prints where its outputs are."""
+        data = landing(tmp_path / "in", {"p.csv": ledger("T1,L1,2024-03-01,250.00,payment,,",
+                                                         "T2,L1,2024-02-30,250.00,payment,,")})
+        done = run("run", "--data", str(data), "--db", str(tmp_path / "wh.duckdb"),
+                   "--out", str(tmp_path / "out"), "--as-of", "2024-06-03", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == ""
+        assert "rows_quarantined 1" in done.stdout
+        assert f"outputs:   {tmp_path / 'out' / '2024-06-03'}" in done.stdout
+
+    def test_bad_settings_and_bad_date(self, tmp_path):
+        """A bad settings value or --as-of stops at once with the key or flag named."""
+        (tmp_path / "lienwatch.toml").write_text("[risk]\nreview_capacity = 0\n")
+        done = run("run", "--as-of", "2024-06-03", cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.startswith("lienwatch: lienwatch.toml: risk.review_capacity: ")
+        (tmp_path / "lienwatch.toml").unlink()
+        done = run("run", "--as-of", "2024-13-01", cwd=tmp_path)
+        assert done.stderr.strip() == "lienwatch: --as-of: not a date in YYYY-MM-DD form: '2024-13-01'"
