@@ -348,10 +348,9 @@ def lateness(
     if events.is_empty():
         return pl.DataFrame(schema={"loan_id": pl.String, "days_late": pl.List(pl.Int64)})
     dates = sorted(set(events["as_of_date"].to_list()))
-    per_day = (
-        events.select("loan_id", "as_of_date")
-        .join(loans.drop("as_of_date", strict=False), on="loan_id", how="inner")
-    )
+    terms = loans.select("loan_id", "lien_position", "first_payment_date", "scheduled_payment",
+                         "term_months", "status", "origination_date")
+    per_day = events.select("loan_id", "as_of_date").join(terms, on="loan_id", how="inner")
     paid = loan_status_history(per_day, payment_changes, events, dates, tolerance).select(
         "loan_id", "as_of_date", "installments_paid")
     tonight = status.select("loan_id", "installments_due", pl.col("installments_paid").alias("paid_now"))
@@ -370,10 +369,16 @@ def lateness(
         .with_columns(pl.col("installments_paid").reverse().cum_min().reverse()
                       .over("loan_id").alias("floor"))
     )
+    # floor never falls as the days go on, so the first day at or above k + 1 is an
+    # as-of join looking forward along it.
     paid_on = (
-        wanted.join(settled, on="loan_id", how="left")
-        .filter(pl.col("floor") >= pl.col("k") + 1)
-        .group_by("loan_id", "k").agg(pl.col("as_of_date").min().alias("paid_date"))
+        wanted.select("loan_id", "k", (pl.col("k") + 1).cast(pl.Int32).alias("_need")).sort("_need")
+        .join_asof(
+            settled.select("loan_id", pl.col("floor").cast(pl.Int32).alias("_need"),
+                           pl.col("as_of_date").alias("paid_date")).sort("_need", "paid_date"),
+            on="_need", by="loan_id", strategy="forward", check_sortedness=False,
+        )
+        .select("loan_id", "k", "paid_date")
     )
     return (
         wanted.join(paid_on, on=["loan_id", "k"], how="left")
