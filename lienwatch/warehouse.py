@@ -125,6 +125,7 @@ def connect(db: Path, *, read_only: bool = False, threads: int | None = None) ->
             ) from None
         raise LienwatchError(f"{db}: cannot open the warehouse ({exc})") from None
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if not read_only:
