@@ -45,6 +45,15 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _echo_nights(nights) -> None:
+    """Print each night's summary as it completes; a failed night stops with its reason."""
+    try:
+        for line in nights():
+            typer.echo(line)
+    except LienwatchError as exc:
+        _fail(str(exc))
+
+
 def _parse_date(value: str | None, name: str) -> date | None:
     if value is None:
         return None
@@ -99,19 +108,10 @@ def backfill(
         _fail(f"--start {first} is after --end {last}")
     from lienwatch.night import run_backfill
 
-    try:
-        for line in run_backfill(
-            settings,
-            data=data or settings.paths.data,
-            db=db or settings.paths.db,
-            out=out or settings.paths.out,
-            start=first,
-            end=last,
-            force=force,
-        ):
-            typer.echo(line)
-    except LienwatchError as exc:
-        _fail(str(exc))
+    _echo_nights(lambda: run_backfill(
+        settings, data=data or settings.paths.data, db=db or settings.paths.db,
+        out=out or settings.paths.out, start=first, end=last, force=force,
+    ))
 
 
 @app.command()
@@ -203,21 +203,13 @@ def demo(
     from lienwatch.night import latest_ledger_date, run_backfill
 
     data, db, out = settings.paths.data, settings.paths.db, settings.paths.out
-    try:
+    def demo_nights():
         last = latest_ledger_date(data)
-        for line in run_backfill(
-            settings,
-            data=data,
-            db=db,
-            out=out,
-            start=last - timedelta(days=nights - 1),
-            end=last,
-            force=True,
-            business_days_only=False,
-        ):
-            typer.echo(line)
-    except LienwatchError as exc:
-        _fail(str(exc))
+        return run_backfill(settings, data=data, db=db, out=out,
+                            start=last - timedelta(days=nights - 1), end=last, force=True,
+                            business_days_only=False)
+
+    _echo_nights(demo_nights)
     typer.echo("")
     typer.echo(f"warehouse: {db.resolve()}")
     typer.echo(f"outputs:   {out.resolve()}")

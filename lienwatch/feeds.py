@@ -261,20 +261,23 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0][:200]
 
 
+# Numbers are matched whole before they are cast: no rounding, no thousands separators.
+NUMBER_FORMATS = {
+    "int": (r"[+-]?\d{1,9}", "INTEGER"),
+    "money": (r"[+-]?\d{1,12}(\.\d{1,2})?", "DECIMAL(14,2)"),
+    "rate": (r"[+-]?\d{1,3}(\.\d{1,6})?", "DECIMAL(9,6)"),
+}
+
+
 def _typed(column: Column) -> tuple[str, str | None, str]:
     """(typed expression, failure condition or None, rule) for one text column."""
     raw = f'NULLIF(TRIM("{column.name}"), \'\')'
     if column.kind == "text":
         return raw, None, "type"
-    if column.kind == "int":
-        ok = rf"regexp_full_match({raw}, '[+-]?\d{{1,9}}')"
-        return f"CASE WHEN {ok} THEN CAST({raw} AS INTEGER) END", f"NOT {ok}", "type:int"
-    if column.kind == "money":
-        ok = rf"regexp_full_match({raw}, '[+-]?\d{{1,12}}(\.\d{{1,2}})?')"
-        return f"CASE WHEN {ok} THEN CAST({raw} AS DECIMAL(14,2)) END", f"NOT {ok}", "type:money"
-    if column.kind == "rate":
-        ok = rf"regexp_full_match({raw}, '[+-]?\d{{1,3}}(\.\d{{1,6}})?')"
-        return f"CASE WHEN {ok} THEN CAST({raw} AS DECIMAL(9,6)) END", f"NOT {ok}", "type:rate"
+    if column.kind in NUMBER_FORMATS:
+        pattern, target = NUMBER_FORMATS[column.kind]
+        ok = f"regexp_full_match({raw}, '{pattern}')"
+        return f"CASE WHEN {ok} THEN CAST({raw} AS {target}) END", f"NOT {ok}", f"type:{column.kind}"
     if column.kind == "date":
         ok = rf"(regexp_full_match({raw}, '\d{{4}}-\d{{2}}-\d{{2}}') AND TRY_CAST({raw} AS DATE) IS NOT NULL)"
         return f"CASE WHEN {ok} THEN CAST({raw} AS DATE) END", f"NOT {ok}", "type:date"
