@@ -145,7 +145,8 @@ class TestQueue:
 class TestLateness:
     """Days late of the last three installments, from the real ledger SQL and the engine."""
 
-    def lateness_of(self, tmp_path, payments: list[tuple], as_of: date) -> list[int]:
+    def lateness_of(self, tmp_path, payments: list[tuple], as_of: date,
+                    change: tuple | None = None) -> list[int]:
         from lienwatch.warehouse import connect
         from transforms.delinquency import loan_status, sql
         from transforms.flags import lateness
@@ -157,6 +158,9 @@ class TestLateness:
                 current_balance, property_state, occupancy, status, load_id)
             VALUES ('L1', 'B1', 2, 'closed_end', DATE '2024-01-01', DATE '2024-02-01', 100.00, 120,
                     8.0, 9000.00, 8000.00, 'CA', 'primary', 'active', 1)""")
+        if change:
+            con.execute("INSERT INTO payment_changes VALUES ('L1', $d, $a, 1)",
+                        {"d": change[0], "a": change[1]})
         for i, (day, amount, kind, target) in enumerate(payments):
             con.execute(
                 "INSERT INTO payments VALUES ($id, 'L1', $d, $a, $k, $t, NULL, 'f', $i, 1)",
@@ -183,3 +187,17 @@ class TestLateness:
         # Installments due Apr 1 (paid Apr 1, reversed Apr 8, paid again Apr 20), May 1 and
         # Jun 1 (both unpaid on Jun 10).
         assert self.lateness_of(tmp_path, pays, date(2024, 6, 10)) == [19, 40, 9]
+
+    def test_payment_change_among_the_last_installments(self, tmp_path):
+        """A payment rise among the last three installments is followed exactly (engine path)."""
+        pays = [(date(2024, 2, 1), 100, "payment", None), (date(2024, 3, 1), 100, "payment", None),
+                (date(2024, 4, 3), 100, "payment", None), (date(2024, 5, 10), 150, "payment", None),
+                (date(2024, 6, 20), 100, "payment", None), (date(2024, 6, 24), 50, "payment", None)]
+        assert self.lateness_of(tmp_path, pays, date(2024, 6, 25),
+                                change=(date(2024, 5, 1), 150)) == [2, 9, 23]
+
+    def test_paid_ahead_is_never_late(self, tmp_path):
+        """An installment covered before its due date by a double payment is 0 days late."""
+        pays = [(date(2024, 2, 1), 200, "payment", None), (date(2024, 4, 1), 100, "payment", None),
+                (date(2024, 5, 2), 100, "payment", None)]
+        assert self.lateness_of(tmp_path, pays, date(2024, 5, 5)) == [0, 0, 1]

@@ -343,17 +343,13 @@ def lateness(
     its number; days late = that day minus its due date (0 when paid ahead); an unpaid
     one is late by the night minus its due date.
     """
-    from transforms.delinquency import due_date, loan_status_history
+    from transforms.delinquency import due_date
 
     if events.is_empty():
         return pl.DataFrame(schema={"loan_id": pl.String, "days_late": pl.List(pl.Int64)})
-    dates = sorted(set(events["as_of_date"].to_list()))
-    terms = loans.select("loan_id", "lien_position", "first_payment_date", "scheduled_payment",
-                         "term_months", "status", "origination_date")
-    per_day = events.select("loan_id", "as_of_date").join(terms, on="loan_id", how="inner")
-    paid = loan_status_history(per_day, payment_changes, events, dates, tolerance).select(
-        "loan_id", "as_of_date", "installments_paid")
-    tonight = status.select("loan_id", "installments_due", pl.col("installments_paid").alias("paid_now"))
+    tonight = status.select(
+        "loan_id", "installments_due", pl.col("installments_paid").alias("paid_now"),
+        _cents_of("total_due").alias("_total"), _cents_of("installment_amount").alias("_amount"))
     wanted = (
         tonight.filter(pl.col("installments_due") > 0)
         .with_columns(pl.int_ranges(pl.max_horizontal(pl.col("installments_due") - 3, 0),
@@ -362,24 +358,27 @@ def lateness(
         .join(loans.select("loan_id", "first_payment_date"), on="loan_id")
         .with_columns(due_date(pl.col("first_payment_date"), pl.col("k").cast(pl.Int32)).alias("due"))
     )
-    # Paid day of installment k: the earliest day d whose installments paid, and every
-    # later day's, is at least k + 1 (a later reversal undoes an earlier "paid").
-    settled = (
-        paid.sort("loan_id", "as_of_date")
-        .with_columns(pl.col("installments_paid").reverse().cum_min().reverse()
-                      .over("loan_id").alias("floor"))
+    # Where the last installments all have tonight's amount (no payment change among
+    # them), installment k is paid once net paid reaches total_due less the later ones,
+    # less the tolerance: money thresholds, no need to rerun the engine day by day.
+    earliest = wanted.group_by("loan_id").agg(pl.col("due").min().alias("_from"))
+    changed = (
+        payment_changes.join(earliest, on="loan_id")
+        .filter((pl.col("effective_due_date") > pl.col("_from")) & (pl.col("effective_due_date") <= as_of))
+        .select("loan_id").unique()
     )
-    # floor never falls as the days go on, so the first day at or above k + 1 is an
-    # as-of join looking forward along it.
-    paid_on = (
-        wanted.select("loan_id", "k", (pl.col("k") + 1).cast(pl.Int32).alias("_need")).sort("_need")
-        .join_asof(
-            settled.select("loan_id", pl.col("floor").cast(pl.Int32).alias("_need"),
-                           pl.col("as_of_date").alias("paid_date")).sort("_need", "paid_date"),
-            on="_need", by="loan_id", strategy="forward", check_sortedness=False,
-        )
-        .select("loan_id", "k", "paid_date")
+    simple = wanted.join(changed, on="loan_id", how="anti").with_columns(
+        (pl.col("_total") - (pl.col("installments_due") - 1 - pl.col("k")) * pl.col("_amount")
+         - _tolerance_cents(tolerance)).alias("_need"))
+    by_money = _first_day_at_or_above(
+        simple.select("loan_id", "k", "_need"),
+        events.join(simple.select("loan_id").unique(), on="loan_id", how="semi")
+        .select("loan_id", "as_of_date", _cents_of("net_paid").alias("_level")),
     )
+    by_count = _paid_days_by_engine(
+        wanted.join(changed, on="loan_id", how="semi"), loans, payment_changes,
+        events.join(changed, on="loan_id", how="semi"), tolerance)
+    paid_on = pl.concat([by_money, by_count])
     return (
         wanted.join(paid_on, on=["loan_id", "k"], how="left")
         .with_columns(
@@ -392,3 +391,51 @@ def lateness(
         .group_by("loan_id", maintain_order=True)
         .agg(pl.col("late").alias("days_late"))
     )
+
+
+def _cents_of(column: str) -> pl.Expr:
+    return (pl.col(column).cast(pl.Decimal(18, 2)) * 100).cast(pl.Int64)
+
+
+def _tolerance_cents(tolerance: Decimal) -> int:
+    return int(Decimal(tolerance) * 100)
+
+
+def _first_day_at_or_above(needs: pl.DataFrame, levels: pl.DataFrame) -> pl.DataFrame:
+    """(loan_id, k, paid_date): the first day from which ``_level`` stays at or above ``_need``.
+
+    The level is taken at its floor from each day on (the least of it and every later
+    day's), so a later reversal undoes an earlier "paid"; the floor never falls as the
+    days go on, so the first day at or above the need is an as-of join looking forward.
+    """
+    settled = (
+        levels.sort("loan_id", "as_of_date")
+        .with_columns(pl.col("_level").reverse().cum_min().reverse().over("loan_id").alias("_need"))
+        .select("loan_id", "_need", pl.col("as_of_date").alias("paid_date"))
+        .sort("_need", "paid_date")
+    )
+    return (
+        needs.select("loan_id", "k", pl.col("_need").cast(pl.Int64)).sort("_need")
+        .join_asof(settled.with_columns(pl.col("_need").cast(pl.Int64)), on="_need", by="loan_id",
+                   strategy="forward", check_sortedness=False)
+        .select("loan_id", "k", "paid_date")
+    )
+
+
+def _paid_days_by_engine(wanted: pl.DataFrame, loans: pl.DataFrame, payment_changes: pl.DataFrame,
+                         events: pl.DataFrame, tolerance: Decimal) -> pl.DataFrame:
+    """Paid days where a payment change falls among the last installments: the engine's
+    installments-paid count on each day with ledger activity, against k + 1."""
+    from transforms.delinquency import loan_status_history
+
+    if wanted.is_empty() or events.is_empty():
+        return pl.DataFrame(schema={"loan_id": pl.String, "k": pl.Int64, "paid_date": pl.Date})
+    terms = loans.select("loan_id", "lien_position", "first_payment_date", "scheduled_payment",
+                         "term_months", "status", "origination_date")
+    per_day = events.select("loan_id", "as_of_date").join(terms, on="loan_id", how="inner")
+    dates = sorted(set(events["as_of_date"].to_list()))
+    paid = loan_status_history(per_day, payment_changes, events, dates, tolerance)
+    return _first_day_at_or_above(
+        wanted.select("loan_id", "k", (pl.col("k") + 1).alias("_need")),
+        paid.select("loan_id", "as_of_date", pl.col("installments_paid").alias("_level")),
+    ).with_columns(pl.col("k").cast(pl.Int64))
