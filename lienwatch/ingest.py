@@ -41,7 +41,9 @@ from transforms.contract import FEEDS, Feed
 
 SNAPSHOT_ORDER = ("borrowers", "loans", "payment_changes", "senior_liens", "loss_mit")
 BATCH_BYTES = 48 << 20  # ledger files validated together, at most this much CSV at once
-KEY_SCALE = 10_000_000_000  # row key = file position * KEY_SCALE + row number
+KEY_SCALE = 10_000_000_000
+QUARANTINE_COLUMNS = ("feed", "source_file", "row_number", "error", "raw", "column_name", "rule",
+                      "severity", "load_id", "quarantined_at")  # row key = file position * KEY_SCALE + row number
 
 
 @dataclass
@@ -340,7 +342,10 @@ class _Batch:
             rows.append((self.feed.name, name, key - lo, "; ".join(f.message for f in found),
                          raw.get(key), first.column_name, first.rule, first.severity, load_id, now))
         if rows:
-            con.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            frame = pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
+            con.register("stg_quarantine", frame)
+            con.execute("INSERT INTO quarantine BY NAME SELECT * FROM stg_quarantine")
+            con.unregister("stg_quarantine")
         loaded = con.execute(
             "SELECT count(*) FROM " + (self.feed.name if self.feed.snapshot else "payments")
             + " WHERE load_id = $load_id", {"load_id": load_id}).fetchall()[0][0]
