@@ -275,7 +275,7 @@ def assemble_features(
 
     ``status`` is tonight's loan_status; ``prior`` the month-end status before it
     (loan_id, bucket); ``ledger`` the output of ``ledger_signals.sql``; ``lateness``
-    (loan_id, days_late) from :func:`transforms.delinquency` helpers.
+    (loan_id, days_late) from :func:`lateness`.
     """
     seconds = status.filter(pl.col("lien_position") == 2).select(
         "loan_id", "lien_position", "days_past_due", "bucket", "amount_past_due",
