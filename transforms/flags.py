@@ -273,7 +273,7 @@ def assemble_features(
 ) -> pl.DataFrame:
     """One row per active second lien with every column of :data:`FEATURE_COLUMNS`.
 
-    ``status`` is tonight's loan_status; ``prior`` the latest status at least 30 days before
+    ``status`` is tonight's loan_status; ``prior`` the latest status at least 30 days before the night
     (loan_id, bucket); ``ledger`` the output of ``ledger_signals.sql``; ``lateness``
     (loan_id, days_late) from :func:`lateness`.
     """
