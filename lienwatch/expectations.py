@@ -198,14 +198,6 @@ def _validation(feed_name: str) -> Any:
     )
 
 
-def suite_rules(feed_name: str) -> list[dict[str, Any]]:
-    """The suite of a feed as plain data (type and meta of each expectation), for docs."""
-    definition = _validation(feed_name)
-    return [
-        {"type": e.expectation_type, **(e.meta or {})} for e in definition.suite.expectations
-    ]
-
-
 def validate(feed_name: str, frame: pd.DataFrame) -> tuple[list[Failure], dict[str, Any]]:
     """Run the feed's suite on ``frame`` (indexed by row key); failures and the result JSON."""
     if frame.empty:

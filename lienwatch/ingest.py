@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -378,7 +378,3 @@ def _save_result(results_dir: Path | None, feed: str, load_id: int, result: dict
     path = results_dir / f"{feed}-{load_id}.json"
     path.write_text(json.dumps(result, indent=1, default=str))
     return path
-
-
-def summary_rows(summary: IngestSummary) -> list[dict]:
-    return [asdict(f) for f in summary.files]
