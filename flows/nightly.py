@@ -24,6 +24,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from lienwatch import night as steps
+from lienwatch import outreach
 from lienwatch.errors import LienwatchError
 from lienwatch.night import Night, NightSummary
 from lienwatch.settings import Settings, load_settings
@@ -61,6 +62,12 @@ def flags_task(night: Night, settings: Settings) -> dict:
     return steps.step_flags(night, settings)
 
 
+# ---- options: risk_flags + loan terms + the catalogue -> hardship_options
+@task(name="options", cache_policy=NONE)
+def options_task(night: Night, settings: Settings) -> dict:
+    return outreach.step_options(night, settings)
+
+
 # ---- run record
 @task(name="record-start", cache_policy=NONE)
 def record_start_task(night: Night) -> None:
@@ -76,6 +83,7 @@ STEPS = (
     ("ingest", ingest_task, False),
     ("delinquency", delinquency_task, True),
     ("flags", flags_task, True),
+    ("options", options_task, True),
 )
 
 

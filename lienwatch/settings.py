@@ -114,6 +114,18 @@ class Risk(_Section):
         return {code: value.get(code, Decimal("0")) for code in SIGNALS}
 
 
+class Options(_Section):
+    """The hardship-options catalogue (the servicer's policy, as data)."""
+
+    catalogue: Path | None = Field(
+        None,
+        description=(
+            "TOML catalogue of hardship options and their rules; unset uses the bundled "
+            "lienwatch/catalogue/hardship_options.toml. Read afresh every night."
+        ),
+    )
+
+
 class Schedule(_Section):
     """When the nightly flow runs when served."""
 
@@ -128,6 +140,7 @@ class Settings(_Section):
     paths: Paths = Paths()
     delinquency: Delinquency = Delinquency()
     risk: Risk = Risk()
+    options: Options = Options()
     schedule: Schedule = Schedule()
 
 

@@ -150,3 +150,18 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 def next_load_id(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT nextval('load_seq')").fetchall()[0][0]
+
+
+def replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame, where: str, params: dict) -> None:
+    """Create ``table`` from the frame's schema if needed, then replace the rows ``where``.
+
+    Run inside :func:`transaction`: a night's rows for a date are swapped all at once,
+    so a rerun replaces them and never duplicates.
+    """
+    con.register("_frame", frame)
+    try:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _frame LIMIT 0")
+        con.execute(f"DELETE FROM {table} WHERE {where}", params)
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
+    finally:
+        con.unregister("_frame")

@@ -19,7 +19,8 @@ OCCUPANCIES = ("primary", "second_home", "investment")
 LOAN_STATUSES = ("active", "paid_off", "charged_off", "foreclosure", "transferred")
 LANGUAGES = ("en", "es")
 TXN_TYPES = ("payment", "reversal")
-LOSS_MIT_CASE_TYPES = ("forbearance", "repayment_plan", "trial_modification", "application")
+# payment_deferral is accepted beyond the contract's four, so the deferral rule can see past deferrals.
+LOSS_MIT_CASE_TYPES = ("forbearance", "repayment_plan", "trial_modification", "application", "payment_deferral")
 LOSS_MIT_STATUSES = ("open", "closed")
 
 # Buckets in order of severity, with their inclusive lower bound in days past due.

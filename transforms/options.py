@@ -1,0 +1,569 @@
+"""Hardship options: which ways out fit each flagged borrower, ranked, and why.
+
+The options and their rules are the servicer's policy, kept as data (a TOML
+catalogue, see ``lienwatch/catalogue/hardship_options.toml``). Two pure steps:
+
+- :func:`parse_catalogue`: a catalogue mapping checked entry by entry; a mistake
+  raises :class:`CatalogueError` naming the entry and the key.
+- :func:`evaluate`: one row per flagged loan per option: eligible or not, the rank
+  among the eligible (1 = best fit), the rationale in plain words with the loan's own
+  figures, and the computed terms as columns (plan months and payments, amounts).
+
+Two programs are never offered whatever the catalogue says: HAMP (and its second-lien
+program 2MP) ended in 2016-2017 and may not appear at all; the California Mortgage
+Relief Program has closed, so it is always shown as not available.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from transforms.contract import CARE_FLAGS, LANGUAGES, OCCUPANCIES, PRODUCTS, SIGNALS, TIERS
+from transforms.delinquency import due_date
+from transforms.formats import cents, from_cents, money_text
+
+# Programs that must never be put in front of a borrower.
+RETIRED = {
+    "hamp": "HAMP ended in 2016-2017",
+    "2mp": "HAMP's Second Lien Modification Program (2MP) ended in 2016-2017",
+}
+RETIRED_WORDS = re.compile(r"\bHAMP\b|Home Affordable Modification|\b2MP\b|Second Lien Modification Program",
+                           re.IGNORECASE)
+CLOSED_FOR_GOOD = {
+    "ca_mortgage_relief": "the California Mortgage Relief Program has closed and takes no applications",
+}
+
+INPUT_COLUMNS = {
+    "loan_id": "risk_flags",
+    "borrower_id": "risk_flags",
+    "tier": "risk_flags",
+    "reasons": "risk_flags: early-warning signal codes",
+    "care": "risk_flags: care flags",
+    "days_past_due": "loan_status",
+    "installments_behind": "loan_status: installments due less installments paid",
+    "amount_past_due": "loan_status",
+    "installment_amount": "loan_status: the current regular payment",
+    "lien_position": "loans",
+    "product": "loans",
+    "occupancy": "loans",
+    "property_state": "loans",
+    "origination_date": "loans",
+    "first_payment_date": "loans",
+    "term_months": "loans",
+    "current_balance": "loans",
+    "property_value": "loans (may be null)",
+    "senior_lien_balance": "loans (may be null)",
+}
+CASE_COLUMNS = ("loan_id", "case_type", "opened_date", "closed_date")
+
+
+class CatalogueError(ValueError):
+    """A catalogue that cannot be used; the message names the file, the entry and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Words(_Strict):
+    en: str = Field(min_length=1)
+    es: str = Field(min_length=1)
+
+
+class NoteWords(_Strict):
+    en: tuple[str, ...] = ()
+    es: tuple[str, ...] = ()
+
+
+Months = Annotated[int, Field(ge=0, le=600)]
+Ratio = Annotated[Decimal, Field(gt=0, le=10)]
+
+
+class Rules(_Strict):
+    min_days_past_due: Annotated[int, Field(ge=0)] | None = None
+    max_days_past_due: Annotated[int, Field(ge=0)] | None = None
+    or_signals: tuple[str, ...] = ()
+    min_installments_behind: Months | None = None
+    max_installments_behind: Months | None = None
+    products: tuple[str, ...] | None = None
+    occupancy: tuple[str, ...] | None = None
+    states: tuple[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], ...] | None = None
+    lien_positions: tuple[Literal[1, 2], ...] | None = None
+    min_loan_age_months: Months | None = None
+    min_months_to_maturity: Months | None = None
+    min_cltv: Ratio | None = None
+    max_cltv: Ratio | None = None
+    exclude_care: tuple[str, ...] = ()
+    require_care: tuple[str, ...] = ()
+    none_within_months: Months | None = None
+    none_within_case_types: tuple[str, ...] = ()
+    max_used_months: Months | None = None
+    used_case_types: tuple[str, ...] = ()
+    opens: date | None = None
+    closes: date | None = None
+
+    @field_validator("or_signals")
+    @classmethod
+    def _signals(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known(value, SIGNALS, "signal")
+
+    @field_validator("products")
+    @classmethod
+    def _products(cls, value):
+        return _known(value, PRODUCTS, "product")
+
+    @field_validator("occupancy")
+    @classmethod
+    def _occupancy(cls, value):
+        return _known(value, OCCUPANCIES, "occupancy")
+
+    @field_validator("exclude_care", "require_care")
+    @classmethod
+    def _care(cls, value):
+        return _known(value, CARE_FLAGS, "care flag")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Rules:
+        if self.none_within_months is not None and not self.none_within_case_types:
+            raise ValueError("none_within_months needs none_within_case_types")
+        if self.max_used_months is not None and not self.used_case_types:
+            raise ValueError("max_used_months needs used_case_types")
+        if self.or_signals and self.min_days_past_due is None:
+            raise ValueError("or_signals needs min_days_past_due")
+        for low, high in (("min_days_past_due", "max_days_past_due"),
+                          ("min_installments_behind", "max_installments_behind"),
+                          ("min_cltv", "max_cltv"), ("opens", "closes")):
+            a, b = getattr(self, low), getattr(self, high)
+            if a is not None and b is not None and a > b:
+                raise ValueError(f"{low} is after {high}")
+        return self
+
+
+def _known(value, allowed: tuple, what: str):
+    if value is None:
+        return value
+    unknown = [v for v in value if v not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(map(str, unknown))}; known: {', '.join(allowed)}")
+    return value
+
+
+class TermsSettings(_Strict):
+    max_months: Annotated[int, Field(ge=1, le=120)] = 12
+    max_payment_ratio: Annotated[Decimal, Field(gt=1, le=5)] = Decimal("1.50")
+    spread: Literal["fewest_months", "most_months"] = "fewest_months"
+    step_months: Annotated[int, Field(ge=1, le=24)] = 3
+    total_months: Annotated[int, Field(ge=1, le=60)] = 12
+
+
+class Option(_Strict):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    terms: Literal["none", "forbearance", "repayment_plan", "payment_deferral", "lien_settlement"] = "none"
+    offer: bool = True
+    rank: dict[str, Annotated[int, Field(ge=0, le=1000)]]
+    name: Words
+    description: Words
+    notes: NoteWords = NoteWords()
+    notes_states: tuple[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], ...] | None = None
+    rules: Rules = Rules()
+    terms_settings: TermsSettings = TermsSettings()
+
+    @field_validator("rank")
+    @classmethod
+    def _tiers(cls, value: dict[str, int]) -> dict[str, int]:
+        _known(tuple(value), (*TIERS, "default"), "tier")
+        if "default" not in value and set(value) != set(TIERS):
+            raise ValueError("give a rank for every tier, or a `default`")
+        return value
+
+    @model_validator(mode="after")
+    def _not_retired(self) -> Option:
+        if self.code in RETIRED:
+            raise ValueError(f"{RETIRED[self.code]} and must not be offered")
+        for text in (self.name.en, self.name.es, self.description.en, self.description.es,
+                     *self.notes.en, *self.notes.es):
+            if RETIRED_WORDS.search(text):
+                raise ValueError("mentions HAMP, which ended in 2016-2017 and must not be offered")
+        return self
+
+    def rank_for(self, tier: str) -> int:
+        return self.rank.get(tier, self.rank.get("default", 0))
+
+
+class Catalogue(_Strict):
+    version: str = Field(min_length=1)
+    option: tuple[Option, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Catalogue:
+        seen: set[str] = set()
+        for entry in self.option:
+            if entry.code in seen:
+                raise ValueError(f"option code {entry.code} appears twice")
+            seen.add(entry.code)
+        return self
+
+    def by_code(self) -> dict[str, Option]:
+        return {o.code: o for o in self.option}
+
+
+def parse_catalogue(raw: dict[str, Any], source: str = "catalogue") -> Catalogue:
+    """Validate a catalogue mapping; errors name the source, the entry and the key."""
+    try:
+        return Catalogue.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = list(err["loc"])
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            if len(loc) >= 2 and loc[0] == "option" and isinstance(loc[1], int):
+                entries = raw.get("option") or []
+                code = entries[loc[1]].get("code", "?") if loc[1] < len(entries) and isinstance(entries[loc[1]], dict) else "?"
+                key = ".".join(str(p) for p in loc[2:]) or "(entry)"
+                where = f"option {loc[1] + 1} ({code}): {key}"
+            problems.append(f"{where}: {err['msg']}")
+        raise CatalogueError(f"{source}: " + "; ".join(problems)) from None
+
+
+# --------------------------------------------------------------------------- evaluation
+
+_NO_TEXT = pl.lit(None, dtype=pl.String)
+
+
+def _cltv() -> pl.Expr:
+    return ((pl.col("senior_lien_balance").fill_null(0).cast(pl.Float64)
+             + pl.col("current_balance").cast(pl.Float64))
+            / pl.col("property_value").cast(pl.Float64))
+
+
+def _pct(expr: pl.Expr) -> pl.Expr:
+    return (expr * 100).round(0, mode="half_away_from_zero").cast(pl.Int64).cast(pl.String) + "%"
+
+
+def _ratio_text(value: Decimal) -> str:
+    return f"{(value * 100).normalize():f}%"
+
+
+def _words(values) -> str:
+    return " or ".join(str(v).replace("_", " ") for v in values)
+
+
+def _has_any(column: str, values: tuple[str, ...]) -> pl.Expr:
+    return pl.col(column).list.eval(pl.element().is_in(list(values))).list.any().fill_null(False)
+
+
+def _first_of(column: str, values: tuple[str, ...]) -> pl.Expr:
+    return pl.col(column).list.set_intersection(pl.lit(list(values), dtype=pl.List(pl.String))).list.first()
+
+
+def _rule_checks(rules: Rules, as_of: date) -> list[tuple[pl.Expr, pl.Expr, pl.Expr]]:
+    """(holds, text when it holds, text when it does not) for each rule present."""
+    dpd, checks = pl.col("days_past_due"), []
+    if rules.min_days_past_due is not None:
+        m = rules.min_days_past_due
+        plain = dpd >= m
+        if rules.or_signals:
+            signal = _has_any("reasons", rules.or_signals)
+            checks.append((
+                plain | signal,
+                pl.when(plain).then(pl.format("{} days past due ({}+ needed)", dpd, pl.lit(m)))
+                .otherwise(pl.format("{} days past due, but default is likely ({})", dpd,
+                                     _first_of("reasons", rules.or_signals).str.replace_all("_", " "))),
+                pl.format("{} days past due ({}+ needed, or a sign of imminent default: {})", dpd, pl.lit(m),
+                          pl.lit(_words(rules.or_signals))),
+            ))
+        else:
+            checks.append((plain, pl.format("{} days past due ({}+ needed)", dpd, pl.lit(m)),
+                           pl.format("{} days past due ({}+ needed)", dpd, pl.lit(m))))
+    if rules.max_days_past_due is not None:
+        m = rules.max_days_past_due
+        text = pl.format("{} days past due ({} or fewer allowed)", dpd, pl.lit(m))
+        checks.append((dpd <= m, _NO_TEXT, text))
+    behind = pl.col("installments_behind")
+    if rules.min_installments_behind is not None:
+        m = rules.min_installments_behind
+        text = pl.format("{} payments behind ({}+ needed)", behind, pl.lit(m))
+        checks.append((behind >= m, text, text))
+    if rules.max_installments_behind is not None:
+        m = rules.max_installments_behind
+        text = pl.format("{} payments behind ({} or fewer allowed)", behind, pl.lit(m))
+        checks.append((behind <= m, _NO_TEXT, text))
+    for column, allowed, label in (("product", rules.products, "product"),
+                                   ("occupancy", rules.occupancy, "occupancy"),
+                                   ("property_state", rules.states, "property in")):
+        if allowed is not None:
+            value = pl.col(column).cast(pl.String)
+            checks.append((value.is_in(list(allowed)).fill_null(False), _NO_TEXT,
+                           pl.format("{} {} (needs {})", pl.lit(label), value.str.replace_all("_", " "),
+                                     pl.lit(_words(allowed)))))
+    if rules.lien_positions is not None:
+        checks.append((pl.col("lien_position").is_in(list(rules.lien_positions)), _NO_TEXT,
+                       pl.format("lien position {} (needs {})", pl.col("lien_position"),
+                                 pl.lit(_words(rules.lien_positions)))))
+    if rules.min_loan_age_months is not None:
+        m, age = rules.min_loan_age_months, pl.col("_age_months")
+        text = pl.format("loan {} months old ({}+ needed)", age, pl.lit(m))
+        checks.append((age >= m, text, text))
+    if rules.min_months_to_maturity is not None:
+        m, left = rules.min_months_to_maturity, pl.col("_months_left")
+        text = pl.format("{} months to maturity ({}+ needed)", left, pl.lit(m))
+        checks.append((left >= m, text, text))
+    for bound, limit in (("min", rules.min_cltv), ("max", rules.max_cltv)):
+        if limit is None:
+            continue
+        cltv = pl.col("_cltv")
+        holds = (cltv >= float(limit)) if bound == "min" else (cltv < float(limit))
+        need = f"{_ratio_text(limit)} or more needed" if bound == "min" else f"below {_ratio_text(limit)} needed"
+        text = pl.format("combined loan-to-value {} ({})", _pct(cltv), pl.lit(need))
+        checks.append((holds.fill_null(False), text,
+                       pl.when(cltv.is_null()).then(pl.lit("no property value on file, so combined loan-to-value is unknown"))
+                       .otherwise(text)))
+    if rules.exclude_care:
+        present = _has_any("care", rules.exclude_care)
+        checks.append((~present, _NO_TEXT,
+                       pl.format("not while {}", _first_of("care", rules.exclude_care).str.replace_all("_", " "))))
+    if rules.require_care:
+        present = _has_any("care", rules.require_care)
+        checks.append((present, pl.format("{} on file", _first_of("care", rules.require_care).str.replace_all("_", " ")),
+                       pl.lit(f"only for borrowers with {_words(rules.require_care)} on file")))
+    if rules.none_within_months is not None:
+        col = "_recent_case_date"
+        checks.append((pl.col(col).is_null(),
+                       pl.lit(f"no {_words(rules.none_within_case_types)} in the last {rules.none_within_months} months"),
+                       pl.format("a {} began on {}, within {} months", pl.lit(_words(rules.none_within_case_types)),
+                                 pl.col(col), pl.lit(rules.none_within_months))))
+    if rules.max_used_months is not None:
+        used, m = pl.col("_used_months"), rules.max_used_months
+        text = pl.format("{} of {} months of {} used", used, pl.lit(m), pl.lit(_words(rules.used_case_types)))
+        checks.append((used < m, text, text))
+    if rules.opens is not None or rules.closes is not None:
+        opened = rules.opens is None or rules.opens <= as_of
+        still = rules.closes is None or as_of < rules.closes
+        if not opened:
+            checks.append((pl.lit(False), _NO_TEXT, pl.lit(f"the program opens on {rules.opens}")))
+        elif not still:
+            checks.append((pl.lit(False), _NO_TEXT,
+                           pl.lit(f"the program closed on {rules.closes} and takes no applications")))
+        else:
+            checks.append((pl.lit(True), pl.lit(f"the program takes applications until {rules.closes or 'further notice'}"),
+                           _NO_TEXT))
+    return checks
+
+
+def _terms(option: Option) -> tuple[pl.Expr, dict[str, pl.Expr], pl.Expr]:
+    """(terms possible, structured term columns, terms text) for an option's terms kind."""
+    t = option.terms_settings
+    none_money = pl.lit(None, dtype=pl.Decimal(14, 2))
+    cols = {"plan_months": pl.lit(None, dtype=pl.Int32), "plan_payment": none_money,
+            "plan_last_payment": none_money, "amount": none_money}
+    if option.terms == "repayment_plan":
+        cols = {"plan_months": pl.col("_plan_months").cast(pl.Int32),
+                "plan_payment": from_cents(pl.col("_regular") + pl.col("_extra")),
+                "plan_last_payment": from_cents(pl.col("_regular") + pl.col("_last_extra")),
+                "amount": from_cents(pl.col("_arrears"))}
+        ratio = _ratio_text(t.max_payment_ratio)
+        text = (pl.when(pl.col("_arrears") <= 0).then(pl.lit("nothing is past due to repay"))
+                .when(pl.col("_plan_months").is_null()).then(pl.format(
+                    "{} past due cannot be repaid within {} months at no more than {} of the {} regular payment",
+                    money_text(pl.col("_arrears")), pl.lit(t.max_months), pl.lit(ratio), money_text(pl.col("_regular"))))
+                .otherwise(pl.format(
+                    "{} past due repaid over {} months: {} a month (the {} regular payment plus {}), the last {}; at most {} of the regular payment",
+                    money_text(pl.col("_arrears")), pl.col("_plan_months"),
+                    money_text(pl.col("_regular") + pl.col("_extra")), money_text(pl.col("_regular")),
+                    money_text(pl.col("_extra")), money_text(pl.col("_regular") + pl.col("_last_extra")),
+                    pl.lit(ratio))))
+        return pl.col("_plan_months").is_not_null() & (pl.col("_arrears") > 0), cols, text
+    if option.terms == "forbearance":
+        left = pl.lit(t.total_months) - pl.col("_used_months")
+        months = pl.min_horizontal(pl.lit(t.step_months), left)
+        cols["plan_months"] = months.cast(pl.Int32)
+        text = pl.format("up to {} months now, in steps of {}; {} in all, {} left",
+                         months, pl.lit(t.step_months), pl.lit(t.total_months), left)
+        return left > 0, cols, text
+    if option.terms == "payment_deferral":
+        cols["plan_months"] = pl.col("installments_behind").cast(pl.Int32)
+        cols["amount"] = from_cents(pl.col("_arrears"))
+        text = pl.format("{} missed payments ({}) moved to the end of the loan, without interest",
+                         pl.col("installments_behind"), money_text(pl.col("_arrears")))
+        return pl.col("_arrears") > 0, cols, text
+    if option.terms == "lien_settlement":
+        above = pl.min_horizontal(pl.col("_balance"), pl.col("_owed_all") - pl.col("_value"))
+        cols["amount"] = from_cents(above)
+        text = (pl.when(pl.col("_value").is_null()).then(pl.lit("no property value on file"))
+                .when(above <= 0).then(pl.format("the home's {} value covers both loans ({} owed)",
+                                                 money_text(pl.col("_value")), money_text(pl.col("_owed_all"))))
+                .otherwise(pl.format("about {} of this loan's {} balance is above the home's {} value after the {} first lien",
+                                     money_text(above), money_text(pl.col("_balance")), money_text(pl.col("_value")),
+                                     money_text(pl.col("_owed_all") - pl.col("_balance")))))
+        return (above > 0).fill_null(False), cols, text
+    return pl.lit(True), cols, _NO_TEXT
+
+
+def _plan_search(frame: pl.DataFrame, catalogue: Catalogue) -> pl.DataFrame:
+    """Repayment plan months and amounts for each loan, per repayment-plan option.
+
+    For n months: extra = floor(arrears / n) cents a month, and the cents that do not
+    divide go to the last installment. n is the fewest (or, with ``spread =
+    "most_months"``, the most) months up to ``max_months`` for which every payment,
+    the last included, stays at or below ``max_payment_ratio`` of the regular one.
+    """
+    plans = []
+    for option in catalogue.option:
+        if option.terms != "repayment_plan":
+            continue
+        t = option.terms_settings
+        cap = (pl.col("_regular").cast(pl.Float64) * float(t.max_payment_ratio - 1) + 1e-6).floor().cast(pl.Int64)
+        tried = (
+            frame.select("loan_id", "_arrears", "_regular")
+            .filter(pl.col("_arrears") > 0)
+            .with_columns(pl.int_ranges(1, t.max_months + 1).alias("_n"), cap.alias("_cap"))
+            .explode("_n")
+            .with_columns((pl.col("_arrears") // pl.col("_n")).alias("_extra"))
+            .with_columns((pl.col("_arrears") - pl.col("_extra") * (pl.col("_n") - 1)).alias("_last_extra"))
+            .filter(pl.col("_last_extra") <= pl.col("_cap"))
+            .sort("loan_id", "_n", descending=[False, t.spread == "most_months"])
+            .group_by("loan_id", maintain_order=True)
+            .first()
+        )
+        plans.append(tried.select("loan_id", pl.lit(option.code).alias("option_code"),
+                                  pl.col("_n").alias("_plan_months"), "_extra", "_last_extra"))
+    if not plans:
+        return pl.DataFrame(schema={"loan_id": pl.String, "option_code": pl.String, "_plan_months": pl.Int64,
+                                    "_extra": pl.Int64, "_last_extra": pl.Int64})
+    return pl.concat(plans)
+
+
+def _case_facts(inputs: pl.DataFrame, cases: pl.DataFrame, option: Option, as_of: date) -> pl.DataFrame:
+    """Per loan: the latest case of the rule's types opened within the window, and months used."""
+    rules = inputs.select("loan_id")
+    r = option.rules
+    mine = cases.filter(pl.col("opened_date") <= as_of)
+    if r.none_within_months is not None:
+        since = pl.lit(as_of).dt.offset_by(f"-{r.none_within_months}mo")
+        recent = (mine.filter(pl.col("case_type").is_in(list(r.none_within_case_types))
+                              & (pl.col("opened_date") > since))
+                  .group_by("loan_id").agg(pl.col("opened_date").max().alias("_recent_case_date")))
+        rules = rules.join(recent, on="loan_id", how="left")
+    else:
+        rules = rules.with_columns(pl.lit(None, dtype=pl.Date).alias("_recent_case_date"))
+    if r.max_used_months is not None:
+        end = pl.min_horizontal(pl.col("closed_date").fill_null(as_of), pl.lit(as_of))
+        # Whole or part months: a case open 1 to 31 days counts one month.
+        months = ((end - pl.col("opened_date")).dt.total_days() / 30.4375).ceil().cast(pl.Int64).clip(lower_bound=1)
+        used = (mine.filter(pl.col("case_type").is_in(list(r.used_case_types)))
+                .group_by("loan_id").agg(months.sum().alias("_used_months")))
+        rules = rules.join(used, on="loan_id", how="left").with_columns(pl.col("_used_months").fill_null(0))
+    else:
+        rules = rules.with_columns(pl.lit(0, dtype=pl.Int64).alias("_used_months"))
+    return rules
+
+
+OUTPUT_SCHEMA = {
+    "as_of_date": pl.Date, "loan_id": pl.String, "borrower_id": pl.String, "option_code": pl.String,
+    "eligible": pl.Boolean, "rank": pl.Int32, "rationale": pl.String, "offer": pl.Boolean,
+    "plan_months": pl.Int32, "plan_payment": pl.Decimal(14, 2), "plan_last_payment": pl.Decimal(14, 2),
+    "amount": pl.Decimal(14, 2), "terms": pl.String, "notes": pl.List(pl.String),
+    "catalogue_version": pl.String,
+}
+
+
+def evaluate(inputs: pl.DataFrame, cases: pl.DataFrame, catalogue: Catalogue, as_of: date,
+             language: str = "en") -> pl.DataFrame:
+    """One row per flagged loan per catalogue option (columns :data:`OUTPUT_SCHEMA`).
+
+    ``inputs`` has :data:`INPUT_COLUMNS`; ``cases`` is the loss_mit feed
+    (:data:`CASE_COLUMNS`). Rank 1 is the best fit among the eligible: the catalogue's
+    rank for the loan's tier, then the option code.
+    """
+    if language not in LANGUAGES:
+        raise ValueError(f"language {language}: known {', '.join(LANGUAGES)}")
+    if inputs.is_empty():
+        return pl.DataFrame(schema=OUTPUT_SCHEMA)
+    base = inputs.with_columns(
+        cents(pl.col("amount_past_due")).clip(lower_bound=0).alias("_arrears"),
+        cents(pl.col("installment_amount")).alias("_regular"),
+        cents(pl.col("current_balance")).alias("_balance"),
+        cents(pl.col("property_value")).alias("_value"),
+        (cents(pl.col("senior_lien_balance").fill_null(0)) + cents(pl.col("current_balance"))).alias("_owed_all"),
+        _cltv().alias("_cltv"),
+        _months_between(pl.col("origination_date"), pl.lit(as_of)).alias("_age_months"),
+        _months_between(pl.lit(as_of), due_date(pl.col("first_payment_date"),
+                                                (pl.col("term_months") - 1).cast(pl.Int32))).alias("_months_left"),
+    )
+    plans = _plan_search(base, catalogue)
+    cases = cases.select(CASE_COLUMNS)
+    frames = []
+    for option in catalogue.option:
+        frame = (
+            base.join(_case_facts(base, cases, option, as_of), on="loan_id", how="left")
+            .join(plans.filter(pl.col("option_code") == option.code).drop("option_code"), on="loan_id", how="left")
+        )
+        checks = _rule_checks(option.rules, as_of)
+        possible, term_cols, terms_text = _terms(option)
+        holds = pl.all_horizontal([c[0] for c in checks]) if checks else pl.lit(True)
+        fits_text = pl.concat_list([pl.when(c[0]).then(c[1]) for c in checks] or [_NO_TEXT]).list.drop_nulls()
+        fails_text = pl.concat_list([pl.when(~c[0]).then(c[2]) for c in checks] or [_NO_TEXT]).list.drop_nulls()
+        closed = CLOSED_FOR_GOOD.get(option.code)
+        notes = list(getattr(option.notes, language))
+        states = option.notes_states
+        frame = frame.with_columns(
+            (holds.fill_null(False) & possible.fill_null(False) & pl.lit(closed is None)).alias("eligible"),
+            fits_text.alias("_fits"), fails_text.alias("_fails"), terms_text.alias("terms"),
+            *(expr.alias(name) for name, expr in term_cols.items()),
+            pl.lit(option.rank_for("default")).alias("_rank"),
+        )
+        rank_expr = pl.lit(option.rank_for("default"))
+        for tier in TIERS:
+            if tier in option.rank:
+                rank_expr = pl.when(pl.col("tier") == tier).then(pl.lit(option.rank[tier])).otherwise(rank_expr)
+        frame = frame.with_columns(
+            rank_expr.alias("_rank"),
+            pl.lit(option.code).alias("option_code"),
+            pl.lit(option.offer).alias("offer"),
+            _rationale(closed).alias("rationale"),
+            (pl.lit(notes, dtype=pl.List(pl.String)) if states is None
+             else pl.when(pl.col("property_state").is_in(list(states)))
+             .then(pl.lit(notes, dtype=pl.List(pl.String)))
+             .otherwise(pl.lit([], dtype=pl.List(pl.String)))).alias("notes"),
+        )
+        frames.append(frame)
+    out = pl.concat(frames, how="diagonal_relaxed")
+    ranked = (
+        out.filter(pl.col("eligible"))
+        .sort("loan_id", "_rank", "option_code")
+        .with_columns(pl.int_range(1, pl.len() + 1).over("loan_id").cast(pl.Int32).alias("rank"))
+        .select("loan_id", "option_code", "rank")
+    )
+    terms = ("plan_months", "plan_payment", "plan_last_payment", "amount", "terms")
+    return (
+        out.join(ranked, on=["loan_id", "option_code"], how="left")
+        .with_columns(*(pl.when(pl.col("eligible")).then(pl.col(c)).alias(c) for c in terms))
+        .with_columns(pl.lit(as_of).alias("as_of_date"), pl.lit(catalogue.version).alias("catalogue_version"))
+        .sort("loan_id", pl.col("rank").fill_null(10_000), "option_code")
+        .select([pl.col(name).cast(dtype) for name, dtype in OUTPUT_SCHEMA.items()])
+    )
+
+
+def _rationale(closed: str | None) -> pl.Expr:
+    if closed is not None:
+        return pl.lit(f"Not available: {closed}.")
+    fits = pl.concat_list(pl.col("_fits"), pl.concat_list(pl.col("terms")).list.drop_nulls()).list.join("; ")
+    return (
+        pl.when(pl.col("eligible"))
+        .then(pl.when(fits == "").then(pl.lit("Fits: open to every flagged borrower."))
+              .otherwise(pl.format("Fits: {}.", fits)))
+        .when(pl.col("_fails").list.len() > 0).then(pl.format("Does not fit: {}.", pl.col("_fails").list.join("; ")))
+        .otherwise(pl.format("Does not fit: {}.", pl.col("terms")))
+    )
+
+
+def _months_between(start: pl.Expr, end: pl.Expr) -> pl.Expr:
+    """Whole months from ``start`` to ``end`` (a month counts once its day is reached)."""
+    months = (end.dt.year() - start.dt.year()) * 12 + end.dt.month().cast(pl.Int32) - start.dt.month().cast(pl.Int32)
+    return (months - (end.dt.day() < start.dt.day()).cast(pl.Int32)).cast(pl.Int64)
