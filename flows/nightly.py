@@ -68,6 +68,12 @@ def options_task(night: Night, settings: Settings) -> dict:
     return outreach.step_options(night, settings)
 
 
+# ---- letters: decisions, rendering (fanned out over processes), checklist, manifest
+@task(name="letters", cache_policy=NONE)
+def letters_task(night: Night, settings: Settings) -> dict:
+    return outreach.step_letters(night, settings)
+
+
 # ---- run record
 @task(name="record-start", cache_policy=NONE)
 def record_start_task(night: Night) -> None:
@@ -84,6 +90,7 @@ STEPS = (
     ("delinquency", delinquency_task, True),
     ("flags", flags_task, True),
     ("options", options_task, True),
+    ("letters", letters_task, True),
 )
 
 

@@ -86,3 +86,136 @@ def step_options(night, settings: Settings) -> dict[str, Any]:
         "eligible": eligible.height,
         "best_fit": dict(zip(best["option_code"].to_list(), best["len"].to_list(), strict=True)),
     }
+
+
+LETTER_INPUTS = """
+WITH offered AS (
+    SELECT loan_id, bool_or(eligible AND offer AND option_code NOT IN ('housing_counseling', 'bankruptcy_referral'))
+           AS has_option
+    FROM hardship_options WHERE as_of_date = $as_of GROUP BY loan_id
+),
+changes AS (
+    SELECT c.loan_id, arg_min(c.scheduled_payment, c.effective_due_date) AS next_change_amount,
+           min(c.effective_due_date) AS next_change_date
+    FROM payment_changes AS c
+    WHERE c.effective_due_date > $as_of AND c.effective_due_date <= $as_of::DATE + 90
+    GROUP BY c.loan_id
+)
+SELECT f.loan_id, f.borrower_id, f.tier, f.care, s.days_past_due, s.oldest_unpaid_due_date,
+       s.amount_past_due, s.installment_amount, l.product, l.occupancy, l.property_state,
+       b.first_name, b.last_name, b.address_line1, b.address_line2, b.city, b.state, b.zip,
+       b.preferred_language,
+       coalesce(trim(b.address_line1), '') <> '' AND coalesce(trim(b.city), '') <> ''
+         AND regexp_full_match(coalesce(b.state, ''), '[A-Z]{2}')
+         AND regexp_full_match(coalesce(b.zip, ''), '[0-9]{5}(-[0-9]{4})?') AS address_ok,
+       coalesce(o.has_option, false) AS has_option,
+       CASE WHEN ch.next_change_amount > s.installment_amount THEN ch.next_change_amount END AS next_change_amount,
+       CASE WHEN ch.next_change_amount > s.installment_amount THEN ch.next_change_date END AS next_change_date
+FROM risk_flags AS f
+JOIN loan_status AS s ON s.as_of_date = f.as_of_date AND s.loan_id = f.loan_id
+JOIN loans AS l ON l.loan_id = f.loan_id
+LEFT JOIN borrowers AS b ON b.borrower_id = f.borrower_id
+LEFT JOIN offered AS o ON o.loan_id = f.loan_id
+LEFT JOIN changes AS ch ON ch.loan_id = f.loan_id
+WHERE f.as_of_date = $as_of
+ORDER BY f.loan_id
+"""
+
+
+def letter_rules(settings: Settings):
+    from transforms.letters import Rules
+
+    c = settings.letters
+    return Rules(notice_from_day=c.notice_from_day, notice_every_days=c.notice_every_days,
+                 heloc_counseling_from_day=c.heloc_counseling_from_day,
+                 heloc_counseling_every_days=c.heloc_counseling_every_days,
+                 imminent_default_every_days=c.imminent_default_every_days,
+                 early_warning_every_days=c.early_warning_every_days, min_gap_days=c.min_gap_days)
+
+
+def step_letters(night, settings: Settings) -> dict[str, Any]:
+    """Tonight's letters: decided, rendered (HTML and PDF), checked, and the mail manifest."""
+    from lienwatch import letters as render
+    from transforms.letters import HISTORY_COLUMNS, decide
+
+    catalogue = load_catalogue(settings.options.catalogue)
+    con = warehouse.connect(night.db)
+    try:
+        params = {"as_of": night.as_of}
+        candidates = con.sql(LETTER_INPUTS, params=params).pl()
+        history = con.sql(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM letters "
+                          "WHERE status = 'generated' AND as_of_date < $as_of", params=params).pl()
+        decided = decide(candidates, history, night.as_of, letter_rules(settings))
+        options = con.sql("SELECT * FROM hardship_options WHERE as_of_date = $as_of AND eligible",
+                          params=params).pl()
+    finally:
+        con.close()
+
+    servicer = {language: render.servicer_block(settings, language) for language in ("en", "es")}
+    by_loan: dict[str, list[dict]] = {}
+    for row in options.iter_rows(named=True):
+        by_loan.setdefault(row["loan_id"], []).append(row)
+    wanted = decided.filter(pl.col("status") == "generated").join(candidates, on=["loan_id", "borrower_id"])
+    payloads = [
+        render.letter_payload(
+            row, render.option_entries(by_loan.get(row["loan_id"], []), catalogue, row["language"],
+                                       row["property_state"], settings.letters.max_options),
+            servicer[row["language"]], night.as_of)
+        for row in wanted.iter_rows(named=True)
+    ]
+    folder = night.night_dir / "letters"
+    results = render.results_frame(render.render_all(payloads, folder, settings.letters.render_workers or None))
+    _remove_stale(folder, set(results.filter(pl.col("pdf_path").is_not_null())["letter_id"].to_list()))
+
+    final = (
+        decided.join(results, on="letter_id", how="left")
+        .with_columns(
+            pl.when(pl.col("problems").list.len() > 0)
+            .then(pl.format("compliance checklist failed: {}", pl.col("problems").list.join("; ")))
+            .otherwise(pl.col("suppression_reason")).alias("suppression_reason"),
+        )
+        .with_columns(pl.when(pl.col("suppression_reason").is_null()).then(pl.lit("generated"))
+                      .otherwise(pl.lit("suppressed")).alias("status"),
+                      pl.col("pages").cast(pl.Int32))
+        .select("letter_id", "as_of_date", "loan_id", "borrower_id", "template", "language", "status",
+                "suppression_reason", "pdf_path", "html_path", "pages", "problems")
+    )
+    manifest = (
+        final.filter(pl.col("status") == "generated")
+        .join(candidates.select("loan_id", "first_name", "last_name", "address_line1", "address_line2",
+                                "city", "state", "zip"), on="loan_id")
+        .select("letter_id", pl.concat_str("first_name", "last_name", separator=" ", ignore_nulls=True).alias("name"),
+                "address_line1", "address_line2", "city", "state", "zip", "template", "language", "pages",
+                pl.col("pdf_path").alias("file"))
+        .sort("letter_id")
+    )
+    render.write_manifest(night.night_dir / "mail_manifest.csv", manifest.to_dicts())
+
+    con = warehouse.connect(night.db)
+    try:
+        with warehouse.transaction(con):
+            warehouse.replace_rows(con, "letters", final.drop("problems"), "as_of_date = $as_of", params)
+    finally:
+        con.close()
+    generated = final.filter(pl.col("status") == "generated").group_by("template").len().sort("template")
+    reasons = (final.filter(pl.col("status") == "suppressed")
+               .with_columns(pl.col("suppression_reason").str.extract(r"^([^:;]+)").alias("why"))
+               .group_by("why").len().sort("why"))
+    return {
+        "generated": int((final["status"] == "generated").sum()),
+        "suppressed": int((final["status"] == "suppressed").sum()),
+        "checklist_failed": int((final["problems"].list.len() > 0).sum()),
+        "pages": int(final["pages"].sum() or 0),
+        "by_template": dict(zip(generated["template"].to_list(), generated["len"].to_list(), strict=True)),
+        "suppressed_by_reason": dict(zip(reasons["why"].to_list(), reasons["len"].to_list(), strict=True)),
+        "manifest": str(night.night_dir / "mail_manifest.csv"),
+    }
+
+
+def _remove_stale(folder: Path, keep: set[str]) -> None:
+    """A rerun of the night leaves only tonight's letters in its folder."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.suffix in (".pdf", ".html", ".part") and path.stem.lstrip(".") not in keep:
+            path.unlink()

@@ -42,6 +42,10 @@ class Servicer(_Section):
         "Monday to Friday, 8 a.m. to 8 p.m., Saturday 9 a.m. to 1 p.m. Pacific time",
         description="When the team answers.",
     )
+    team_hours_es: str = Field(
+        "de lunes a viernes, de 8 a. m. a 8 p. m., y sábados de 9 a. m. a 1 p. m., hora del Pacífico",
+        description="The same, in Spanish (letters in Spanish).",
+    )
     website: str = Field("www.goldengatehl.example/help", description="Where borrowers learn more.")
     email: str | None = Field("help@goldengatehl.example", description="Optional contact e-mail.")
 
@@ -126,6 +130,20 @@ class Options(_Section):
     )
 
 
+class Letters(_Section):
+    """Which letter goes to whom and when (Regulation X §1024.39, 12 U.S.C. 1701x(c)(5))."""
+
+    notice_from_day: int = Field(30, ge=1, le=45, description="Days past due from which the Regulation X early intervention notice is sent (it must be out by day 45).")
+    notice_every_days: int = Field(180, ge=180, le=365, description="At most one early intervention notice (any form) per loan in this many days.")
+    heloc_counseling_from_day: int = Field(30, ge=1, le=45, description="Days past due from which a HELOC gets the HUD counseling notice (due within 45 days of the missed payment).")
+    heloc_counseling_every_days: int = Field(90, ge=1, le=365, description="At most one counseling notice per HELOC in this many days (and one per delinquency).")
+    imminent_default_every_days: int = Field(60, ge=1, le=365, description="At most one imminent-default letter per loan in this many days.")
+    early_warning_every_days: int = Field(90, ge=1, le=365, description="At most one courtesy (early-warning) letter per loan in this many days.")
+    min_gap_days: int = Field(14, ge=0, le=90, description="No borrower gets two letters within this many days.")
+    max_options: int = Field(4, ge=1, le=12, description="Options shown in a letter (by rank), besides housing counseling.")
+    render_workers: int = Field(0, ge=0, le=256, description="Processes that render letters; 0 uses every core.")
+
+
 class Schedule(_Section):
     """When the nightly flow runs when served."""
 
@@ -141,6 +159,7 @@ class Settings(_Section):
     delinquency: Delinquency = Delinquency()
     risk: Risk = Risk()
     options: Options = Options()
+    letters: Letters = Letters()
     schedule: Schedule = Schedule()
 
 

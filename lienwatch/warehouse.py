@@ -81,6 +81,19 @@ def _schema() -> list[str]:
   loan_id VARCHAR PRIMARY KEY,
   first_load_id BIGINT NOT NULL
 )""",
+        """CREATE TABLE IF NOT EXISTS letters (
+  letter_id VARCHAR NOT NULL,
+  as_of_date DATE NOT NULL,
+  loan_id VARCHAR NOT NULL,
+  borrower_id VARCHAR NOT NULL,
+  template VARCHAR NOT NULL,
+  language VARCHAR NOT NULL,
+  status VARCHAR NOT NULL,
+  suppression_reason VARCHAR,
+  pdf_path VARCHAR,
+  html_path VARCHAR,
+  pages INTEGER
+)""",
         """CREATE TABLE IF NOT EXISTS runs (
   run_id VARCHAR PRIMARY KEY,
   as_of_date DATE NOT NULL,

@@ -1,0 +1,272 @@
+"""Letters: decide tonight's letters, render each as HTML and PDF, check it, write the manifest.
+
+The decision is :func:`transforms.letters.decide`. Rendering takes three steps per
+letter: the letter's jinja2 template (``templates/letters/<language>/<template>.txt.j2``)
+gives its text as blocks; the text is checked against the compliance checklist
+(``templates/letters/checklist.toml``); the blocks go to the HTML layout (jinja2, escaped)
+and, as JSON data, to the Typst layout for the PDF (no borrower text is ever read as
+markup). Files are written under a temporary name and renamed, so no half-written
+letter is ever in the output or the manifest. Rendering fans out over processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tomllib
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date
+from decimal import Decimal
+from functools import cache
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import polars as pl
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+if not (TEMPLATES / "letters").is_dir():  # installed wheel: templates ship inside the package
+    TEMPLATES = Path(__file__).resolve().parent / "_templates"
+LETTERS = TEMPLATES / "letters"
+
+MONTHS = {
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December"),
+    "es": ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
+           "octubre", "noviembre", "diciembre"),
+}
+LABELS = {
+    "en": {"page": "Page", "of": "of", "account": "Loan account ending in"},
+    "es": {"page": "Página", "of": "de", "account": "Cuenta del préstamo terminada en"},
+}
+TERMS = {
+    "en": {
+        "repayment_plan": "{plan_months} monthly payments of {plan_payment}, the last {plan_last_payment}",
+        "forbearance": "up to {plan_months} months at a time",
+        "payment_deferral": "{plan_months} missed payments ({amount}) moved to the end of the loan",
+    },
+    "es": {
+        "repayment_plan": "{plan_months} pagos mensuales de {plan_payment}; el último, de {plan_last_payment}",
+        "forbearance": "hasta {plan_months} meses a la vez",
+        "payment_deferral": "{plan_months} pagos atrasados ({amount}) pasados al final del préstamo",
+    },
+}
+
+
+def date_text(day: date, language: str) -> str:
+    month = MONTHS[language][day.month - 1]
+    return f"{month} {day.day}, {day.year}" if language == "en" else f"{day.day} de {month} de {day.year}"
+
+
+def money(value: Decimal | float | None) -> str:
+    return "" if value is None else f"${Decimal(value):,.2f}"
+
+
+def last4(loan_id: str) -> str:
+    """The account reference a letter shows: only the last four characters."""
+    return loan_id[-4:]
+
+
+# --------------------------------------------------------------------------- rendering (worker side)
+
+
+def _one_line(value: Any) -> Any:
+    """Every value put into a letter is one line of text: a borrower's line breaks cannot
+    start a heading or a list item of the block format."""
+    if isinstance(value, str):
+        return " ".join(value.split())
+    return value
+
+
+@cache
+def _text_env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False,
+                              undefined=jinja2.StrictUndefined, finalize=_one_line,
+                              keep_trailing_newline=True)
+
+
+@cache
+def _html_env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                              undefined=jinja2.StrictUndefined)
+
+
+@cache
+def checklist() -> dict:
+    return tomllib.loads((LETTERS / "checklist.toml").read_text(encoding="utf-8"))
+
+
+@cache
+def _compiler():
+    import typst
+
+    return typst.Compiler(str(LETTERS / "letter.typ"), root=str(LETTERS), ignore_system_fonts=True)
+
+
+def compose(letter: dict[str, Any]) -> dict[str, Any]:
+    """The letter's document (subject, blocks, address, labels) from its template and data."""
+    from transforms.letters import blocks
+
+    language, template = letter["language"], letter["template"]
+    text = _text_env().get_template(f"letters/{language}/{template}.txt.j2").render(**letter["context"])
+    first, _, body = text.partition("\n")
+    if not first.startswith("subject:"):
+        raise ValueError(f"letters/{language}/{template}.txt.j2: the first line must be 'subject: ...'")
+    subject = " ".join(first.removeprefix("subject:").split())
+    context = letter["context"]
+    return {
+        "title": subject, "subject": subject, "language": language,
+        "servicer": context["s"], "labels": LABELS[language],
+        "address": context["address"], "date_text": context["date_text"],
+        "account_ref": context["loan"]["account_ref"],
+        "blocks": blocks(body),
+    }
+
+
+def document_text(doc: dict[str, Any]) -> str:
+    """Every word the reader sees, in order (what the checklist reads)."""
+    s = doc["servicer"]
+    parts = [s["name"], *s["mailing_address"], s["team_name"], s["team_phone"], s["website"],
+             *doc["address"], doc["date_text"], doc["account_ref"], doc["subject"]]
+    for b in doc["blocks"]:
+        parts += [b.get("lead", ""), b["text"]]
+    parts.append(s["address_inline"])
+    return "\n".join(p for p in parts if p)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def render(letter: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Compose, check and write one letter; returns its paths and pages, or its problems."""
+    from transforms.letters import check
+
+    doc = compose(letter)
+    problems = check(document_text(doc), letter["template"], letter["language"], checklist(), letter["checks"])
+    result = {"letter_id": letter["letter_id"], "problems": problems, "pdf_path": None, "html_path": None,
+              "pages": None}
+    if problems:
+        return result
+    html = _html_env().get_template("letters/layout.html.j2").render(d=doc)
+    pdf = _compiler().compile(sys_inputs={"letter": json.dumps(doc, ensure_ascii=False)})
+    pdf_path, html_path = folder / f"{letter['letter_id']}.pdf", folder / f"{letter['letter_id']}.html"
+    _write_atomic(html_path, html.encode("utf-8"))
+    _write_atomic(pdf_path, pdf)
+    result.update(pdf_path=str(pdf_path), html_path=str(html_path), pages=_pages(pdf))
+    return result
+
+
+def _pages(pdf: bytes) -> int:
+    import re
+
+    counts = [int(n) for n in re.findall(rb"/Type\s*/Pages\b[^>]*?/Count (\d+)", pdf)]
+    counts += [int(n) for n in re.findall(rb"/Count (\d+)[^>]*?/Type\s*/Pages\b", pdf)]
+    return max(counts) if counts else 1
+
+
+def _render_chunk(letters: list[dict[str, Any]], folder: str) -> list[dict[str, Any]]:
+    return [render(letter, Path(folder)) for letter in letters]
+
+
+def render_all(letters: list[dict[str, Any]], folder: Path, workers: int | None = None) -> list[dict[str, Any]]:
+    """Render every letter into ``folder``, over ``workers`` processes (default: every core)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(letters) < 200:
+        return _render_chunk(letters, str(folder))
+    size = max(50, len(letters) // (workers * 4) + 1)
+    chunks = [letters[i:i + size] for i in range(0, len(letters), size)]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        done = pool.map(_render_chunk, chunks, [str(folder)] * len(chunks))
+        return [result for chunk in done for result in chunk]
+
+
+# --------------------------------------------------------------------------- letter data (night side)
+
+
+def servicer_block(settings, language: str) -> dict[str, Any]:
+    s = settings.servicer
+    return {"name": s.name, "mailing_address": list(s.mailing_address),
+            "address_inline": ", ".join(s.mailing_address), "team_name": s.team_name,
+            "team_phone": s.team_phone, "team_hours": s.team_hours_es if language == "es" else s.team_hours, "website": s.website, "email": s.email}
+
+
+def option_entries(rows: list[dict[str, Any]], catalogue, language: str, state: str, limit: int) -> list[dict]:
+    """The options a letter shows: eligible, offered, by rank; counseling has its own section."""
+    entries = []
+    by_code = catalogue.by_code()
+    for row in sorted(rows, key=lambda r: r["rank"]):
+        option = by_code.get(row["option_code"])
+        if option is None or not option.offer or row["option_code"] == "housing_counseling":
+            continue
+        pattern = TERMS[language].get(option.terms)
+        terms = pattern.format(
+            plan_months=row["plan_months"], plan_payment=money(row["plan_payment"]),
+            plan_last_payment=money(row["plan_last_payment"]), amount=money(row["amount"]),
+        ) if pattern and row["plan_months"] is not None else ""
+        notes = list(getattr(option.notes, language))
+        if option.notes_states is not None and state not in option.notes_states:
+            notes = []
+        entries.append({"code": option.code, "name": getattr(option.name, language),
+                        "description": getattr(option.description, language), "terms": terms, "notes": notes})
+        if len(entries) >= limit:
+            break
+    return entries
+
+
+def letter_payload(row: dict[str, Any], options: list[dict], servicer: dict[str, Any], as_of: date) -> dict:
+    """Everything one letter needs, as plain data (sent to a rendering process)."""
+    language = row["language"]
+    name = " ".join(part for part in (row["first_name"], row["last_name"]) if part)
+    city_line = f"{row['city']}, {row['state']} {row['zip']}"
+    address = [name, row["address_line1"], *([row["address_line2"]] if row["address_line2"] else []), city_line]
+    change = None
+    if row.get("next_change_amount") is not None and row.get("installment_amount") is not None:
+        change = {"from_amount": money(row["installment_amount"]), "to_amount": money(row["next_change_amount"]),
+                  "date": date_text(row["next_change_date"], language)}
+    context = {
+        "b": {"name": name},
+        "s": servicer,
+        "address": [_one_line(line) for line in address],
+        "date_text": date_text(as_of, language),
+        "loan": {"last4": row["loan_id"][-4:], "account_ref": last4(row["loan_id"]),
+                 "days_past_due": row["days_past_due"], "amount_past_due": money(row["amount_past_due"]),
+                 "oldest_due": date_text(row["oldest_unpaid_due_date"], language)
+                 if row["oldest_unpaid_due_date"] else ""},
+        "options": options,
+        "change": change,
+    }
+    return {
+        "letter_id": row["letter_id"], "template": row["template"], "language": language, "context": context,
+        "checks": {"team_phone": servicer["team_phone"], "mailing_line": servicer["mailing_address"][0],
+                   "first_option": options[0]["name"] if options else "(no option to show)"},
+    }
+
+
+MANIFEST_COLUMNS = ("letter_id", "name", "address_line1", "address_line2", "city", "state", "zip",
+                    "template", "language", "pages", "file")
+
+
+def write_manifest(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The mail manifest for the print-and-mail vendor, written atomically."""
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def results_frame(results: list[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(results, schema={"letter_id": pl.String, "problems": pl.List(pl.String),
+                                         "pdf_path": pl.String, "html_path": pl.String, "pages": pl.Int64})

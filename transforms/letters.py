@@ -1,0 +1,264 @@
+"""Outreach letters: which letter each flagged borrower gets tonight, and the checks on its text.
+
+- :func:`decide`: one row per letter decided on (the ``letters`` table without paths):
+  the template the rules call for, generated or suppressed with the reason.
+- :func:`blocks`: a rendered letter text (the small block format of the
+  ``templates/letters`` files) as a list of blocks for the HTML and PDF layouts.
+- :func:`check`: the compliance checklist (data) against a letter's plain text.
+
+The rules (settings ``[letters]``, ``shared/domain.md`` §1.3, §1.8, §6):
+
+- Regulation X early-intervention notice: closed-end second liens on a principal
+  residence from ``notice_from_day`` days past due (so it is out by day 45), at most
+  once in ``notice_every_days`` (180); again once that has passed while still behind.
+  Borrowers in bankruptcy get the informational form, borrowers who asked the
+  servicer to stop communicating the modified form; each only where a
+  loss-mitigation option is available, and neither when both apply.
+- HELOCs (outside Regulation X) get the HUD counseling notice from
+  ``heloc_counseling_from_day`` days past due, once per delinquency.
+- 60-89 days past due: the imminent-default letter; early-warning tier: the courtesy
+  letter; each at most once in its own cadence. An open loss-mitigation case replaces
+  both.
+- Nothing to deceased borrowers (routed to review), to an undeliverable address, or
+  anything but the required notice to cease-communication borrowers; bankruptcy
+  borrowers get only the informational notice. No borrower gets two letters within
+  ``min_gap_days``, or more than one a night.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+NOTICE_FAMILY = ("early_intervention", "early_intervention_bankruptcy", "early_intervention_cease")
+PRIORITY = (*NOTICE_FAMILY, "heloc_counseling", "imminent_default", "early_warning")
+
+CANDIDATE_COLUMNS = {
+    "loan_id": "risk_flags",
+    "borrower_id": "risk_flags",
+    "tier": "risk_flags",
+    "care": "risk_flags: care flags",
+    "days_past_due": "loan_status",
+    "oldest_unpaid_due_date": "loan_status",
+    "product": "loans",
+    "occupancy": "loans",
+    "preferred_language": "borrowers",
+    "address_ok": "borrowers: a complete, mailable address",
+    "has_option": "an eligible loss-mitigation option to offer (counseling and referrals aside)",
+}
+HISTORY_COLUMNS = ("letter_id", "as_of_date", "loan_id", "borrower_id", "template")
+
+LETTER_SCHEMA = {
+    "letter_id": pl.String, "as_of_date": pl.Date, "loan_id": pl.String, "borrower_id": pl.String,
+    "template": pl.String, "language": pl.String, "status": pl.String, "suppression_reason": pl.String,
+}
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The cadence of each letter (from settings)."""
+
+    notice_from_day: int = 30
+    notice_every_days: int = 180
+    heloc_counseling_from_day: int = 30
+    heloc_counseling_every_days: int = 90
+    imminent_default_every_days: int = 60
+    early_warning_every_days: int = 90
+    min_gap_days: int = 14
+
+
+def letter_id(as_of: date, borrower_id: str, loan_id: str, template: str) -> str:
+    """Stable across reruns: the same night, borrower, loan and template give the same id."""
+    digest = hashlib.sha256(f"{as_of.isoformat()}|{borrower_id}|{loan_id}|{template}".encode()).hexdigest()
+    return f"L{as_of:%Y%m%d}-{digest[:12]}"
+
+
+def _care(flag: str) -> pl.Expr:
+    return pl.col("care").list.contains(flag).fill_null(False)
+
+
+def _last_sent(history: pl.DataFrame, templates: tuple[str, ...], alias: str) -> pl.DataFrame:
+    return (history.filter(pl.col("template").is_in(list(templates)))
+            .group_by("loan_id").agg(pl.col("as_of_date").max().alias(alias)))
+
+
+def decide(candidates: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: Rules) -> pl.DataFrame:
+    """One row per letter decided on tonight (columns :data:`LETTER_SCHEMA`).
+
+    ``candidates`` has :data:`CANDIDATE_COLUMNS` (one row per flagged loan);
+    ``history`` is every letter generated before tonight (:data:`HISTORY_COLUMNS`).
+    """
+    history = history.filter((pl.col("as_of_date") < as_of))
+    dpd, since = pl.col("days_past_due"), lambda col: (pl.lit(as_of) - pl.col(col)).dt.total_days()
+    frame = (
+        candidates
+        .join(_last_sent(history, NOTICE_FAMILY, "_notice"), on="loan_id", how="left")
+        .join(_last_sent(history, ("heloc_counseling",), "_counseling"), on="loan_id", how="left")
+        .join(_last_sent(history, ("imminent_default",), "_imminent"), on="loan_id", how="left")
+        .join(_last_sent(history, ("early_warning",), "_courtesy"), on="loan_id", how="left")
+    )
+    bankrupt, cease = _care("bankruptcy"), _care("cease_communication")
+    reg_x = (pl.col("product") == "closed_end") & (pl.col("occupancy") == "primary")
+    notice = (pl.when(cease).then(pl.lit("early_intervention_cease"))
+              .when(bankrupt).then(pl.lit("early_intervention_bankruptcy"))
+              .otherwise(pl.lit("early_intervention")))
+
+    def due(last: str, every: int) -> pl.Expr:
+        return pl.col(last).is_null() | (since(last) >= every)
+
+    def blocked(last: str, every: int, what: str) -> pl.Expr:
+        return pl.format("{} sent on {}; at most once in {} days", pl.lit(what), pl.col(last), pl.lit(every))
+
+    # (wanted, template, due tonight, reason when not due), in order of priority
+    wanted = [
+        (reg_x & (dpd >= rules.notice_from_day), notice,
+         due("_notice", rules.notice_every_days),
+         blocked("_notice", rules.notice_every_days, "early intervention notice")),
+        ((pl.col("product") == "heloc") & (pl.col("occupancy") == "primary") & (dpd >= rules.heloc_counseling_from_day),
+         pl.lit("heloc_counseling"),
+         due("_counseling", rules.heloc_counseling_every_days)
+         & (pl.col("_counseling").is_null() | (pl.col("_counseling") < pl.col("oldest_unpaid_due_date"))),
+         pl.format("counseling notice sent on {} for this delinquency", pl.col("_counseling"))),
+        (pl.col("tier") == "imminent_default", pl.lit("imminent_default"),
+         due("_imminent", rules.imminent_default_every_days),
+         blocked("_imminent", rules.imminent_default_every_days, "imminent-default letter")),
+        (pl.col("tier") == "early_warning", pl.lit("early_warning"),
+         due("_courtesy", rules.early_warning_every_days),
+         blocked("_courtesy", rules.early_warning_every_days, "courtesy letter")),
+    ]
+    chosen, cadence = pl.lit(None, dtype=pl.String), pl.lit(None, dtype=pl.String)
+    first_wanted, first_reason = pl.lit(None, dtype=pl.String), pl.lit(None, dtype=pl.String)
+    for want, template, is_due, reason in reversed(wanted):
+        chosen = pl.when(want.fill_null(False) & is_due).then(template).otherwise(chosen)
+        first_wanted = pl.when(want.fill_null(False)).then(template).otherwise(first_wanted)
+        first_reason = pl.when(want.fill_null(False)).then(reason).otherwise(first_reason)
+    frame = frame.with_columns(
+        pl.coalesce(chosen, first_wanted).alias("template"),
+        pl.when(chosen.is_null()).then(first_reason).alias("_cadence"),
+    ).filter(pl.col("template").is_not_null())
+
+    t = pl.col("template")
+    courtesy = t.is_in(["imminent_default", "early_warning"])
+    in_family = t.is_in(list(NOTICE_FAMILY))
+    reason = (
+        pl.when(pl.col("_cadence").is_not_null()).then(pl.col("_cadence"))
+        .when(_care("deceased")).then(pl.lit("borrower deceased: routed to review"))
+        .when(bankrupt & cease & in_family).then(
+            pl.lit("bankruptcy and a cease-communication notice: no early intervention notice is required"))
+        .when(cease & (t != "early_intervention_cease")).then(
+            pl.lit("cease communication: only the required early intervention notice is sent"))
+        .when(bankrupt & ~in_family).then(pl.lit("bankruptcy: only the informational early intervention notice is sent; routed to review"))
+        .when(in_family & (t != "early_intervention") & ~pl.col("has_option")).then(
+            pl.lit("no loss-mitigation option available: this form of the notice is not required"))
+        .when(courtesy & _care("open_loss_mitigation")).then(
+            pl.lit("open loss-mitigation case: courtesy letters are replaced by the case's own contact"))
+        .when(~pl.col("address_ok").fill_null(False)).then(pl.lit("undeliverable address: routed to review"))
+    )
+    frame = frame.with_columns(
+        reason.alias("suppression_reason"),
+        pl.when(pl.col("preferred_language").is_in(["en", "es"])).then(pl.col("preferred_language"))
+        .otherwise(pl.lit("en")).alias("language"),
+        pl.lit(as_of).alias("as_of_date"),
+    )
+    frame = _gap_and_one_a_night(frame, history, as_of, rules)
+    ids = [letter_id(as_of, b, loan, tmpl) for b, loan, tmpl in
+           zip(frame["borrower_id"], frame["loan_id"], frame["template"], strict=True)]
+    return (
+        frame.with_columns(
+            pl.Series("letter_id", ids, dtype=pl.String),
+            pl.when(pl.col("suppression_reason").is_null()).then(pl.lit("generated"))
+            .otherwise(pl.lit("suppressed")).alias("status"),
+        )
+        .sort("borrower_id", "loan_id")
+        .select(list(LETTER_SCHEMA))
+    )
+
+
+def _gap_and_one_a_night(frame: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: Rules) -> pl.DataFrame:
+    """The minimum gap between a borrower's letters, and one letter per borrower a night."""
+    recent = (
+        history.filter((pl.lit(as_of) - pl.col("as_of_date")).dt.total_days() < rules.min_gap_days)
+        .sort("as_of_date")
+        .group_by("borrower_id").agg(pl.col("letter_id").last().alias("_recent_id"),
+                                     pl.col("as_of_date").last().alias("_recent_date"))
+    )
+    order = {t: i for i, t in enumerate(PRIORITY)}
+    frame = (
+        frame.join(recent, on="borrower_id", how="left")
+        .with_columns(
+            pl.when(pl.col("suppression_reason").is_null() & pl.col("_recent_id").is_not_null())
+            .then(pl.format("letter {} sent on {}; at most one letter in {} days", pl.col("_recent_id"),
+                            pl.col("_recent_date"), pl.lit(rules.min_gap_days)))
+            .otherwise(pl.col("suppression_reason")).alias("suppression_reason"),
+            pl.col("template").replace_strict(order, return_dtype=pl.Int32).alias("_priority"),
+        )
+        .sort("borrower_id", pl.col("suppression_reason").is_not_null(), "_priority",
+              pl.col("days_past_due"), "loan_id", descending=[False, False, False, True, False])
+    )
+    first = pl.int_range(pl.len()).over("borrower_id") == 0
+    keeper = pl.col("loan_id").first().over("borrower_id")
+    return frame.with_columns(
+        pl.when(pl.col("suppression_reason").is_null() & ~first)
+        .then(pl.format("one letter per borrower a night: the letter for loan {} goes instead", keeper))
+        .otherwise(pl.col("suppression_reason")).alias("suppression_reason")
+    )
+
+
+# --------------------------------------------------------------------------- letter text
+
+
+def blocks(text: str) -> list[dict[str, str]]:
+    """A rendered letter body as blocks: ``# heading``, ``- item`` (``lead :: text``),
+    ``! boxed``, ``~ small print``; other lines are paragraphs (a blank line ends one)."""
+    out: list[dict[str, str]] = []
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        if paragraph:
+            out.append({"kind": "p", "text": " ".join(paragraph)})
+            paragraph.clear()
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            flush()
+            continue
+        marker, rest = line[:2], line[2:].strip()
+        if marker in ("# ", "- ", "! ", "~ "):
+            flush()
+            kind = {"# ": "h", "- ": "li", "! ": "strong", "~ ": "small"}[marker]
+            block = {"kind": kind, "text": rest}
+            if kind == "li" and " :: " in rest:
+                lead, rest = rest.split(" :: ", 1)
+                block = {"kind": "li", "lead": lead, "text": rest}
+            out.append(block)
+        else:
+            paragraph.append(line)
+    flush()
+    return out
+
+
+def _fold(text: str) -> str:
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).casefold()
+
+
+def check(text: str, template: str, language: str, checklist: dict, values: dict[str, str]) -> list[str]:
+    """The checklist's failures for one letter: missing elements and forbidden phrases."""
+    spec = checklist.get(template)
+    if spec is None:
+        return [f"no checklist for template {template}"]
+    folded = _fold(text)
+    problems = []
+    for element in spec.get("required", []):
+        phrases = [p.format(**values) for p in element.get(language, [])]
+        if not phrases or not any(_fold(p) in folded for p in phrases if p):
+            problems.append(f"missing {element['id']}")
+    for phrase in [*checklist.get("all", {}).get("forbidden", []), *spec.get("forbidden", [])]:
+        if _fold(phrase) in folded:
+            problems.append(f"forbidden phrase {phrase!r}")
+    return problems
