@@ -210,9 +210,11 @@ def demo(
                             business_days_only=False)
 
     _echo_nights(demo_nights)
+    last_night = out.resolve() / latest_ledger_date(data).isoformat()
     typer.echo("")
     typer.echo(f"warehouse: {db.resolve()}")
     typer.echo(f"outputs:   {out.resolve()}")
+    typer.echo(f"letters:   {last_night / 'letters'} (mail manifest: {last_night / 'mail_manifest.csv'})")
 
 
 @app.command("settings")

@@ -35,6 +35,16 @@ def night(folder: Path, tmp_path: Path, as_of: date = AS_OF) -> dict:
 
 
 def tables(db: Path) -> dict[str, list]:
+    """Every table's rows, with paths under the night's folder made relative to it."""
+    root = str(db.parent)
+
+    def relative(row: tuple) -> tuple:
+        return tuple(v.replace(root, "<root>") if isinstance(v, str) else v for v in row)
+
+    return {name: [relative(r) for r in rows] for name, rows in _tables(db).items()}
+
+
+def _tables(db: Path) -> dict[str, list]:
     con = duckdb.connect(str(db), read_only=True)
     try:
         names = [r[0] for r in con.execute(
@@ -115,3 +125,20 @@ class TestNight:
         assert sum("weekend" in line for line in lines) == 2
         again = list(run_backfill(Settings(), **kwargs))
         assert sum("already complete" in line for line in again) == 5
+
+
+class TestLettersNight:
+    def test_rerun_gives_the_same_letters_and_files(self, folder, tmp_path):
+        """A night's letters: the PDF, HTML and manifest; a rerun keeps ids and files, adds nothing."""
+        summary = night(folder, tmp_path)
+        assert summary["steps"]["letters"]["generated"] >= 1
+        db, day = tmp_path / "wh.duckdb", tmp_path / "out" / AS_OF.isoformat()
+        before = _tables(db)["letters"]
+        files = sorted(p.name for p in (day / "letters").iterdir())
+        manifest = (day / "mail_manifest.csv").read_text(encoding="utf-8")
+        assert len(files) == 2 * sum(1 for r in before if r[6] == "generated")
+        assert all(p.stat().st_mode & 0o077 == 0 for p in (day / "letters").iterdir())
+        night(folder, tmp_path)
+        assert _tables(db)["letters"] == before
+        assert sorted(p.name for p in (day / "letters").iterdir()) == files
+        assert (day / "mail_manifest.csv").read_text(encoding="utf-8") == manifest
