@@ -12,6 +12,7 @@ a schedule, and from a Prefect deployment (``prefect.yaml``).
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from datetime import date, datetime
@@ -19,12 +20,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from lienwatch import night as steps
-from lienwatch import outreach
+from lienwatch import letters, outreach
 from lienwatch.errors import LienwatchError
 from lienwatch.night import Night, NightSummary
 from lienwatch.settings import Settings, load_settings
@@ -68,10 +69,36 @@ def options_task(night: Night, settings: Settings) -> dict:
     return outreach.step_options(night, settings)
 
 
-# ---- letters: decisions, rendering (fanned out over processes), checklist, manifest
-@task(name="letters", cache_policy=NONE)
-def letters_task(night: Night, settings: Settings) -> dict:
-    return outreach.step_letters(night, settings)
+# ---- letters: decisions -> rendering fanned out over the task runner -> rows and manifest
+@task(name="letters-decide", cache_policy=NONE)
+def letters_decide_task(night: Night, settings: Settings) -> dict:
+    return outreach.letters_prepare(night, settings)
+
+
+@task(name="letters-render", cache_policy=NONE)
+def letters_render_task(chunk: list[dict], folder: str, workers: int | None) -> list[dict]:
+    return letters.render_all(chunk, Path(folder), workers)
+
+
+@task(name="letters-record", cache_policy=NONE)
+def letters_record_task(night: Night, prepared: dict, rendered: list[dict]) -> dict:
+    return outreach.letters_finish(night, prepared, rendered)
+
+
+def letters_step(night: Night, settings: Settings) -> dict:
+    """Decide, render, record. With ``letters.fan_out = "dask"`` each chunk of letters is a
+    task on the flow's Dask task runner (a local cluster, or the cluster at
+    ``letters.dask_address``); otherwise one task renders over a local process pool."""
+    prepared = letters_decide_task(night, settings)
+    payloads, config = prepared["payloads"], settings.letters
+    if config.fan_out == "dask" and payloads:
+        size = config.chunk_size
+        chunks = [payloads[i:i + size] for i in range(0, len(payloads), size)]
+        futures = letters_render_task.map(chunks, unmapped(prepared["folder"]), unmapped(1))
+        rendered = [result for future in futures for result in future.result()]
+    else:
+        rendered = letters_render_task(payloads, prepared["folder"], config.render_workers or None)
+    return letters_record_task(night, prepared, rendered)
 
 
 # ---- run record
@@ -90,7 +117,7 @@ STEPS = (
     ("delinquency", delinquency_task, True),
     ("flags", flags_task, True),
     ("options", options_task, True),
-    ("letters", letters_task, True),
+    ("letters", letters_step, True),
 )
 
 
@@ -155,3 +182,19 @@ def _publish(summary: NightSummary, path: Path) -> None:
         key=key,
         description=f"lienwatch night {night.as_of}",
     )
+
+
+def configured(settings: Settings):
+    """The nightly flow with the task runner the settings ask for (Dask for letter fan-out)."""
+    if settings.letters.fan_out != "dask":
+        return nightly
+    from prefect_dask import DaskTaskRunner
+
+    config = settings.letters
+    if config.dask_address:
+        runner = DaskTaskRunner(address=config.dask_address)
+    else:
+        workers = config.render_workers or os.cpu_count() or 1
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
+                                                "processes": True, "dashboard_address": None})
+    return nightly.with_options(task_runner=runner)

@@ -133,12 +133,12 @@ def serve(
         )
     from prefect.schedules import Cron
 
-    from flows.nightly import nightly
+    from flows.nightly import configured
 
     typer.echo(
         f"serving lienwatch-nightly on '{settings.schedule.cron}' ({settings.schedule.timezone})"
     )
-    nightly.serve(
+    configured(settings).serve(
         name="lienwatch-nightly",
         schedules=[Cron(settings.schedule.cron, timezone=settings.schedule.timezone)],
         parameters={

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import tomllib
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
@@ -136,6 +137,9 @@ def document_text(doc: dict[str, Any]) -> str:
     return "\n".join(p for p in parts if p)
 
 
+PHONE = re.compile(r"\((\d{3})\) (\d{3}-\d{4})")
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.part")
     with open(tmp, "wb") as handle:
@@ -157,7 +161,9 @@ def render(letter: dict[str, Any], folder: Path) -> dict[str, Any]:
     if problems:
         return result
     html = _html_env().get_template("letters/layout.html.j2").render(d=doc)
-    pdf = _compiler().compile(sys_inputs={"letter": json.dumps(doc, ensure_ascii=False)})
+    # A phone number never breaks across lines (a no-break space; cheaper than a Typst show rule).
+    data = PHONE.sub("(\\1)\u00a0\\2", json.dumps(doc, ensure_ascii=False))
+    pdf = _compiler().compile(sys_inputs={"letter": data})
     pdf_path, html_path = folder / f"{letter['letter_id']}.pdf", folder / f"{letter['letter_id']}.html"
     _write_atomic(html_path, html.encode("utf-8"))
     _write_atomic(pdf_path, pdf)
@@ -166,8 +172,6 @@ def render(letter: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 
 def _pages(pdf: bytes) -> int:
-    import re
-
     counts = [int(n) for n in re.findall(rb"/Type\s*/Pages\b[^>]*?/Count (\d+)", pdf)]
     counts += [int(n) for n in re.findall(rb"/Count (\d+)[^>]*?/Type\s*/Pages\b", pdf)]
     return max(counts) if counts else 1

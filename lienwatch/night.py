@@ -363,9 +363,9 @@ def run_night(settings: Settings, *, data: Path, db: Path, out: Path, as_of: dat
     """Run one night through the Prefect flow (local mode); raise on failure."""
     prefect_local_mode()
     with writer_lock(db):
-        from flows.nightly import nightly
+        from flows.nightly import configured
 
-        return nightly(data=str(data), db=str(db), out=str(out), as_of=as_of,
+        return configured(settings)(data=str(data), db=str(db), out=str(out), as_of=as_of,
                        settings=settings.model_dump(mode="json"))
 
 

@@ -133,8 +133,8 @@ def letter_rules(settings: Settings):
                  early_warning_every_days=c.early_warning_every_days, min_gap_days=c.min_gap_days)
 
 
-def step_letters(night, settings: Settings) -> dict[str, Any]:
-    """Tonight's letters: decided, rendered (HTML and PDF), checked, and the mail manifest."""
+def letters_prepare(night, settings: Settings) -> dict[str, Any]:
+    """Tonight's letter decisions, and the data of each letter to render (plain, picklable)."""
     from lienwatch import letters as render
     from transforms.letters import HISTORY_COLUMNS, decide
 
@@ -163,12 +163,21 @@ def step_letters(night, settings: Settings) -> dict[str, Any]:
             servicer[row["language"]], night.as_of)
         for row in wanted.iter_rows(named=True)
     ]
-    folder = night.night_dir / "letters"
-    results = render.results_frame(render.render_all(payloads, folder, settings.letters.render_workers or None))
-    _remove_stale(folder, set(results.filter(pl.col("pdf_path").is_not_null())["letter_id"].to_list()))
+    addresses = candidates.select("loan_id", "first_name", "last_name", "address_line1", "address_line2",
+                                  "city", "state", "zip")
+    return {"decided": decided, "addresses": addresses, "payloads": payloads,
+            "folder": str(night.night_dir / "letters")}
 
+
+def letters_finish(night, prepared: dict[str, Any], rendered: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write the night's letters rows and the mail manifest from the rendering results."""
+    from lienwatch import letters as render
+
+    folder = Path(prepared["folder"])
+    results = render.results_frame(rendered)
+    _remove_stale(folder, set(results.filter(pl.col("pdf_path").is_not_null())["letter_id"].to_list()))
     final = (
-        decided.join(results, on="letter_id", how="left")
+        prepared["decided"].join(results, on="letter_id", how="left")
         .with_columns(
             pl.when(pl.col("problems").list.len() > 0)
             .then(pl.format("compliance checklist failed: {}", pl.col("problems").list.join("; ")))
@@ -182,19 +191,20 @@ def step_letters(night, settings: Settings) -> dict[str, Any]:
     )
     manifest = (
         final.filter(pl.col("status") == "generated")
-        .join(candidates.select("loan_id", "first_name", "last_name", "address_line1", "address_line2",
-                                "city", "state", "zip"), on="loan_id")
+        .join(prepared["addresses"], on="loan_id")
         .select("letter_id", pl.concat_str("first_name", "last_name", separator=" ", ignore_nulls=True).alias("name"),
                 "address_line1", "address_line2", "city", "state", "zip", "template", "language", "pages",
                 pl.col("pdf_path").alias("file"))
         .sort("letter_id")
     )
+    night.night_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     render.write_manifest(night.night_dir / "mail_manifest.csv", manifest.to_dicts())
 
     con = warehouse.connect(night.db)
     try:
         with warehouse.transaction(con):
-            warehouse.replace_rows(con, "letters", final.drop("problems"), "as_of_date = $as_of", params)
+            warehouse.replace_rows(con, "letters", final.drop("problems"), "as_of_date = $as_of",
+                                   {"as_of": night.as_of})
     finally:
         con.close()
     generated = final.filter(pl.col("status") == "generated").group_by("template").len().sort("template")
@@ -210,6 +220,16 @@ def step_letters(night, settings: Settings) -> dict[str, Any]:
         "suppressed_by_reason": dict(zip(reasons["why"].to_list(), reasons["len"].to_list(), strict=True)),
         "manifest": str(night.night_dir / "mail_manifest.csv"),
     }
+
+
+def step_letters(night, settings: Settings) -> dict[str, Any]:
+    """Tonight's letters in one call: decided, rendered over local processes, recorded."""
+    from lienwatch import letters as render
+
+    prepared = letters_prepare(night, settings)
+    rendered = render.render_all(prepared["payloads"], Path(prepared["folder"]),
+                                 settings.letters.render_workers or None)
+    return letters_finish(night, prepared, rendered)
 
 
 def _remove_stale(folder: Path, keep: set[str]) -> None:

@@ -13,7 +13,7 @@ import inspect
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -141,7 +141,10 @@ class Letters(_Section):
     early_warning_every_days: int = Field(90, ge=1, le=365, description="At most one courtesy (early-warning) letter per loan in this many days.")
     min_gap_days: int = Field(14, ge=0, le=90, description="No borrower gets two letters within this many days.")
     max_options: int = Field(4, ge=1, le=12, description="Options shown in a letter (by rank), besides housing counseling.")
-    render_workers: int = Field(0, ge=0, le=256, description="Processes that render letters; 0 uses every core.")
+    render_workers: int = Field(0, ge=0, le=256, description="Processes that render letters (or local Dask workers); 0 uses every core.")
+    fan_out: Literal["processes", "dask"] = Field("processes", description="Where letter rendering fans out: a local process pool, or Dask through Prefect's Dask task runner (docs/scaling.md).")
+    dask_address: str | None = Field(None, description="Scheduler address of an existing Dask cluster (tcp://host:8786); unset starts a local cluster.")
+    chunk_size: int = Field(250, ge=1, le=100_000, description="Letters per Dask rendering task.")
 
 
 class Schedule(_Section):

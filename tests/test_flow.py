@@ -142,3 +142,17 @@ class TestLettersNight:
         assert _tables(db)["letters"] == before
         assert sorted(p.name for p in (day / "letters").iterdir()) == files
         assert (day / "mail_manifest.csv").read_text(encoding="utf-8") == manifest
+
+    def test_letters_fan_out_on_a_local_dask_cluster(self, folder, tmp_path):
+        """Rendering as Dask tasks (one letter per task) gives the same letters as the process pool."""
+        local = tmp_path / "local"
+        local.mkdir()
+        night(folder, local)
+        dask_settings = Settings.model_validate(
+            {"letters": {"fan_out": "dask", "render_workers": 2, "chunk_size": 1}})
+        summary = run_night(dask_settings, data=folder, db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=AS_OF)
+        assert summary["status"] == "completed"
+        assert summary["steps"]["letters"]["generated"] >= 2
+        assert tables(tmp_path / "wh.duckdb")["letters"] == tables(local / "wh.duckdb")["letters"]
+        pdfs = sorted(p.name for p in (tmp_path / "out" / AS_OF.isoformat() / "letters").glob("*.pdf"))
+        assert pdfs == sorted(p.name for p in (local / "out" / AS_OF.isoformat() / "letters").glob("*.pdf"))
