@@ -185,19 +185,7 @@ def step_delinquency(night: Night, settings: Settings) -> dict[str, Any]:
                                 {"from_date": month_end, "to_date": month_end})
                 history = engine.loan_status_history(loans, changes, ledger, [month_end], tolerance)
                 _replace(con, "loan_status_month_end", history, "as_of_date = $a", {"a": month_end})
-            observed = _frame(
-                con,
-                """SELECT as_of_date, loan_id, bucket, days_past_due, oldest_unpaid_due_date
-                FROM loan_status_month_end WHERE as_of_date < $d
-                UNION ALL
-                SELECT as_of_date, loan_id, bucket, days_past_due, oldest_unpaid_due_date
-                FROM loan_status WHERE as_of_date = $d""",
-                {"d": night.as_of},
-            )
-            spells = engine.bucket_transitions(observed)
-            starts = engine.current_delinquency_start(observed)
-            _replace(con, "bucket_transitions", spells, "TRUE", {})
-            _replace(con, "delinquency_starts", starts, "as_of_date = $d", {"d": night.as_of})
+            spells_mode = _update_spells(con, status, night.as_of)
             rolled = 0
             observed_months = {r[0] for r in con.execute(
                 "SELECT DISTINCT as_of_date FROM loan_status_month_end").fetchall()}
@@ -219,9 +207,60 @@ def step_delinquency(night: Night, settings: Settings) -> dict[str, Any]:
         "loans_active": status.height,
         "delinquent_30_plus": int((status["days_past_due"] >= 30).sum()),
         "month_ends_added": len(missing),
+        "bucket_spells": spells_mode,
         "roll_rate_months_added": rolled,
         "by_bucket": dict(zip(buckets["bucket"].to_list(), buckets["len"].to_list(), strict=True)),
     }
+
+
+NO_MONTH_END = date(1900, 1, 1)
+
+
+def _update_spells(con: duckdb.DuckDBPyConnection, status, as_of: date) -> str:
+    """Bucket spells and tonight's delinquency starts, over the month ends plus tonight.
+
+    The spells of the month-end history change only when a month end is added (or a
+    night of another month is replayed): then they are rebuilt ("rebuilt"). On other
+    nights the previous night's tail is undone and tonight's applied ("extended"), so a
+    steady night touches only the loans whose bucket moved. Same result either way.
+    """
+    from transforms import delinquency as engine
+
+    base = con.execute("SELECT max(as_of_date) FROM loan_status_month_end WHERE as_of_date < $d",
+                       {"d": as_of}).fetchall()[0][0] or NO_MONTH_END
+    state = con.execute("SELECT base_date FROM spell_state").fetchall() if _exists(con, "spell_state") else []
+    if state != [(base,)] or not _exists(con, "bucket_transitions"):
+        observed = _frame(
+            con,
+            """SELECT as_of_date, loan_id, bucket, days_past_due, oldest_unpaid_due_date
+            FROM loan_status_month_end WHERE as_of_date < $d""",
+            {"d": as_of},
+        )
+        _replace(con, "bucket_transitions", engine.bucket_transitions(observed), "TRUE", {})
+        _replace(con, "delinquency_runs_month_end", engine.current_delinquency_start(observed), "TRUE", {})
+        del observed
+        con.execute("CREATE OR REPLACE TABLE spell_state AS SELECT $b::DATE AS base_date", {"b": base})
+        mode = "rebuilt"
+    else:
+        con.execute("DELETE FROM bucket_transitions WHERE entered_date > $b", {"b": base})
+        con.execute("UPDATE bucket_transitions SET left_date = NULL WHERE left_date > $b", {"b": base})
+        mode = "extended"
+    open_spells = _frame(con, "SELECT loan_id, bucket, entered_date FROM bucket_transitions WHERE left_date IS NULL")
+    closing, opening = engine.spell_tail(open_spells, status.select("loan_id", "bucket"), as_of)
+    con.register("_closing", closing)
+    con.register("_opening", opening)
+    try:
+        con.execute("""UPDATE bucket_transitions SET left_date = $d
+                       WHERE left_date IS NULL AND loan_id IN (SELECT loan_id FROM _closing)""", {"d": as_of})
+        con.execute("INSERT INTO bucket_transitions BY NAME SELECT * FROM _opening")
+    finally:
+        con.unregister("_closing")
+        con.unregister("_opening")
+    runs = _frame(con, "SELECT * FROM delinquency_runs_month_end")
+    starts = engine.delinquency_start_tail(
+        runs, status.select("loan_id", "days_past_due", "oldest_unpaid_due_date"), as_of)
+    _replace(con, "delinquency_starts", starts, "as_of_date = $d", {"d": as_of})
+    return mode
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:

@@ -36,10 +36,12 @@ from transforms.delinquency import (
     bucket_of,
     bucket_transitions,
     current_delinquency_start,
+    delinquency_start_tail,
     due_date,
     loan_status,
     loan_status_history,
     roll_rates,
+    spell_tail,
     sql,
 )
 
@@ -632,6 +634,38 @@ class TestCurrentDelinquencyStart:
         history = observations((J, "gone", 40, date(2023, 12, 15), None), (F, "ok", 0, None, None),
                                (F, "late", 3, date(2024, 2, 26), None))
         assert current_delinquency_start(history)["loan_id"].to_list() == ["late"]
+
+
+class TestNightlyTail:
+    """Month-end spells plus tonight's tail equal the spells recomputed over everything."""
+
+    @pytest.mark.parametrize("seed", range(5))
+    def test_tail_matches_full_recompute(self, seed):
+        import random
+
+        rng = random.Random(seed)
+        rows = []
+        tonight = date(2024, 5, 9)
+        for loan in range(300):
+            for when in (*MONTH_ENDS, tonight):
+                if rng.random() < 0.1:
+                    continue  # not reported that day
+                dpd = rng.choice([0, 0, 0, 5, 31, 45, 61, 95, 130, 200])
+                rows.append((when, f"L{loan:03d}", dpd, when - timedelta(days=dpd) if dpd else None, None))
+        history = observations(*rows)
+        months, night = history.filter(pl.col("as_of_date") < tonight), history.filter(pl.col("as_of_date") == tonight)
+
+        base = bucket_transitions(months)
+        closing, opening = spell_tail(base.filter(pl.col("left_date").is_null()), night, tonight)
+        extended = pl.concat([
+            base.with_columns(pl.when(pl.col("left_date").is_null() & pl.col("loan_id").is_in(closing["loan_id"].implode()))
+                              .then(pl.lit(tonight)).otherwise(pl.col("left_date")).alias("left_date")),
+            opening,
+        ]).sort("loan_id", "entered_date")
+        assert extended.equals(bucket_transitions(history).sort("loan_id", "entered_date"))
+
+        starts = delinquency_start_tail(current_delinquency_start(months), night, tonight)
+        assert starts.equals(current_delinquency_start(history))
 
 
 class TestRollRates:

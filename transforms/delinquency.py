@@ -564,3 +564,45 @@ def _spells(history: pl.DataFrame, state: pl.Expr, carry: tuple[str, ...] = ()) 
         .join(next_date, on="_rank", how="left")
         .drop("_spell", "_rank")
     )
+
+
+def spell_tail(open_spells: pl.DataFrame, tonight: pl.DataFrame, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Tonight's change to the bucket spells, without recomputing the history.
+
+    ``open_spells`` are the spells open at the latest month end before the night
+    (loan_id, bucket, entered_date); ``tonight`` the night's (loan_id, bucket). Returns
+    (the loan_ids whose open spell ends tonight: a new bucket, or no longer reported;
+    the spells that start tonight, as :data:`TRANSITION_COLUMNS`). Applied to the
+    month-end spells, they give exactly :func:`bucket_transitions` of the month ends
+    with tonight appended.
+    """
+    paired = open_spells.select("loan_id", pl.col("bucket").alias("_was")).join(
+        tonight.select("loan_id", "bucket"), on="loan_id", how="full", coalesce=True)
+    closing = paired.filter(pl.col("_was").is_not_null() & (pl.col("bucket").is_null() | (pl.col("bucket") != pl.col("_was"))))
+    opening = paired.filter(pl.col("bucket").is_not_null() & (pl.col("_was").is_null() | (pl.col("bucket") != pl.col("_was"))))
+    return (
+        closing.select("loan_id").sort("loan_id"),
+        opening.select("loan_id", "bucket", pl.lit(as_of, dtype=pl.Date).alias("entered_date"),
+                       pl.lit(None, dtype=pl.Date).alias("left_date")).sort("loan_id"),
+    )
+
+
+def delinquency_start_tail(open_runs: pl.DataFrame, tonight: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """:func:`current_delinquency_start` for tonight from the runs open at the latest month end.
+
+    ``open_runs`` is :func:`current_delinquency_start` of the month-end history (the
+    loans delinquent at its last month end); ``tonight`` the night's (loan_id,
+    days_past_due, oldest_unpaid_due_date). A loan delinquent at both keeps its run's
+    start; one delinquent tonight only starts a run tonight.
+    """
+    late = tonight.filter(pl.col("days_past_due") > 0).select("loan_id", "oldest_unpaid_due_date")
+    return (
+        late.join(open_runs.select("loan_id", "delinquency_start_date", "first_observed_date"), on="loan_id", how="left")
+        .select(
+            "loan_id",
+            pl.lit(as_of, dtype=pl.Date).alias("as_of_date"),
+            pl.coalesce("delinquency_start_date", "oldest_unpaid_due_date").alias("delinquency_start_date"),
+            pl.col("first_observed_date").fill_null(pl.lit(as_of, dtype=pl.Date)),
+        )
+        .sort("loan_id")
+    )

@@ -111,43 +111,31 @@ def decide(candidates: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: 
     def due(last: str, every: int) -> pl.Expr:
         return pl.col(last).is_null() | (since(last) >= every)
 
-    def blocked(last: str, every: int, what: str) -> pl.Expr:
-        return pl.format("{} sent on {}; at most once in {} days", pl.lit(what), pl.col(last), pl.lit(every))
-
-    # (wanted, template, due tonight, reason when not due), in order of priority
+    # (wanted, template, due tonight), in order of priority
     wanted = [
         (reg_x & (dpd >= rules.notice_from_day), notice,
-         due("_notice", rules.notice_every_days),
-         blocked("_notice", rules.notice_every_days, "early intervention notice")),
+         due("_notice", rules.notice_every_days)),
         ((pl.col("product") == "heloc") & (pl.col("occupancy") == "primary") & (dpd >= rules.heloc_counseling_from_day),
          pl.lit("heloc_counseling"),
          due("_counseling", rules.heloc_counseling_every_days)
-         & (pl.col("_counseling").is_null() | (pl.col("_counseling") < pl.col("oldest_unpaid_due_date"))),
-         pl.format("counseling notice sent on {} for this delinquency", pl.col("_counseling"))),
+         & (pl.col("_counseling").is_null() | (pl.col("_counseling") < pl.col("oldest_unpaid_due_date")))),
         (pl.col("tier") == "imminent_default", pl.lit("imminent_default"),
-         due("_imminent", rules.imminent_default_every_days),
-         blocked("_imminent", rules.imminent_default_every_days, "imminent-default letter")),
+         due("_imminent", rules.imminent_default_every_days)),
         (pl.col("tier") == "early_warning", pl.lit("early_warning"),
-         due("_courtesy", rules.early_warning_every_days),
-         blocked("_courtesy", rules.early_warning_every_days, "courtesy letter")),
+         due("_courtesy", rules.early_warning_every_days)),
     ]
-    chosen, cadence = pl.lit(None, dtype=pl.String), pl.lit(None, dtype=pl.String)
-    first_wanted, first_reason = pl.lit(None, dtype=pl.String), pl.lit(None, dtype=pl.String)
-    for want, template, is_due, reason in reversed(wanted):
+    # The first letter that is both wanted and due tonight. A letter that is not due yet
+    # (its cadence) is not a decision: no row, so the table holds what was sent or held back.
+    chosen = pl.lit(None, dtype=pl.String)
+    for want, template, is_due in reversed(wanted):
         chosen = pl.when(want.fill_null(False) & is_due).then(template).otherwise(chosen)
-        first_wanted = pl.when(want.fill_null(False)).then(template).otherwise(first_wanted)
-        first_reason = pl.when(want.fill_null(False)).then(reason).otherwise(first_reason)
-    frame = frame.with_columns(
-        pl.coalesce(chosen, first_wanted).alias("template"),
-        pl.when(chosen.is_null()).then(first_reason).alias("_cadence"),
-    ).filter(pl.col("template").is_not_null())
+    frame = frame.with_columns(chosen.alias("template")).filter(pl.col("template").is_not_null())
 
     t = pl.col("template")
     courtesy = t.is_in(["imminent_default", "early_warning"])
     in_family = t.is_in(list(NOTICE_FAMILY))
     reason = (
-        pl.when(pl.col("_cadence").is_not_null()).then(pl.col("_cadence"))
-        .when(_care("deceased")).then(pl.lit("borrower deceased: routed to review"))
+        pl.when(_care("deceased")).then(pl.lit("borrower deceased: routed to review"))
         .when(bankrupt & cease & in_family).then(
             pl.lit("bankruptcy and a cease-communication notice: no early intervention notice is required"))
         .when(cease & (t != "early_intervention_cease")).then(
