@@ -500,29 +500,33 @@ def evaluate(inputs: pl.DataFrame, cases: pl.DataFrame, catalogue: Catalogue, as
     cases = cases.select(CASE_COLUMNS)
     frames = []
     for option in catalogue.option:
-        frame = (
-            base.join(_case_facts(base, cases, option, as_of), on="loan_id", how="left")
-            .join(plans.filter(pl.col("option_code") == option.code).drop("option_code"), on="loan_id", how="left")
-        )
+        frame = base.lazy()
+        if option.rules.none_within_months is not None or option.rules.max_used_months is not None:
+            frame = frame.join(_case_facts(base, cases, option, as_of).lazy(), on="loan_id", how="left")
+        else:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.Date).alias("_recent_case_date"),
+                                       pl.lit(0, dtype=pl.Int64).alias("_used_months"))
+        if option.terms == "repayment_plan":
+            frame = frame.join(plans.lazy().filter(pl.col("option_code") == option.code).drop("option_code"),
+                               on="loan_id", how="left")
         checks = _rule_checks(option.rules, as_of)
         possible, term_cols, terms_text = _terms(option)
         holds = pl.all_horizontal([c[0] for c in checks]) if checks else pl.lit(True)
-        fits_text = pl.concat_list([pl.when(c[0]).then(c[1]) for c in checks] or [_NO_TEXT]).list.drop_nulls()
-        fails_text = pl.concat_list([pl.when(~c[0]).then(c[2]) for c in checks] or [_NO_TEXT]).list.drop_nulls()
         closed = CLOSED_FOR_GOOD.get(option.code)
         notes = list(getattr(option.notes, language))
         states = option.notes_states
-        frame = frame.with_columns(
-            (holds.fill_null(False) & possible.fill_null(False) & pl.lit(closed is None)).alias("eligible"),
-            fits_text.alias("_fits"), fails_text.alias("_fails"), terms_text.alias("terms"),
-            *(expr.alias(name) for name, expr in term_cols.items()),
-            pl.lit(option.rank_for("default")).alias("_rank"),
-        )
         rank_expr = pl.lit(option.rank_for("default"))
         for tier in TIERS:
             if tier in option.rank:
                 rank_expr = pl.when(pl.col("tier") == tier).then(pl.lit(option.rank[tier])).otherwise(rank_expr)
         frame = frame.with_columns(
+            (holds.fill_null(False) & possible.fill_null(False) & pl.lit(closed is None)).alias("eligible"),
+            _joined([pl.when(c[0]).then(c[1]) for c in checks] + [terms_text]).alias("_fits"),
+            _joined([pl.when(~c[0]).then(c[2]) for c in checks]).alias("_fails"),
+            terms_text.alias("terms"),
+            *(expr.alias(name) for name, expr in term_cols.items()),
+        ).select(
+            "loan_id", "borrower_id", "eligible", "terms", *term_cols,
             rank_expr.alias("_rank"),
             pl.lit(option.code).alias("option_code"),
             pl.lit(option.offer).alias("offer"),
@@ -533,32 +537,37 @@ def evaluate(inputs: pl.DataFrame, cases: pl.DataFrame, catalogue: Catalogue, as
              .otherwise(pl.lit([], dtype=pl.List(pl.String)))).alias("notes"),
         )
         frames.append(frame)
-    out = pl.concat(frames, how="diagonal_relaxed")
-    ranked = (
-        out.filter(pl.col("eligible"))
-        .sort("loan_id", "_rank", "option_code")
-        .with_columns(pl.int_range(1, pl.len() + 1).over("loan_id").cast(pl.Int32).alias("rank"))
-        .select("loan_id", "option_code", "rank")
-    )
+    # Options in code order, so that the rank key (catalogue rank, then code) is one integer.
+    order = {code: i for i, code in enumerate(sorted(o.code for o in catalogue.option))}
+    key = pl.col("_rank").cast(pl.Int64) * 10_000 + pl.col("option_code").replace_strict(order, return_dtype=pl.Int64)
     terms = ("plan_months", "plan_payment", "plan_last_payment", "amount", "terms")
     return (
-        out.join(ranked, on=["loan_id", "option_code"], how="left")
-        .with_columns(*(pl.when(pl.col("eligible")).then(pl.col(c)).alias(c) for c in terms))
-        .with_columns(pl.lit(as_of).alias("as_of_date"), pl.lit(catalogue.version).alias("catalogue_version"))
-        .sort("loan_id", pl.col("rank").fill_null(10_000), "option_code")
+        pl.concat(frames, how="diagonal_relaxed")
+        .with_columns(
+            pl.when(pl.col("eligible")).then(key).rank("ordinal").over("loan_id").cast(pl.Int32).alias("rank"),
+            *(pl.when(pl.col("eligible")).then(pl.col(c)).alias(c) for c in terms),
+            pl.lit(as_of).alias("as_of_date"), pl.lit(catalogue.version).alias("catalogue_version"),
+        )
         .select([pl.col(name).cast(dtype) for name, dtype in OUTPUT_SCHEMA.items()])
+        .collect()
     )
+
+
+def _joined(parts: list[pl.Expr]) -> pl.Expr:
+    """The non-null texts, joined with "; " (empty when there are none)."""
+    if not parts:
+        return pl.lit("")
+    return pl.concat_str(parts, separator="; ", ignore_nulls=True).fill_null("")
 
 
 def _rationale(closed: str | None) -> pl.Expr:
     if closed is not None:
         return pl.lit(f"Not available: {closed}.")
-    fits = pl.concat_list(pl.col("_fits"), pl.concat_list(pl.col("terms")).list.drop_nulls()).list.join("; ")
     return (
         pl.when(pl.col("eligible"))
-        .then(pl.when(fits == "").then(pl.lit("Fits: open to every flagged borrower."))
-              .otherwise(pl.format("Fits: {}.", fits)))
-        .when(pl.col("_fails").list.len() > 0).then(pl.format("Does not fit: {}.", pl.col("_fails").list.join("; ")))
+        .then(pl.when(pl.col("_fits") == "").then(pl.lit("Fits: open to every flagged borrower."))
+              .otherwise(pl.format("Fits: {}.", pl.col("_fits"))))
+        .when(pl.col("_fails") != "").then(pl.format("Does not fit: {}.", pl.col("_fails")))
         .otherwise(pl.format("Does not fit: {}.", pl.col("terms")))
     )
 
