@@ -27,6 +27,7 @@ from prefect.cache_policies import NONE
 from lienwatch import night as steps
 from lienwatch import letters, outreach
 from lienwatch.errors import LienwatchError
+from lienwatch.faults import fault_point
 from lienwatch.night import Night, NightSummary
 from lienwatch.settings import Settings, load_settings
 
@@ -148,7 +149,9 @@ def _night(night: Night, settings: Settings) -> NightSummary:
     try:
         for name, step, needs_settings in STEPS:
             started = time.perf_counter()
+            fault_point(f"{name}:start")
             counts = step(night, settings) if needs_settings else step(night)
+            fault_point(f"{name}:end")
             counts["seconds"] = round(time.perf_counter() - started, 2)
             counts["peak_rss_mb"] = round(
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -11,6 +11,7 @@ letter is ever in the output or the manifest. Rendering fans out over processes.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import json
 import os
@@ -26,6 +27,8 @@ from typing import Any
 
 import jinja2
 import polars as pl
+
+from lienwatch.faults import fault_point
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 if not (TEMPLATES / "letters").is_dir():  # installed wheel: templates ship inside the package
@@ -163,10 +166,12 @@ def render(letter: dict[str, Any], folder: Path) -> dict[str, Any]:
     html = _html_env().get_template("letters/layout.html.j2").render(d=doc)
     # A phone number never breaks across lines (a no-break space; cheaper than a Typst show rule).
     data = PHONE.sub("(\\1)\u00a0\\2", json.dumps(doc, ensure_ascii=False))
-    pdf = _compiler().compile(sys_inputs={"letter": data})
+    # Dated the night (not the moment of rendering): a rerun writes the same bytes.
+    pdf = _compiler().compile(sys_inputs={"letter": data}, timestamp=letter["timestamp"])
     pdf_path, html_path = folder / f"{letter['letter_id']}.pdf", folder / f"{letter['letter_id']}.html"
     _write_atomic(html_path, html.encode("utf-8"))
     _write_atomic(pdf_path, pdf)
+    fault_point("letters:file")
     result.update(pdf_path=str(pdf_path), html_path=str(html_path), pages=_pages(pdf))
     return result
 
@@ -251,6 +256,7 @@ def letter_payload(row: dict[str, Any], options: list[dict], servicer: dict[str,
     }
     return {
         "letter_id": row["letter_id"], "template": row["template"], "language": language, "context": context,
+        "timestamp": calendar.timegm(as_of.timetuple()),
         "checks": {"team_phone": servicer["team_phone"], "mailing_line": servicer["mailing_address"][0],
                    "first_option": options[0]["name"] if options else "(no option to show)"},
     }

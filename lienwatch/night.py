@@ -387,8 +387,12 @@ def _now() -> datetime:
 PREFECT_DEFAULTS = {
     # Local mode needs no network: no telemetry from the temporary server.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    """Record the night as running. A run still marked running holds no lock (this
+    process has it), so its process died: it is marked interrupted."""
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
     # The run's log goes to stdout; stderr is kept for a failed night's one-line reason.
+        con.execute("UPDATE runs SET status = 'interrupted', reason = 'the process stopped before the night "
+                    "finished' WHERE status = 'running'")
     "PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM": "ext://sys.stdout",
 }
 

@@ -194,7 +194,8 @@ def letters_finish(night, prepared: dict[str, Any], rendered: list[dict[str, Any
         .join(prepared["addresses"], on="loan_id")
         .select("letter_id", pl.concat_str("first_name", "last_name", separator=" ", ignore_nulls=True).alias("name"),
                 "address_line1", "address_line2", "city", "state", "zip", "template", "language", "pages",
-                pl.col("pdf_path").alias("file"))
+                # relative to the manifest, so the night's folder can be handed over as it is
+                pl.format("letters/{}.pdf", pl.col("letter_id")).alias("file"))
         .sort("letter_id")
     )
     night.night_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -1,0 +1,105 @@
+"""Faults: a night killed (SIGKILL) or failing at each stage, then rerun, ends as an uninterrupted night."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.landing import landing, ledger
+from tests.test_flow import AS_OF, tables
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+NIGHT = """
+import sys
+from datetime import date
+from pathlib import Path
+from lienwatch.night import run_night
+from lienwatch.settings import Settings
+run_night(Settings(), data=Path(sys.argv[1]), db=Path(sys.argv[2]), out=Path(sys.argv[3]),
+          as_of=date.fromisoformat(sys.argv[4]))
+"""
+# The end of each step (a step's start is the previous step's end: nothing runs between
+# them), and the middle of letter rendering, with one letter file written.
+POINTS = ["ingest:end", "delinquency:end", "flags:end", "options:end", "letters:file", "letters:end"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faults")
+    return landing(root / "in", {
+        "p1.csv": ledger("T1,L1,2024-03-01,250.00,payment,,", "T2,L2,2024-03-01,400.00,payment,,"),
+        "p2.csv": ledger("T3,L1,2024-04-01,250.00,payment,,", "T4,L1,2030-01-01,1.00,payment,,"),
+    })
+
+
+def night(folder: Path, root: Path, fault: str | None = None) -> subprocess.CompletedProcess:
+    """A night in its own process, reporting to the test's Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value() or ""}
+    env.pop("LIENWATCH_FAULT", None)
+    if fault:
+        env["LIENWATCH_FAULT"] = fault
+    return subprocess.run([sys.executable, "-c", NIGHT, str(folder), str(root / "wh.duckdb"), str(root / "out"),
+                           AS_OF.isoformat()], env=env, capture_output=True, text=True, timeout=300)
+
+
+def outputs(root: Path) -> dict[str, str]:
+    """Every file of the night's output (letters, manifest), by name, as a content hash."""
+    day = root / "out" / AS_OF.isoformat()
+    return {str(p.relative_to(day)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(day.rglob("*")) if p.is_file() and p.name != "summary.json"
+            and "validation" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def clean(folder, tmp_path_factory) -> tuple[dict, dict]:
+    root = tmp_path_factory.mktemp("clean")
+    done = night(folder, root)
+    assert done.returncode == 0, done.stderr
+    return tables(root / "wh.duckdb"), outputs(root)
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_killed_then_rerun_equals_an_uninterrupted_night(point, folder, clean, tmp_path):
+    killed = night(folder, tmp_path, f"{point}:kill")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    if (tmp_path / "out" / AS_OF.isoformat() / "letters").exists():
+        assert not any(p.name.endswith(".pdf") and p.stat().st_size == 0
+                       for p in (tmp_path / "out" / AS_OF.isoformat() / "letters").iterdir())
+    rerun = night(folder, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    expected_tables, expected_files = clean
+    assert tables(tmp_path / "wh.duckdb") == expected_tables
+    assert outputs(tmp_path) == expected_files
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
+    try:
+        statuses = [r[0] for r in con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()]
+    finally:
+        con.close()
+    assert statuses == ["interrupted", "completed"]
+
+
+@pytest.mark.parametrize("point", ["letters:file"])
+def test_failed_then_rerun_equals_an_uninterrupted_night(point, folder, clean, tmp_path):
+    failed = night(folder, tmp_path, f"{point}:fail")
+    assert failed.returncode != 0
+    assert f"injected fault at {point}" in failed.stderr
+    assert night(folder, tmp_path).returncode == 0
+    assert tables(tmp_path / "wh.duckdb") == clean[0]
+    assert outputs(tmp_path) == clean[1]
+
+
+def test_figures(clean):
+    """How much a night writes, for the record in docs/operations.md."""
+    tables_, files = clean
+    print(json.dumps({"fault_points": len(POINTS), "tables": len(tables_), "files": len(files)}))
