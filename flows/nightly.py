@@ -133,6 +133,8 @@ def nightly(
     run_id: str | None = None,
 ) -> dict:
     """One night. ``as_of`` defaults to today in the schedule's time zone."""
+    # Everything the night creates (warehouse, folders, letters) is readable by its owner only.
+    os.umask(0o077)
     cfg = Settings.model_validate(settings) if settings is not None else load_settings(
         Path(config) if config else None)
     day = as_of or datetime.now(ZoneInfo(cfg.schedule.timezone)).date()
