@@ -126,7 +126,10 @@ def _check_utf8_and_hash(path: Path, name: str) -> tuple[str, int, bytes]:
 
 def _header(head: bytes, name: str) -> list[str]:
     text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    first = next(csv.reader(io.StringIO(text)), None)
+    try:
+        first = next(csv.reader(io.StringIO(text, newline="")), None)
+    except csv.Error as exc:
+        raise FeedError(name, f"the header row cannot be read as CSV ({exc})") from None
     if not first or not any(cell.strip() for cell in first):
         raise FeedError(name, "no header row")
     return [cell.strip() for cell in first]

@@ -32,20 +32,14 @@ def quarantined(con, source_file: str | None = None) -> list[tuple]:
 
 def conserved(con) -> None:
     """rows read = rows loaded + rows quarantined, file by file, and in the tables too."""
-    for name, feed, read, loaded, bad in con.execute(
-        "SELECT source_file, feed, rows_read, rows_loaded, rows_quarantined FROM ingested_files"
+    for load_id, name, feed, read, loaded, bad in con.execute(
+        "SELECT load_id, source_file, feed, rows_read, rows_loaded, rows_quarantined FROM ingested_files"
     ).fetchall():
         assert read == loaded + bad, name
         table = "payments" if feed == "payments" else f"{feed}_history"
-        in_table = con.execute(
-            f"SELECT count(*) FROM {table} WHERE load_id = "
-            "(SELECT load_id FROM ingested_files WHERE source_file = $f AND feed = $feed)",
-            {"f": name, "feed": feed},
-        ).fetchone()[0]
-        in_quarantine = con.execute(
-            "SELECT count(*) FROM quarantine WHERE source_file = $f AND feed = $feed",
-            {"f": name, "feed": feed},
-        ).fetchone()[0]
+        in_table = con.execute(f"SELECT count(*) FROM {table} WHERE load_id = $id", {"id": load_id}).fetchall()[0][0]
+        in_quarantine = con.execute("SELECT count(*) FROM quarantine WHERE load_id = $id",
+                                    {"id": load_id}).fetchall()[0][0]
         assert (in_table, in_quarantine) == (loaded, bad), name
 
 
