@@ -98,3 +98,31 @@ def test_a_loan_dropped_from_the_snapshot_keeps_its_payments(tmp_path):
         conserved(con)
     finally:
         con.close()
+
+
+def test_borrower_text_is_data_not_sql_or_markup(tmp_path):
+    """Names that look like SQL, jinja2 or Typst go through a whole night as plain text."""
+    from lienwatch.outreach import step_letters, step_options
+    from tests.landing import BORROWERS
+
+    hostile = "Robert'); DROP TABLE payments; --"
+    people = BORROWERS.replace("José,Núñez", f'"{hostile}","{{{{ 7*7 }}}} #pagebreak() $x$"')
+    folder = landing(tmp_path / "in", {"1.csv": MARCH, "2.csv": APRIL}, borrowers=people)
+    db = tmp_path / "wh.duckdb"
+    n = steps.Night(data=folder, db=db, out=tmp_path / "out", as_of=AS_OF, run_id="x")
+    steps.step_ingest(n)
+    steps.step_delinquency(n, Settings())
+    steps.step_flags(n, Settings())
+    step_options(n, Settings())
+    made = step_letters(n, Settings())
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM payments").fetchall() == [(4,)]
+        assert con.execute("SELECT first_name, last_name FROM borrowers WHERE borrower_id = 'B1'").fetchall() == [
+            (hostile, "{{ 7*7 }} #pagebreak() $x$")]
+    finally:
+        con.close()
+    assert made["generated"] >= 1
+    pages = [p.read_text(encoding="utf-8") for p in (tmp_path / "out" / AS_OF.isoformat() / "letters").glob("*.html")]
+    assert any("Robert&#39;); DROP TABLE payments; --" in html and "{{ 7*7 }} #pagebreak() $x$" in html
+               for html in pages)
