@@ -122,6 +122,9 @@ ORDER BY f.loan_id
 """
 
 
+DRY_RUN = "dry run: letters.render is false, nothing was rendered or mailed"
+
+
 def letter_rules(settings: Settings):
     from transforms.letters import Rules
 
@@ -146,6 +149,11 @@ def letters_prepare(night, settings: Settings) -> dict[str, Any]:
         history = con.sql(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM letters "
                           "WHERE status = 'generated' AND as_of_date < $as_of", params=params).pl()
         decided = decide(candidates, history, night.as_of, letter_rules(settings))
+        if not settings.letters.render:
+            decided = decided.with_columns(
+                pl.when(pl.col("status") == "generated").then(pl.lit(DRY_RUN))
+                .otherwise(pl.col("suppression_reason")).alias("suppression_reason"),
+                pl.lit("suppressed").alias("status"))
         options = con.sql("SELECT * FROM hardship_options WHERE as_of_date = $as_of AND eligible",
                           params=params).pl()
     finally:

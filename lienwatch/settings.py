@@ -140,6 +140,7 @@ class Letters(_Section):
     imminent_default_every_days: int = Field(60, ge=1, le=365, description="At most one imminent-default letter per loan in this many days.")
     early_warning_every_days: int = Field(90, ge=1, le=365, description="At most one courtesy (early-warning) letter per loan in this many days.")
     min_gap_days: int = Field(14, ge=0, le=90, description="No borrower gets two letters within this many days.")
+    render: bool = Field(True, description="false: a dry run that records each letter decision (as suppressed, 'dry run') without writing letters.")
     max_options: int = Field(4, ge=1, le=12, description="Options shown in a letter (by rank), besides housing counseling.")
     render_workers: int = Field(0, ge=0, le=256, description="Processes that render letters (or local Dask workers); 0 uses every core.")
     fan_out: Literal["processes", "dask"] = Field("processes", description="Where letter rendering fans out: a local process pool, or Dask through Prefect's Dask task runner (docs/scaling.md).")

@@ -307,3 +307,21 @@ class TestOutput:
         assert [r["letter_id"] for r in results] == [f"P{i:04d}" for i in range(220)]
         assert len(list(tmp_path.glob("*.pdf"))) == 220
         assert not list(tmp_path.glob(".*"))
+
+
+def test_dry_run_records_decisions_without_letters(tmp_path):
+    from lienwatch import night as steps
+    from lienwatch.outreach import step_letters, step_options
+    from tests.landing import landing, ledger
+
+    folder = landing(tmp_path / "in", {"p.csv": ledger("T1,L1,2024-03-01,250.00,payment,,")})
+    settings = Settings.model_validate({"letters": {"render": False}})
+    n = steps.Night(data=folder, db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=date(2024, 6, 3), run_id="x")
+    steps.step_ingest(n)
+    steps.step_delinquency(n, settings)
+    steps.step_flags(n, settings)
+    step_options(n, settings)
+    made = step_letters(n, settings)
+    assert made["generated"] == 0 and made["suppressed"] >= 1
+    assert made["suppressed_by_reason"] == {"dry run": made["suppressed"]}
+    assert not list((tmp_path / "out").rglob("*.pdf"))
