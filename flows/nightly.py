@@ -25,7 +25,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from lienwatch import night as steps
-from lienwatch import letters, outreach
+from lienwatch import letters, outreach, review
 from lienwatch.errors import LienwatchError
 from lienwatch.faults import fault_point
 from lienwatch.night import Night, NightSummary
@@ -102,6 +102,12 @@ def letters_step(night: Night, settings: Settings) -> dict:
     return letters_record_task(night, prepared, rendered)
 
 
+# ---- review: cases, the review page, the call list and the queue exports
+@task(name="review", cache_policy=NONE)
+def review_task(night: Night, settings: Settings) -> dict:
+    return review.step_review(night, settings)
+
+
 # ---- run record
 @task(name="record-start", cache_policy=NONE)
 def record_start_task(night: Night) -> None:
@@ -119,6 +125,7 @@ STEPS = (
     ("flags", flags_task, True),
     ("options", options_task, True),
     ("letters", letters_step, True),
+    ("review", review_task, True),
 )
 
 

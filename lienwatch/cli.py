@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from lienwatch.errors import LienwatchError
+from lienwatch.review_cli import review_app
 from lienwatch.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(review_app, name="review")
 
 ConfigOption = Annotated[
     Path | None,
@@ -215,6 +217,7 @@ def demo(
     typer.echo(f"warehouse: {db.resolve()}")
     typer.echo(f"outputs:   {out.resolve()}")
     typer.echo(f"letters:   {last_night / 'letters'} (mail manifest: {last_night / 'mail_manifest.csv'})")
+    typer.echo(f"review:    {last_night / 'review.html'} (call list, queue.csv, queue.xlsx alongside)")
 
 
 @app.command("settings")

@@ -139,6 +139,8 @@ def letter_rules(settings: Settings):
 def letters_prepare(night, settings: Settings) -> dict[str, Any]:
     """Tonight's letter decisions, and the data of each letter to render (plain, picklable)."""
     from lienwatch import letters as render
+    from lienwatch import review
+    from transforms.cases import apply_holds
     from transforms.letters import HISTORY_COLUMNS, decide
 
     catalogue = load_catalogue(settings.options.catalogue)
@@ -148,7 +150,8 @@ def letters_prepare(night, settings: Settings) -> dict[str, Any]:
         candidates = con.sql(LETTER_INPUTS, params=params).pl()
         history = con.sql(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM letters "
                           "WHERE status = 'generated' AND as_of_date < $as_of", params=params).pl()
-        decided = decide(candidates, history, night.as_of, letter_rules(settings))
+        decided = apply_holds(decide(candidates, history, night.as_of, letter_rules(settings)),
+                              review.holds_as_of(con, night.as_of))
         if not settings.letters.render:
             decided = decided.with_columns(
                 pl.when(pl.col("status") == "generated").then(pl.lit(DRY_RUN))
