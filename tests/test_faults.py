@@ -29,7 +29,7 @@ run_night(Settings(), data=Path(sys.argv[1]), db=Path(sys.argv[2]), out=Path(sys
 """
 # The end of each step (a step's start is the previous step's end: nothing runs between
 # them), and the middle of letter rendering, with one letter file written.
-POINTS = ["ingest:end", "delinquency:end", "flags:end", "options:end", "letters:file", "letters:end"]
+POINTS = ["ingest:end", "delinquency:end", "options:end", "letters:file", "letters:end"]
 
 
 @pytest.fixture(scope="module")
