@@ -283,40 +283,90 @@ def risk_policy(settings: Settings):
 
 
 def flags_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, status_table: str):
-    """(signals found, risk_flags) as of a date, from the status rows in ``status_table``.
+    """(features, signals found, risk_flags) as of a date, from the status rows in ``status_table``.
 
     The night uses ``loan_status``; the backtest replays month ends from
-    ``loan_status_month_end``. Every other input is read as it stood on ``as_of``.
+    ``loan_status_month_end``. Every other input is read as it stood on ``as_of``. Only
+    what the second liens need is read, and the per-loan frames are put row for row
+    with the status once, here, so that the transforms join them at no cost.
     """
+    import polars as pl
+
+    from lienwatch import review
     from transforms import delinquency as engine
     from transforms import flags
 
     risk, policy, d = settings.risk, risk_policy(settings), {"as_of": as_of}
-    status = _frame(con, f"SELECT * FROM {status_table} WHERE as_of_date = $as_of", d)
-    prior = _frame(
+    status = _frame(
         con,
-        """SELECT loan_id, bucket FROM (
-            SELECT as_of_date, loan_id, bucket FROM loan_status_month_end
-            UNION ALL SELECT as_of_date, loan_id, bucket FROM loan_status
-        ) WHERE as_of_date <= $as_of::DATE - $days::INTEGER
-        QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1""",
-        {**d, "days": PRIOR_DAYS},
+        f"""SELECT loan_id, lien_position, days_past_due, bucket, amount_past_due, suspense_amount,
+                installment_amount, installments_due, installments_paid, total_due, net_paid
+        FROM {status_table} WHERE as_of_date = $as_of AND lien_position = 2""",
+        d,
     )
-    loans = _frame(con, "SELECT * EXCLUDE (load_id) FROM loans")
+    keys = status["loan_id"]
+    terms = """SELECT loan_id, borrower_id, lien_position, product, occupancy, current_balance, property_value,
+        senior_lien_balance, origination_date, first_payment_date, scheduled_payment, term_months, status
+        FROM loans WHERE {where}"""
+    loans = flags.align(keys, _frame(con, terms.format(where="lien_position = 2")))
+    if loans["lien_position"].null_count():  # a loan the master no longer holds as a second lien
+        loans = flags.align(keys, _frame(con, terms.format(
+            where=f"loan_id IN (SELECT loan_id FROM {status_table} WHERE as_of_date = $as_of AND lien_position = 2)"),
+            d))
+
+    # The bucket "a month ago": each loan's latest status on or before the cutoff. Nearly
+    # every loan has one on the latest date that has any; only the others are looked for
+    # further back, and only those originated by then (a status reports a loan from its
+    # origination on).
+    statuses = """SELECT as_of_date, loan_id, bucket FROM loan_status_month_end WHERE {where}
+        UNION ALL SELECT as_of_date, loan_id, bucket FROM loan_status WHERE {where}"""
+    cutoff = {"cutoff": as_of - timedelta(days=PRIOR_DAYS)}
+    latest_in = {table: con.execute(f"SELECT max(as_of_date) FROM {table} WHERE as_of_date <= $cutoff",
+                                    cutoff).fetchall()[0][0]
+                 for table in ("loan_status_month_end", "loan_status")}
+    latest = max((day for day in latest_in.values() if day is not None), default=None)
+    one_a_loan = "QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1"
+    holding = [table for table, day in latest_in.items() if day == latest]
+    prior = flags.align(keys, _frame(
+        con,
+        f"SELECT loan_id, bucket FROM {holding[0]} WHERE as_of_date = $latest" if len(holding) == 1
+        else f"SELECT loan_id, bucket FROM ({statuses.format(where='as_of_date = $latest')}) {one_a_loan}",
+        {"latest": latest},
+    ))
+    earlier = loans.filter(
+        prior["bucket"].is_null() & (loans["origination_date"].is_null() | (loans["origination_date"] < latest))
+    )["loan_id"] if latest is not None else keys.clear()
+    if earlier.len():
+        prior = flags.align(keys, pl.concat([
+            prior.filter(prior["bucket"].is_not_null()),
+            _frame(con, f"""SELECT loan_id, bucket FROM ({statuses.format(where='as_of_date < $latest')})
+                   WHERE loan_id IN (SELECT unnest($loans)) {one_a_loan}""",
+                   {"latest": latest, "loans": earlier.to_list()}),
+        ]))
+
     changes = _frame(con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes")
     features = flags.assemble_features(
         status=status,
         prior=prior,
         loans=loans,
-        borrowers=_frame(con, "SELECT * EXCLUDE (load_id) FROM borrowers"),
-        senior_liens=_frame(con, "SELECT * EXCLUDE (load_id) FROM senior_liens"),
-        loss_mit=_frame(con, "SELECT * EXCLUDE (load_id) FROM loss_mit"),
+        borrowers=_frame(con, "SELECT borrower_id, bankruptcy, deceased, cease_communication FROM borrowers"),
+        senior_liens=_frame(  # the latest report ((loan_id, reported_date) is the feed's key)
+            con,
+            """SELECT loan_id, max(reported_date) AS reported_date,
+                arg_max(senior_days_past_due, reported_date) AS senior_days_past_due
+            FROM senior_liens WHERE reported_date <= $as_of GROUP BY loan_id""",
+            d),
+        # the feed's cases, and the hardship applications analysts recorded (lienwatch review)
+        loss_mit=pl.concat([
+            _frame(con, "SELECT loan_id, status, opened_date, closed_date FROM loss_mit"),
+            review.application_cases(con, as_of).select("loan_id", "status", "opened_date", "closed_date"),
+        ]),
         ledger=_frame(con, engine.sql("ledger_signals"), {**d, "lookback_days": risk.nsf_lookback_days}),
         payment_changes=changes,
         lateness=flags.lateness(
             loans, changes,
             _frame(con, engine.sql("ledger_events"), {**d, "window_days": LATENESS_WINDOW_DAYS}),
-            status, as_of, settings.delinquency.shortfall_tolerance),
+            status, as_of, LATENESS_WINDOW_DAYS, settings.delinquency.shortfall_tolerance),
         as_of=as_of,
         horizon_days=risk.payment_rise_horizon_days,
     )
@@ -345,8 +395,12 @@ def step_flags(night: Night, settings: Settings) -> dict[str, Any]:
 
 
 def step_record_start(night: Night) -> None:
+    """Record the night as running. A run still marked running holds no lock (this
+    process has it), so its process died: it is marked interrupted."""
     con = warehouse.connect(night.db)
     try:
+        con.execute("UPDATE runs SET status = 'interrupted', reason = 'the process stopped before the night "
+                    "finished' WHERE status = 'running'")
         con.execute(
             "INSERT INTO runs (run_id, as_of_date, started_at, status) VALUES ($id, $d, $t, 'running')",
             {"id": night.run_id, "d": night.as_of, "t": _now()},
@@ -387,12 +441,8 @@ def _now() -> datetime:
 PREFECT_DEFAULTS = {
     # Local mode needs no network: no telemetry from the temporary server.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    """Record the night as running. A run still marked running holds no lock (this
-    process has it), so its process died: it is marked interrupted."""
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
     # The run's log goes to stdout; stderr is kept for a failed night's one-line reason.
-        con.execute("UPDATE runs SET status = 'interrupted', reason = 'the process stopped before the night "
-                    "finished' WHERE status = 'running'")
     "PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM": "ext://sys.stdout",
 }
 

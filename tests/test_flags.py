@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal as D
 
 import polars as pl
@@ -168,9 +168,9 @@ class TestLateness:
         loans = con.sql("SELECT * EXCLUDE (load_id) FROM loans").pl()
         changes = con.sql("SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes").pl()
         status = loan_status(loans, changes, con.sql(sql("net_paid"), params={"as_of": as_of}).pl(), as_of)
-        events = con.sql(sql("ledger_events"), params={"as_of": as_of, "window_days": 150}).pl()
+        window = con.sql(sql("ledger_events"), params={"as_of": as_of, "window_days": 150}).pl()
         con.close()
-        return lateness(loans, changes, events, status, as_of)["days_late"].to_list()[0]
+        return lateness(loans, changes, window, status, as_of, 150)["days_late"].to_list()[0]
 
     def test_drifting_payer(self, tmp_path):
         """Payments 3, 9 and 20 days after due read as [3, 9, 20]."""
@@ -201,3 +201,137 @@ class TestLateness:
         pays = [(date(2024, 2, 1), 200, "payment", None), (date(2024, 4, 1), 100, "payment", None),
                 (date(2024, 5, 2), 100, "payment", None)]
         assert self.lateness_of(tmp_path, pays, date(2024, 5, 5)) == [0, 0, 1]
+
+
+# Net paid at the end of each day, the whole ledger read: what net_paid_by_day must match.
+FULL_HISTORY_EVENTS = """
+WITH loans_watched AS (SELECT loan_id FROM loans WHERE lien_position = 2 AND status = 'active'),
+window_start AS (SELECT CAST($as_of AS DATE) - CAST($window_days AS INTEGER) AS start_date),
+paid AS (
+    SELECT p.txn_id, p.loan_id, p.posted_date, p.amount
+    FROM payments AS p JOIN loans_watched USING (loan_id)
+    WHERE p.txn_type = 'payment' AND p.posted_date <= $as_of
+),
+reversed AS (
+    SELECT reverses_txn_id AS txn_id, min(posted_date) AS reversed_date FROM payments
+    WHERE txn_type = 'reversal' AND posted_date <= $as_of AND reverses_txn_id IS NOT NULL
+    GROUP BY reverses_txn_id
+),
+deltas AS (
+    SELECT loan_id, posted_date AS event_date, amount AS delta FROM paid
+    UNION ALL
+    SELECT paid.loan_id, greatest(paid.posted_date, reversed.reversed_date), -paid.amount
+    FROM paid JOIN reversed USING (txn_id)
+),
+opening AS (
+    SELECT loans_watched.loan_id, w.start_date AS event_date,
+           coalesce(sum(d.delta) FILTER (WHERE d.event_date <= w.start_date), 0) AS delta
+    FROM loans_watched CROSS JOIN window_start AS w LEFT JOIN deltas AS d USING (loan_id)
+    GROUP BY loans_watched.loan_id, w.start_date
+),
+daily AS (
+    SELECT d.loan_id, d.event_date, sum(d.delta) AS delta FROM deltas AS d, window_start AS w
+    WHERE d.event_date > w.start_date GROUP BY d.loan_id, d.event_date
+    UNION ALL SELECT loan_id, event_date, delta FROM opening
+)
+SELECT loan_id, event_date AS as_of_date,
+       CAST(sum(delta) OVER (PARTITION BY loan_id ORDER BY event_date) AS DECIMAL(18, 2)) AS net_paid
+FROM daily
+"""
+
+
+class TestNetPaidByDay:
+    """The window's changes with net paid tonight give the same daily figures as the whole ledger."""
+
+    LOANS = (("A", 2, "active"), ("B", 2, "active"), ("C", 2, "active"), ("D", 2, "paid_off"),
+             ("E", 1, "active"), ("F", 2, "active"))
+    # (txn_id, loan_id, posted_date, amount, txn_type, reverses_txn_id): payments long before
+    # the window, reversed before it, in it, after the night, twice; a reversal dated before
+    # its payment; a reversal on another loan's payment; one naming nothing; same-day pairs.
+    LEDGER = (
+        ("A1", "A", date(2023, 1, 5), "100.00", "payment", None),
+        ("A2", "A", date(2023, 6, 5), "100.00", "payment", None),
+        ("A3", "A", date(2024, 1, 5), "100.00", "payment", None),
+        ("A4", "A", date(2024, 3, 5), "120.50", "payment", None),
+        ("A5", "A", date(2024, 5, 5), "100.00", "payment", None),
+        ("A6", "A", date(2024, 5, 5), "40.00", "payment", None),
+        ("RA1", "A", date(2023, 1, 9), "100.00", "reversal", "A1"),
+        ("RA2", "A", date(2024, 4, 1), "100.00", "reversal", "A2"),
+        ("RA3", "A", date(2024, 7, 1), "100.00", "reversal", "A3"),
+        ("RA4a", "A", date(2024, 3, 9), "120.50", "reversal", "A4"),
+        ("RA4b", "A", date(2024, 3, 20), "120.50", "reversal", "A4"),
+        ("RA5", "A", date(2024, 5, 5), "100.00", "reversal", "A5"),
+        ("B1", "B", date(2024, 2, 1), "75.25", "payment", None),
+        ("B2", "B", date(2024, 4, 2), "75.25", "payment", None),
+        ("RB2", "B", date(2024, 3, 30), "75.25", "reversal", "B2"),
+        ("RC", "C", date(2024, 4, 10), "75.25", "reversal", "B1"),
+        ("RX", "C", date(2024, 4, 11), "10.00", "reversal", "nothing"),
+        ("C1", "C", date(2022, 1, 1), "500.00", "payment", None),
+        ("D1", "D", date(2024, 4, 1), "100.00", "payment", None),
+        ("E1", "E", date(2024, 4, 1), "100.00", "payment", None),
+    )
+
+    @pytest.fixture
+    def con(self, tmp_path):
+        from lienwatch.warehouse import connect
+
+        con = connect(tmp_path / "wh.duckdb")
+        for loan_id, lien, status in self.LOANS:
+            con.execute(
+                """INSERT INTO loans (loan_id, borrower_id, lien_position, product, origination_date,
+                    first_payment_date, scheduled_payment, term_months, interest_rate, original_balance,
+                    current_balance, property_state, occupancy, status, load_id)
+                VALUES ($l, 'B1', $p, 'closed_end', DATE '2022-01-01', DATE '2022-02-01', 100.00, 120,
+                        8.0, 9000.00, 8000.00, 'CA', 'primary', $s, 1)""",
+                {"l": loan_id, "p": lien, "s": status})
+        for i, (txn, loan_id, day, amount, kind, target) in enumerate(self.LEDGER):
+            con.execute("INSERT INTO payments VALUES ($id, $l, $d, $a, $k, $t, NULL, 'f', $i, 1)",
+                        {"id": txn, "l": loan_id, "d": day, "a": D(amount), "k": kind, "t": target, "i": i})
+        yield con
+        con.close()
+
+    @pytest.mark.parametrize("as_of", [date(2024, 3, 31), date(2024, 5, 5), date(2024, 6, 30),
+                                       date(2024, 7, 1), date(2024, 9, 1)])
+    @pytest.mark.parametrize("window_days", [30, 150])
+    def test_matches_the_whole_ledger(self, con, as_of, window_days):
+        from transforms.delinquency import loan_status, sql
+        from transforms.flags import net_paid_by_day
+
+        loans = con.sql("SELECT * EXCLUDE (load_id) FROM loans").pl()
+        changes = con.sql("SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes").pl()
+        status = loan_status(loans, changes, con.sql(sql("net_paid"), params={"as_of": as_of}).pl(), as_of)
+        params = {"as_of": as_of, "window_days": window_days}
+        window = con.sql(sql("ledger_events"), params=params).pl()
+        got = net_paid_by_day(window, status, loans, as_of, window_days).sort("loan_id", "as_of_date")
+        expected = con.sql(FULL_HISTORY_EVENTS, params=params).pl().sort("loan_id", "as_of_date")
+        assert got.schema == expected.schema
+        assert got.to_dicts() == expected.to_dicts()
+        assert set(got["loan_id"]) == {"A", "B", "C", "F"}
+
+
+class TestFloorsAndSearch:
+    """The running floor per loan and the first day at or above a need, against a plain loop
+    (also where the figures are too large for the one-number shortcut)."""
+
+    @pytest.mark.parametrize("scale", [1, 2**58])
+    def test_against_a_loop(self, scale):
+        import random
+
+        from transforms.flags import _first_day_at_or_above, _floors
+
+        rng = random.Random(scale)
+        rows = [(key, day, rng.randint(-5, 20) * scale) for key in range(0, 40, 3)
+                for day in sorted(rng.sample(range(0, 150), rng.randint(1, 6)))]
+        levels = pl.DataFrame(rows, schema={"_key": pl.UInt32, "_day": pl.Int64, "_level": pl.Int64},
+                              orient="row")
+        floors = _floors(levels)
+        expected = [min(lv for k, d, lv in rows if k == key and d >= day) for key, day, _ in rows]
+        assert floors["_floor"].to_list() == expected
+        needs = pl.DataFrame(
+            [(key, j, rng.randint(-6, 22) * scale) for key in range(0, 42) for j in range(3)],
+            schema={"_key": pl.UInt32, "j": pl.Int32, "_need": pl.Int64}, orient="row")
+        got = _first_day_at_or_above(floors, needs, date(2024, 1, 1))
+        for (key, j, need), (got_key, got_j, paid) in zip(needs.rows(), got.rows(), strict=True):
+            days = [d for (k, d, _), f in zip(rows, expected, strict=True) if k == key and f >= need]
+            assert (got_key, got_j) == (key, j)
+            assert paid == (date(2024, 1, 1) + timedelta(days=days[0]) if days else None)

@@ -181,20 +181,27 @@ def signals(features: pl.DataFrame, policy: Policy) -> pl.DataFrame:
 
 def care(features: pl.DataFrame) -> pl.DataFrame:
     """One row per loan: the care flags present (a list, in CARE_FLAGS order)."""
+    return features.select("loan_id", _care().alias("care"))
+
+
+_CARE_LISTS = pl.Series([[code for bit, code in enumerate(CARE_FLAGS) if combination >> bit & 1]
+                         for combination in range(1 << len(CARE_FLAGS))], dtype=pl.List(pl.String))
+
+
+def _care(as_list: bool = True) -> pl.Expr:
+    """The care flags present, as a list in CARE_FLAGS order: each combination of flags
+    is a number (a bit per flag) that picks its list from the 32 possible ones
+    (``_CARE_LISTS``; the number itself when not ``as_list``)."""
     conditions = {
         "bankruptcy": pl.col("bankruptcy").fill_null(False),
         "deceased": pl.col("deceased").fill_null(False),
         "cease_communication": pl.col("cease_communication").fill_null(False),
         "open_loss_mitigation": pl.col("open_loss_mitigation").fill_null(False),
-        "not_principal_residence": pl.col("occupancy") != "primary",
+        "not_principal_residence": pl.col("occupancy") != "primary",  # unknown: not flagged
     }
     assert tuple(conditions) == CARE_FLAGS
-    return features.select(
-        "loan_id",
-        pl.concat_list([pl.when(c).then(pl.lit(code)) for code, c in conditions.items()])
-        .list.drop_nulls()
-        .alias("care"),
-    )
+    combination = pl.sum_horizontal([c.cast(pl.UInt32) * (1 << bit) for bit, c in enumerate(conditions.values())])
+    return pl.lit(_CARE_LISTS).gather(combination) if as_list else combination
 
 
 def tier_of(days_past_due: pl.Expr, has_signal: pl.Expr) -> pl.Expr:
@@ -220,22 +227,25 @@ def risk_flags(features: pl.DataFrame, found: pl.DataFrame, as_of: date, policy:
          "weight": [float(policy.weights.get(code, 0)) for code in SIGNALS]}
     )
     per_loan = (
-        found.join(weights, on="signal", how="left")
+        found.join(weights, on="signal", how="left", maintain_order="left")
         .group_by("loan_id", maintain_order=True)
         .agg(pl.col("signal").alias("reasons"), pl.col("detail").alias("reason_details"),
              pl.col("weight").sum().alias("signal_points"))
     )
+    # The lists are carried to the queue's order once, at the end: a loan without a
+    # signal takes the empty lists of the row added last.
+    lists = pl.concat([
+        per_loan.select("reasons", "reason_details"),
+        pl.DataFrame({"reasons": [[]], "reason_details": [[]]},
+                     schema={"reasons": pl.List(pl.String), "reason_details": pl.List(pl.String)}),
+    ])
     tier_rank = {t: i for i, t in enumerate(TIERS)}
+    seconds = features.filter(pl.col("lien_position") == 2)
     flagged = (
-        features.filter(pl.col("lien_position") == 2)
-        .select("loan_id", "borrower_id", "days_past_due")
-        .join(per_loan, on="loan_id", how="left")
-        .join(care(features), on="loan_id", how="left")
-        .with_columns(
-            tier_of(pl.col("days_past_due"), pl.col("reasons").list.len().fill_null(0) > 0).alias("tier"),
-            pl.col("reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))),
-            pl.col("reason_details").fill_null(pl.lit([], dtype=pl.List(pl.String))),
-        )
+        seconds.select("loan_id", "borrower_id", "days_past_due", _care(as_list=False).alias("_care"))
+        .hstack(_aligned(seconds["loan_id"], per_loan.select(
+            "loan_id", pl.int_range(pl.len(), dtype=pl.UInt32).alias("_signals"), "signal_points")))
+        .with_columns(tier_of(pl.col("days_past_due"), pl.col("_signals").is_not_null()).alias("tier"))
         .filter(pl.col("tier").is_not_null())
         .with_columns(
             (pl.col("signal_points").fill_null(0.0)
@@ -252,10 +262,36 @@ def risk_flags(features: pl.DataFrame, found: pl.DataFrame, as_of: date, policy:
             pl.lit(as_of).alias("as_of_date"),
         )
     )
+    flagged = flagged.hstack(lists[flagged["_signals"].fill_null(lists.height - 1)]).with_columns(
+        pl.lit(_CARE_LISTS).gather(pl.col("_care")).alias("care"))
     return flagged.select(
         "as_of_date", "loan_id", "borrower_id", "tier", "score", "reasons", "reason_details",
         "care", "days_past_due", "queue_rank", "in_queue",
     )
+
+
+def align(keys: pl.Series, frame: pl.DataFrame, on: str = "loan_id") -> pl.DataFrame:
+    """``frame``'s rows (one per key at most) row for row with ``keys``: the key column is
+    ``keys``, the others null where ``frame`` has no row. The frames that
+    :func:`assemble_features` and :func:`lateness` take in that order are joined to the
+    status at no cost."""
+    return keys.alias(on).to_frame().hstack(_aligned(keys, frame, on))
+
+
+def _aligned(keys: pl.Series, right: pl.DataFrame, on: str = "loan_id") -> pl.DataFrame:
+    """The columns of ``right`` other than ``on``, row for row with ``keys``, null where
+    ``right`` has no row: what a left join gives when ``right`` has one row per key, but
+    the join carries the keys alone, not the left's other columns."""
+    other = right.drop(on)
+    if right.height == keys.len() and right[on].equals(keys):
+        return other
+    rows = (
+        keys.to_frame(on).join(right.select(on).with_row_index("_row"), on=on, how="left", maintain_order="left")
+        ["_row"]
+    )
+    if rows.len() != keys.len():
+        raise ValueError(f"{on} repeats in a frame joined to the features")
+    return other[rows]
 
 
 def assemble_features(
@@ -274,19 +310,18 @@ def assemble_features(
     """One row per active second lien with every column of :data:`FEATURE_COLUMNS`.
 
     ``status`` is tonight's loan_status; ``prior`` the latest status at least 30 days before the night
-    (loan_id, bucket); ``ledger`` the output of ``ledger_signals.sql``; ``lateness``
-    (loan_id, days_late) from :func:`lateness`.
+    (loan_id, bucket); ``senior_liens`` the latest senior-lien report on or before the
+    night (loan_id, reported_date, senior_days_past_due); ``ledger`` the output of
+    ``ledger_signals.sql``; ``lateness`` (loan_id, days_late) from :func:`lateness`. Each
+    has at most one row per loan; a frame already row for row with the status (see
+    :func:`align`) is joined at no cost.
     """
     seconds = status.filter(pl.col("lien_position") == 2).select(
         "loan_id", "lien_position", "days_past_due", "bucket", "amount_past_due",
         "suspense_amount", "installment_amount",
     )
-    senior = (
-        senior_liens.filter(pl.col("reported_date") <= as_of)
-        .sort("reported_date")
-        .group_by("loan_id")
-        .agg(pl.col("senior_days_past_due").last(), pl.col("reported_date").last().alias("senior_reported_date"))
-    )
+    senior = senior_liens.select("loan_id", "senior_days_past_due",
+                                 pl.col("reported_date").alias("senior_reported_date"))
     open_cases = (
         loss_mit.filter(
             (pl.col("status") == "open") & (pl.col("opened_date") <= as_of)
@@ -303,19 +338,20 @@ def assemble_features(
              pl.col("effective_due_date").first().alias("next_change_date"))
     )
     people = borrowers.select("borrower_id", "bankruptcy", "deceased", "cease_communication")
+    keys = seconds["loan_id"]
+    features = seconds.hstack(_aligned(keys, loans.select(
+        "loan_id", "borrower_id", "product", "occupancy", "current_balance", "property_value",
+        "senior_lien_balance")))
     return (
-        seconds.join(
-            loans.select("loan_id", "borrower_id", "product", "occupancy", "current_balance",
-                         "property_value", "senior_lien_balance"),
-            on="loan_id", how="left",
-        )
-        .join(prior.select("loan_id", pl.col("bucket").alias("prior_bucket")), on="loan_id", how="left")
-        .join(senior, on="loan_id", how="left")
-        .join(ledger, on="loan_id", how="left")
-        .join(rises, on="loan_id", how="left")
-        .join(lateness, on="loan_id", how="left")
-        .join(people, on="borrower_id", how="left")
-        .join(open_cases, on="loan_id", how="left")
+        features.hstack([
+            *_aligned(keys, prior.select("loan_id", pl.col("bucket").alias("prior_bucket"))),
+            *_aligned(keys, senior),
+            *_aligned(keys, ledger),
+            *_aligned(keys, rises),
+            *_aligned(keys, lateness),
+            *_aligned(features["borrower_id"], people, on="borrower_id"),
+            *_aligned(keys, open_cases),
+        ])
         .with_columns(
             pl.col("returns_in_window").fill_null(0),
             pl.col("open_loss_mitigation").fill_null(False),
@@ -329,67 +365,240 @@ def assemble_features(
 def lateness(
     loans: pl.DataFrame,
     payment_changes: pl.DataFrame,
-    events: pl.DataFrame,
+    changes: pl.DataFrame,
     status: pl.DataFrame,
     as_of: date,
+    window_days: int,
     tolerance: Decimal = Decimal("0"),
 ) -> pl.DataFrame:
-    """One row per loan: days late of its last three installments due, oldest first.
+    """One row per loan of ``status``, in its order: days late of its last three
+    installments due, oldest first (fewer when fewer are due, none for a loan missing
+    from ``loans``).
 
-    ``events`` is ``ledger_events.sql``'s output: net paid at the end of each day with
-    ledger activity in a recent window, plus the window's opening figure. The delinquency
-    engine gives installments paid at each of those days (its rules, its tolerance). An
-    installment is paid on the first day from which installments paid stays at or above
-    its number; days late = that day minus its due date (0 when paid ahead); an unpaid
-    one is late by the night minus its due date.
+    ``changes`` is ``ledger_events.sql``'s output: what net paid moved by on each day
+    with ledger activity in the ``window_days`` days up to ``as_of``; with net paid
+    tonight (``status``) they give net paid at the end of each of those days and at the
+    window's start (:func:`net_paid_by_day`). The delinquency engine gives installments
+    paid at each of those days (its rules, its tolerance). An installment is paid on the
+    first day from which installments paid stays at or above its number; days late =
+    that day minus its due date (0 when paid ahead); an unpaid one is late by the night
+    minus its due date. Only the active second liens of ``loans`` have ledger days.
     """
+    if not 0 < window_days < 65536:
+        raise ValueError(f"the lateness window must be 1 to 65535 days, not {window_days}")
+    tonight = _installments(status, loans)
+    moves = _moves(changes, tonight.filter(pl.col("_watched")), as_of - timedelta(days=window_days), window_days)
+    return _lateness(tonight, loans, payment_changes, moves, as_of, window_days, tolerance)
+
+
+def _installments(status: pl.DataFrame, loans: pl.DataFrame) -> pl.DataFrame:
+    """One row per loan of ``status``, with an integer key (its row number) that every
+    step of :func:`_lateness` sorts and searches on, and its last three installments side
+    by side (j = 0, 1, 2: installment k = installments_due - 3 + j, when there is one)."""
     from transforms.delinquency import due_date
 
-    if events.is_empty():
-        return pl.DataFrame(schema={"loan_id": pl.String, "days_late": pl.List(pl.Int64)})
-    tonight = status.select(
-        "loan_id", "installments_due", pl.col("installments_paid").alias("paid_now"),
-        _cents_of("total_due").alias("_total"), _cents_of("installment_amount").alias("_amount"))
-    wanted = (
-        tonight.filter(pl.col("installments_due") > 0)
-        .with_columns(pl.int_ranges(pl.max_horizontal(pl.col("installments_due") - 3, 0),
-                                    pl.col("installments_due")).alias("k"))
-        .explode("k")
-        .join(loans.select("loan_id", "first_payment_date"), on="loan_id")
-        .with_columns(due_date(pl.col("first_payment_date"), pl.col("k").cast(pl.Int32)).alias("due"))
+    n = pl.col("installments_due")
+    terms = _aligned(status["loan_id"], loans.select(
+        "loan_id", "first_payment_date",
+        ((pl.col("lien_position") == 2) & (pl.col("status") == "active")).alias("_watched")))
+    return (
+        status.select("loan_id", n.cast(pl.Int64), pl.col("installments_paid").alias("paid_now"),
+                      _cents_of("net_paid").alias("_now"), _cents_of("total_due").alias("_total"),
+                      _cents_of("installment_amount").alias("_amount"))
+        .hstack(terms)
+        .with_row_index("_key")
+        .with_columns(
+            pl.col("_watched").fill_null(False),
+            # how many of the three there are (none for a loan missing from ``loans``)
+            pl.when(pl.col("first_payment_date").is_not_null())
+            .then(pl.min_horizontal(pl.max_horizontal(n, 0), 3)).otherwise(0).alias("_count"),
+        )
+        .with_columns(
+            *[pl.when(pl.col("_count") >= 3 - j)
+              .then(due_date(pl.col("first_payment_date"), pl.max_horizontal(n - 3 + j, 0).cast(pl.Int32)))
+              .alias(f"_due{j}") for j in range(3)],
+        )
+        .with_columns(pl.coalesce("_due0", "_due1", "_due2").alias("_from"))  # the oldest of them
     )
+
+
+def _lateness(tonight: pl.DataFrame, loans: pl.DataFrame, payment_changes: pl.DataFrame,
+              moves: pl.DataFrame, as_of: date, window_days: int, tolerance: Decimal) -> pl.DataFrame:
+    """:func:`lateness` of the loans of ``tonight`` (see :func:`_installments`) from their
+    ledger ``moves`` in the window (see :func:`_moves`)."""
+    start = as_of - timedelta(days=window_days)
     # Where the last installments all have tonight's amount (no payment change among
     # them), installment k is paid once net paid reaches total_due less the later ones,
     # less the tolerance: money thresholds, no need to rerun the engine day by day.
-    earliest = wanted.group_by("loan_id").agg(pl.col("due").min().alias("_from"))
     changed = (
-        payment_changes.join(earliest, on="loan_id")
+        payment_changes.join(tonight.filter(pl.col("_from").is_not_null()).select("loan_id", "_key", "_from"),
+                             on="loan_id")
         .filter((pl.col("effective_due_date") > pl.col("_from")) & (pl.col("effective_due_date") <= as_of))
-        .select("loan_id").unique()
+        .select("_key").unique()
     )
-    simple = wanted.join(changed, on="loan_id", how="anti").with_columns(
-        (pl.col("_total") - (pl.col("installments_due") - 1 - pl.col("k")) * pl.col("_amount")
-         - _tolerance_cents(tolerance)).alias("_need"))
+    tonight = tonight.with_columns(pl.col("_key").is_in(changed["_key"].implode()).alias("_changed"))
+    watched = tonight.filter(pl.col("_watched"))
+    levels = _levels(tonight["_now"], watched["_key"], moves)
+    floors = _floors(levels)
+    simple = tonight.filter(~pl.col("_changed"))
     by_money = _first_day_at_or_above(
-        simple.select("loan_id", "k", "_need"),
-        events.join(simple.select("loan_id").unique(), on="loan_id", how="semi")
-        .select("loan_id", "as_of_date", _cents_of("net_paid").alias("_level")),
+        floors,
+        pl.concat([
+            simple.filter(pl.col(f"_due{j}").is_not_null()).select(
+                "_key", pl.lit(j, dtype=pl.Int32).alias("j"),
+                (pl.col("_total") - (2 - j) * pl.col("_amount") - _tolerance_cents(tolerance)).alias("_need"))
+            for j in range(3)
+        ]),
+        start,
     )
+    engine = tonight.filter(pl.col("_changed"))
     by_count = _paid_days_by_engine(
-        wanted.join(changed, on="loan_id", how="semi"), loans, payment_changes,
-        events.join(changed, on="loan_id", how="semi"), tolerance)
-    paid_on = pl.concat([by_money, by_count])
-    return (
-        wanted.join(paid_on, on=["loan_id", "k"], how="left")
-        .with_columns(
-            pl.when(pl.col("paid_now") < pl.col("k") + 1)
-            .then((pl.lit(as_of) - pl.col("due")).dt.total_days())
-            .otherwise(pl.max_horizontal((pl.col("paid_date") - pl.col("due")).dt.total_days(), pl.lit(0)))
-            .cast(pl.Int64).alias("late")
+        engine, loans, payment_changes,
+        levels.join(engine.select("_key", "loan_id"), on="_key"), start, tolerance)
+    paid = pl.concat([by_money, by_count])
+    late = tonight.select("_key", "loan_id", "installments_due", "paid_now", "_count", "_due0", "_due1", "_due2")
+    for j in range(3):  # each paid date to its loan's row (the key is the row number)
+        found = paid.filter(pl.col("j") == j)
+        late = late.with_columns(pl.Series(f"_paid{j}", dtype=pl.Date).extend_constant(None, late.height)
+                                 .scatter(found["_key"], found["paid_date"]))
+
+    def days_late(j: int) -> pl.Expr:
+        due = pl.col(f"_due{j}")
+        return (
+            pl.when(pl.col("paid_now") < pl.col("installments_due") - 3 + j + 1)
+            .then((pl.lit(as_of) - due).dt.total_days())
+            .otherwise(pl.max_horizontal((pl.col(f"_paid{j}") - due).dt.total_days(), pl.lit(0)))
+            .cast(pl.Int64)
         )
-        .sort("loan_id", "k")
-        .group_by("loan_id", maintain_order=True)
-        .agg(pl.col("late").alias("days_late"))
+
+    return late.select(
+        "loan_id",
+        pl.concat_arr([days_late(j) for j in range(3)]).arr.to_list()
+        .list.slice(3 - pl.col("_count"), pl.col("_count")).alias("days_late"),
+    )
+
+
+def _levels(now: pl.Series, watched: pl.Series, moves: pl.DataFrame) -> pl.DataFrame:
+    """Net paid in cents (``_level``) by integer loan key at the window's start (``_day``
+    0) and at the end of each day with ledger activity after it (``_day``: days after
+    the start, at most 65535), sorted by key and day.
+
+    ``now`` is net paid tonight by key (its index); ``watched`` the keys (ascending)
+    that have ledger days, each with its opening row; ``moves`` has _key (of
+    ``watched``), _day and _change (several rows a day allowed). Net paid at the end of
+    a day is tonight's less what moved after that day.
+    """
+    key = pl.col("_key")
+
+    def by_key_and_day(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.select(key, (key.cast(pl.Int64) * 65536 + pl.col("_day")).alias("_at"),
+                            pl.col("_change").cast(pl.Int64))
+
+    opening = by_key_and_day(pl.DataFrame({"_key": watched, "_day": 0, "_change": 0}))
+    return (
+        opening.merge_sorted(by_key_and_day(moves).sort("_at"), key="_at")
+        .with_columns(pl.col("_change").cum_sum().alias("_run"))
+        # a day's last row carries the figure at the day's end
+        .filter((pl.col("_at") != pl.col("_at").shift(-1)).fill_null(True))
+        .select(
+            key, (pl.col("_at") % 65536).alias("_day"),
+            # tonight's less what moved after the day (to the key's last row)
+            (pl.lit(now).gather(key) - pl.when((key != key.shift(-1)).fill_null(True)).then(pl.col("_run"))
+             .fill_null(strategy="backward") + pl.col("_run")).alias("_level"),
+        )
+    )
+
+
+def _floors(levels: pl.DataFrame) -> pl.DataFrame:
+    """``levels`` (sorted by key and day) with ``_floor``: the least level from each day on
+    (of the same key). It never falls as the days go on, so a later reversal undoes an
+    earlier "paid"."""
+    if levels.is_empty():
+        return levels.with_columns(pl.col("_level").alias("_floor"))
+    lo, hi = levels["_level"].min(), levels["_level"].max()
+    span = hi - lo + 1
+    if (levels["_key"].max() + 1) * span < 2**62:
+        # One running minimum from the end: each key's levels lifted above all of the
+        # keys before it, so no key's level lowers the minimum of a key before it.
+        lift = pl.col("_key").cast(pl.Int64) * span - lo
+        floor = (pl.col("_level") + lift).reverse().cum_min().reverse() - lift
+    else:
+        floor = pl.col("_level").reverse().cum_min().reverse().over("_key")
+    return levels.with_columns(floor.alias("_floor"))
+
+
+def _first_day_at_or_above(floors: pl.DataFrame, needs: pl.DataFrame, start: date) -> pl.DataFrame:
+    """For each row of ``needs`` (_key, _need, j): the first day whose floor (see
+    :func:`_floors`; sorted by key and day) is at or above the need, null if none: _key,
+    j, paid_date.
+    """
+    if floors.is_empty() or needs.is_empty():
+        return needs.select("_key", "j", pl.lit(None, dtype=pl.Date).alias("paid_date"))
+    lo = min(floors["_floor"].min(), needs["_need"].min())
+    span = max(floors["_floor"].max(), needs["_need"].max()) - lo + 1
+    if (max(floors["_key"].max(), needs["_key"].max()) + 1) * span < 2**62:
+        # Keys and floors in one sorted number (floors never fall within a key): the
+        # first at or above key-and-need is a binary search.
+        def lifted(frame: pl.DataFrame, column: str) -> pl.Series:
+            return frame.select(pl.col("_key").cast(pl.Int64) * span + pl.col(column) - lo).to_series()
+
+        at = lifted(floors, "_floor").search_sorted(lifted(needs, "_need"), side="left")
+        hit = floors.select(pl.col("_key", "_day").gather(at.clip(0, floors.height - 1)))
+        return needs.select("_key", "j").with_columns(
+            pl.when((at < floors.height) & (hit["_key"] == needs["_key"]))
+            .then(pl.lit(start) + pl.duration(days=hit["_day"]))
+            .alias("paid_date"),
+        )
+    settled = floors.select("_key", pl.col("_floor").alias("_need"), "_day").sort("_need", "_day")
+    return (
+        needs.with_row_index("_row").sort("_need")
+        .join_asof(settled, on="_need", by="_key", strategy="forward", check_sortedness=False)
+        .sort("_row")
+        .select("_key", "j", (pl.lit(start) + pl.duration(days=pl.col("_day"))).alias("paid_date"))
+    )
+
+
+def net_paid_by_day(
+    changes: pl.DataFrame,
+    status: pl.DataFrame,
+    loans: pl.DataFrame,
+    as_of: date,
+    window_days: int,
+) -> pl.DataFrame:
+    """Net paid at the end of each day with ledger activity in the window, plus the
+    window's opening figure: (loan_id, as_of_date, net_paid).
+
+    ``changes`` is ``ledger_events.sql``'s output. Net paid tonight is the status's
+    (contract rule 3 over the whole ledger), so net paid at the end of a day is tonight's
+    less the changes after that day, and the opening figure, at ``as_of -
+    window_days``, is tonight's less every change in the window. Rows for the active
+    second liens (by ``loans``) that ``status`` reports; each has its opening row.
+    """
+    start = as_of - timedelta(days=window_days)
+    tonight = (
+        status.join(loans.filter((pl.col("lien_position") == 2) & (pl.col("status") == "active")),
+                    on="loan_id", how="semi")
+        .select("loan_id", _cents_of("net_paid").alias("_now"))
+        .with_row_index("_key")
+    )
+    levels = _levels(tonight["_now"], tonight["_key"], _moves(changes, tonight, start, window_days))
+    return levels.select(tonight["loan_id"].gather(levels["_key"]).alias("loan_id"),
+                         (pl.lit(start) + pl.duration(days=pl.col("_day"))).alias("as_of_date"),
+                         _dollars_of("_level").alias("net_paid"))
+
+
+def _moves(changes: pl.DataFrame, keys: pl.DataFrame, start: date, window_days: int) -> pl.DataFrame:
+    """``ledger_events.sql``'s rows of the loans in ``keys`` (loan_id, _key): _key, _day
+    (days after ``start``), _change in cents. The rows are matched to the keys on a
+    hash of loan_id (cheaper than the text at millions of rows), then checked."""
+    hashed = pl.col("loan_id").hash(seed=0).alias("_hash")
+    return (
+        changes.with_columns(hashed)
+        .join(keys.select(pl.col("loan_id").alias("_id"), "_key", hashed), on="_hash")
+        .filter(pl.col("loan_id") == pl.col("_id"))
+        .select("_key", (pl.col("as_of_date").cast(pl.Int32) - (start - date(1970, 1, 1)).days).alias("_day"),
+                pl.col("change").cast(pl.Decimal(18, 2)).to_physical().cast(pl.Int64).alias("_change"))
+        .filter(pl.col("_day").is_between(1, window_days))
     )
 
 
@@ -401,41 +610,40 @@ def _tolerance_cents(tolerance: Decimal) -> int:
     return int(Decimal(tolerance) * 100)
 
 
-def _first_day_at_or_above(needs: pl.DataFrame, levels: pl.DataFrame) -> pl.DataFrame:
-    """(loan_id, k, paid_date): the first day from which ``_level`` stays at or above ``_need``.
-
-    The level is taken at its floor from each day on (the least of it and every later
-    day's), so a later reversal undoes an earlier "paid"; the floor never falls as the
-    days go on, so the first day at or above the need is an as-of join looking forward.
-    """
-    settled = (
-        levels.sort("loan_id", "as_of_date")
-        .with_columns(pl.col("_level").reverse().cum_min().reverse().over("loan_id").alias("_need"))
-        .select("loan_id", "_need", pl.col("as_of_date").alias("paid_date"))
-        .sort("_need", "paid_date")
-    )
-    return (
-        needs.select("loan_id", "k", pl.col("_need").cast(pl.Int64)).sort("_need")
-        .join_asof(settled.with_columns(pl.col("_need").cast(pl.Int64)), on="_need", by="loan_id",
-                   strategy="forward", check_sortedness=False)
-        .select("loan_id", "k", "paid_date")
-    )
+def _dollars_of(column: str) -> pl.Expr:
+    return (pl.col(column).cast(pl.Decimal(38, 0)) * pl.lit(Decimal("0.01"))).cast(pl.Decimal(18, 2))
 
 
 def _paid_days_by_engine(wanted: pl.DataFrame, loans: pl.DataFrame, payment_changes: pl.DataFrame,
-                         events: pl.DataFrame, tolerance: Decimal) -> pl.DataFrame:
-    """Paid days where a payment change falls among the last installments: the engine's
-    installments-paid count on each day with ledger activity, against k + 1."""
+                         levels: pl.DataFrame, start: date, tolerance: Decimal) -> pl.DataFrame:
+    """(_key, j, paid_date) where a payment change falls among the last installments: the
+    engine's installments-paid count on each day with ledger activity (and at the
+    window's start), against k + 1. ``wanted`` are those loans' rows of the lateness
+    frame; ``levels`` their net paid by day (with loan_id)."""
     from transforms.delinquency import loan_status_history
 
-    if wanted.is_empty() or events.is_empty():
-        return pl.DataFrame(schema={"loan_id": pl.String, "k": pl.Int64, "paid_date": pl.Date})
+    empty = pl.DataFrame(schema={"_key": pl.UInt32, "j": pl.Int32, "paid_date": pl.Date})
+    if wanted.is_empty() or levels.is_empty():
+        return empty
+    events = levels.select("loan_id", (pl.lit(start) + pl.duration(days=pl.col("_day"))).alias("as_of_date"),
+                           _dollars_of("_level").alias("net_paid"))
     terms = loans.select("loan_id", "lien_position", "first_payment_date", "scheduled_payment",
                          "term_months", "status", "origination_date")
     per_day = events.select("loan_id", "as_of_date").join(terms, on="loan_id", how="inner")
     dates = sorted(set(events["as_of_date"].to_list()))
-    paid = loan_status_history(per_day, payment_changes, events, dates, tolerance)
+    paid = (
+        loan_status_history(per_day, payment_changes, events, dates, tolerance)
+        .join(wanted.select("loan_id", "_key"), on="loan_id")
+        .select("_key", (pl.col("as_of_date") - pl.lit(start)).dt.total_days().alias("_day"),
+                pl.col("installments_paid").cast(pl.Int64).alias("_level"))
+        .sort("_key", "_day")
+    )
     return _first_day_at_or_above(
-        wanted.select("loan_id", "k", (pl.col("k") + 1).alias("_need")),
-        paid.select("loan_id", "as_of_date", pl.col("installments_paid").alias("_level")),
-    ).with_columns(pl.col("k").cast(pl.Int64))
+        _floors(paid),
+        pl.concat([
+            wanted.filter(pl.col(f"_due{j}").is_not_null()).select(
+                "_key", pl.lit(j, dtype=pl.Int32).alias("j"), (pl.col("installments_due") - 3 + j + 1).alias("_need"))
+            for j in range(3)
+        ]),
+        start,
+    )
