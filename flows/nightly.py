@@ -24,8 +24,8 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from lienwatch import night as steps
 from lienwatch import letters, outreach, review
+from lienwatch import night as steps
 from lienwatch.errors import LienwatchError
 from lienwatch.faults import fault_point
 from lienwatch.night import Night, NightSummary

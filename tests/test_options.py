@@ -224,7 +224,7 @@ class TestNeverOffered:
         for key, value in entry.items():
             option[key] = value
         raw["option"].append(option)
-        with pytest.raises(CatalogueError, match="HAMP|2MP"):
+        with pytest.raises(CatalogueError, match=r"HAMP|2MP"):
             parse_catalogue(raw)
 
     def test_the_bundled_catalogue_never_mentions_hamp_or_offers_calmrp(self):

@@ -52,7 +52,7 @@ def secrets(data: Path) -> list[str]:
     loans = pl.read_csv(data / "loans.csv", infer_schema=False)
     values = [f"{first} {last}" for first, last in zip(people["first_name"], people["last_name"], strict=True)]
     values += people["address_line1"].to_list() + people["email"].drop_nulls().to_list()
-    values += loans["loan_id"].to_list() + ["NOPE-LOAN-123456"]
+    values += [*loans["loan_id"].to_list(), "NOPE-LOAN-123456"]
     return [v for v in values if v and len(v) >= 6]
 
 

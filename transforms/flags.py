@@ -26,6 +26,7 @@ from decimal import Decimal
 import polars as pl
 
 from transforms.contract import BUCKETS, CARE_FLAGS, SIGNALS, TIERS
+from transforms.formats import cents, money_text
 
 FEATURE_COLUMNS = {
     "loan_id": "loans",
@@ -73,22 +74,7 @@ class Policy:
 
 def _money(column: str) -> pl.Expr:
     """Dollars with thousands separators and cents: 1234567.5 -> "$1,234,567.50"."""
-    cents = (pl.col(column).cast(pl.Float64) * 100).round(0, mode="half_away_from_zero").cast(pl.Int64)
-    dollars, rest = cents // 100, (cents % 100).cast(pl.String).str.zfill(2)
-
-    def group(n: int) -> pl.Expr:
-        return ((dollars // 10 ** (3 * n)) % 1000).cast(pl.String)
-
-    def padded(n: int) -> pl.Expr:
-        return group(n).str.zfill(3)
-
-    whole = (
-        pl.when(dollars >= 10**9).then(pl.format("{},{},{},{}", group(3), padded(2), padded(1), padded(0)))
-        .when(dollars >= 10**6).then(pl.format("{},{},{}", group(2), padded(1), padded(0)))
-        .when(dollars >= 10**3).then(pl.format("{},{}", group(1), padded(0)))
-        .otherwise(group(0))
-    )
-    return pl.format("${}.{}", whole, rest)
+    return money_text(cents(pl.col(column)))
 
 
 def _signal_rules(policy: Policy) -> dict[str, tuple[pl.Expr, pl.Expr]]:
@@ -603,7 +589,7 @@ def _moves(changes: pl.DataFrame, keys: pl.DataFrame, start: date, window_days: 
 
 
 def _cents_of(column: str) -> pl.Expr:
-    return (pl.col(column).cast(pl.Decimal(18, 2)) * 100).cast(pl.Int64)
+    return cents(pl.col(column))
 
 
 def _tolerance_cents(tolerance: Decimal) -> int:

@@ -93,7 +93,7 @@ def decide(candidates: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: 
     ``candidates`` has :data:`CANDIDATE_COLUMNS` (one row per flagged loan);
     ``history`` is every letter generated before tonight (:data:`HISTORY_COLUMNS`).
     """
-    history = history.filter((pl.col("as_of_date") < as_of))
+    history = history.filter(pl.col("as_of_date") < as_of)
     dpd, since = pl.col("days_past_due"), lambda col: (pl.lit(as_of) - pl.col(col)).dt.total_days()
     frame = (
         candidates
