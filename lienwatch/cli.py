@@ -16,9 +16,10 @@ from typing import Annotated
 
 import typer
 
+from lienwatch.cli_support import fail as _fail
+from lienwatch.cli_support import settings_or_exit as _settings
 from lienwatch.errors import LienwatchError
 from lienwatch.review_cli import review_app
-from lienwatch.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
     name="lienwatch",
@@ -33,18 +34,6 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", help="Settings file (default: ./lienwatch.toml when present)."),
 ]
-
-
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except SettingsError as exc:
-        _fail(str(exc))
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"lienwatch: {message}", err=True)
-    raise typer.Exit(code=2)
 
 
 def _echo_nights(nights) -> None:

@@ -144,17 +144,6 @@ def month_ends(first: date, last: date) -> list[date]:
         year, month = year + month // 12, month % 12 + 1
 
 
-def _replace(con: duckdb.DuckDBPyConnection, table: str, frame: Any, where: str, params: dict) -> None:
-    """Create ``table`` from the frame's schema if needed, then replace the rows ``where``."""
-    con.register("_frame", frame)
-    try:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _frame LIMIT 0")
-        con.execute(f"DELETE FROM {table} WHERE {where}", params)
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
-    finally:
-        con.unregister("_frame")
-
-
 def _frame(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = None):
     return con.sql(query, params=params or {}).pl()
 
@@ -178,13 +167,13 @@ def step_delinquency(night: Night, settings: Settings) -> dict[str, Any]:
         missing = sorted(set(wanted) - have)
 
         with warehouse.transaction(con):
-            _replace(con, "loan_status", status, "as_of_date = $d", {"d": night.as_of})
+            warehouse.replace_rows(con, "loan_status", status, "as_of_date = $d", {"d": night.as_of})
             # One month end at a time keeps memory to one month's statuses at 1M loans.
             for month_end in missing:
                 ledger = _frame(con, engine.sql("net_paid_month_ends"),
                                 {"from_date": month_end, "to_date": month_end})
                 history = engine.loan_status_history(loans, changes, ledger, [month_end], tolerance)
-                _replace(con, "loan_status_month_end", history, "as_of_date = $a", {"a": month_end})
+                warehouse.replace_rows(con, "loan_status_month_end", history, "as_of_date = $a", {"a": month_end})
             spells_mode = _update_spells(con, status, night.as_of)
             rolled = 0
             observed_months = {r[0] for r in con.execute(
@@ -198,7 +187,7 @@ def step_delinquency(night: Night, settings: Settings) -> dict[str, Any]:
                         {"a": previous, "b": month_end},
                     )
                     rates = engine.roll_rates(month_history, month_end, loans)
-                    _replace(con, "roll_rates", rates, "month_end_date = $m", {"m": month_end})
+                    warehouse.replace_rows(con, "roll_rates", rates, "month_end_date = $m", {"m": month_end})
                     rolled += 1
     finally:
         con.close()
@@ -236,8 +225,8 @@ def _update_spells(con: duckdb.DuckDBPyConnection, status, as_of: date) -> str:
             FROM loan_status_month_end WHERE as_of_date < $d""",
             {"d": as_of},
         )
-        _replace(con, "bucket_transitions", engine.bucket_transitions(observed), "TRUE", {})
-        _replace(con, "delinquency_runs_month_end", engine.current_delinquency_start(observed), "TRUE", {})
+        warehouse.replace_rows(con, "bucket_transitions", engine.bucket_transitions(observed), "TRUE", {})
+        warehouse.replace_rows(con, "delinquency_runs_month_end", engine.current_delinquency_start(observed), "TRUE", {})
         del observed
         con.execute("CREATE OR REPLACE TABLE spell_state AS SELECT $b::DATE AS base_date", {"b": base})
         mode = "rebuilt"
@@ -259,7 +248,7 @@ def _update_spells(con: duckdb.DuckDBPyConnection, status, as_of: date) -> str:
     runs = _frame(con, "SELECT * FROM delinquency_runs_month_end")
     starts = engine.delinquency_start_tail(
         runs, status.select("loan_id", "days_past_due", "oldest_unpaid_due_date"), as_of)
-    _replace(con, "delinquency_starts", starts, "as_of_date = $d", {"d": as_of})
+    warehouse.replace_rows(con, "delinquency_starts", starts, "as_of_date = $d", {"d": as_of})
     return mode
 
 
@@ -380,7 +369,7 @@ def step_flags(night: Night, settings: Settings) -> dict[str, Any]:
     try:
         _, found, flagged = flags_as_of(con, settings, night.as_of, "loan_status")
         with warehouse.transaction(con):
-            _replace(con, "risk_flags", flagged, "as_of_date = $as_of", {"as_of": night.as_of})
+            warehouse.replace_rows(con, "risk_flags", flagged, "as_of_date = $as_of", {"as_of": night.as_of})
     finally:
         con.close()
     tiers = flagged.group_by("tier").len()

@@ -21,8 +21,10 @@ from zoneinfo import ZoneInfo
 import typer
 
 from lienwatch import review
+from lienwatch.cli_support import fail as _fail
+from lienwatch.cli_support import settings_or_exit as _settings
 from lienwatch.errors import LienwatchError
-from lienwatch.settings import Settings, SettingsError, load_settings
+from lienwatch.settings import Settings
 
 review_app = typer.Typer(
     name="review",
@@ -45,18 +47,6 @@ Letter = Annotated[
     typer.Option("--letter", help="One letter (its letter_id) instead of all the loan's letters."),
 ]
 Config = Annotated[Path | None, typer.Option("--config", help="Settings file (default: ./lienwatch.toml when present).")]
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"lienwatch: {message}", err=True)
-    raise typer.Exit(code=2)
-
-
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except SettingsError as exc:
-        _fail(str(exc))
 
 
 def _when(at: str | None, settings: Settings) -> datetime:
