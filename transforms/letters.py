@@ -180,7 +180,7 @@ def _gap_and_one_a_night(frame: pl.DataFrame, history: pl.DataFrame, as_of: date
         frame.join(recent, on="borrower_id", how="left")
         .with_columns(
             pl.when(pl.col("suppression_reason").is_null() & pl.col("_recent_id").is_not_null())
-            .then(pl.format("letter {} sent on {}; at most one letter in {} days", pl.col("_recent_id"),
+            .then(pl.format("minimum gap: letter {} sent on {}; at most one letter in {} days", pl.col("_recent_id"),
                             pl.col("_recent_date"), pl.lit(rules.min_gap_days)))
             .otherwise(pl.col("suppression_reason")).alias("suppression_reason"),
             pl.col("template").replace_strict(order, return_dtype=pl.Int32).alias("_priority"),
