@@ -166,7 +166,10 @@ def letters_prepare(night, settings: Settings) -> dict[str, Any]:
     by_loan: dict[str, list[dict]] = {}
     for row in options.iter_rows(named=True):
         by_loan.setdefault(row["loan_id"], []).append(row)
-    wanted = decided.filter(pl.col("status") == "generated").join(candidates, on=["loan_id", "borrower_id"])
+    # In template and language order: consecutive letters share most of their paragraphs, which the
+    # Typst compiler has laid out already (it keeps what the last ten letters used).
+    wanted = (decided.filter(pl.col("status") == "generated").join(candidates, on=["loan_id", "borrower_id"])
+              .sort("template", "language", "letter_id"))
     payloads = [
         render.letter_payload(
             row, render.option_entries(by_loan.get(row["loan_id"], []), catalogue, row["language"],
