@@ -4,7 +4,9 @@
 
 Generates (once) a landing folder, runs the first night on the day before its last
 ledger day (the initial load and history), then a steady night that adds the last
-day's payment file. Each night runs in its own process through the Prefect flow in
+day's payment file. The warehouse as the first night left it is kept beside the
+database; ``--steady-only`` starts from that copy and times the steady night alone
+(printed, not saved). Each night runs in its own process through the Prefect flow in
 local mode; the figures per stage are the flow's own (seconds, and the process's peak
 memory after the stage). Letters are decided but not rendered (``letters.render =
 false``); PDF throughput is ``bench_letters.py``'s. Targets at 1,000,000 loans: a
@@ -14,6 +16,7 @@ steady night under 30 s excluding PDF rendering, under 4 GB.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,7 +47,9 @@ print("SUMMARY " + json.dumps(summary, default=str))
 def run(data: Path, db: Path, out: Path, as_of) -> dict:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", NIGHT, str(data), str(db), str(out), as_of.isoformat()],
-                          check=True, capture_output=True, text=True)
+                          capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"the night of {as_of} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     line = next(x for x in done.stdout.splitlines() if x.startswith("SUMMARY "))
     summary = json.loads(line.removeprefix("SUMMARY "))
     figures = {"process_seconds": round(time.perf_counter() - started, 2),
@@ -70,14 +75,23 @@ def main() -> None:
     p.add_argument("--loans", type=int, default=100_000)
     p.add_argument("--months", type=int, default=24)
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "lienwatch-bench")
+    p.add_argument("--steady-only", action="store_true",
+                   help="reuse the warehouse kept after an earlier run's first night and time the steady night alone")
     args = p.parse_args()
     from benchmarks.nightly_folder import prepare
 
     args.work.mkdir(parents=True, exist_ok=True)
     folder = prepare(args.work, args.loans, args.months)
     db, out = args.work / f"night-{args.loans}.duckdb", args.work / f"out-{args.loans}"
-    db.unlink(missing_ok=True)
-    cases = {f"initial_{args.loans}": run(folder.data, db, out, folder.last_day - timedelta(days=1))}
+    kept = db.with_name(db.stem + ".after-first-night.duckdb")
+    cases = {}
+    if args.steady_only and kept.exists():
+        shutil.copyfile(kept, db)
+        args.no_save = True  # the saved figures are a whole run's: both nights
+    else:
+        db.unlink(missing_ok=True)
+        cases[f"initial_{args.loans}"] = run(folder.data, db, out, folder.last_day - timedelta(days=1))
+        shutil.copyfile(db, kept)
     folder.release()
     cases[f"steady_{args.loans}"] = run(folder.data, db, out, folder.last_day)
     report(f"night_{args.loans}", cases, args)

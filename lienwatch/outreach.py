@@ -157,8 +157,13 @@ def letters_prepare(night, settings: Settings) -> dict[str, Any]:
                 pl.when(pl.col("status") == "generated").then(pl.lit(DRY_RUN))
                 .otherwise(pl.col("suppression_reason")).alias("suppression_reason"),
                 pl.lit("suppressed").alias("status"))
-        options = con.sql("SELECT * FROM hardship_options WHERE as_of_date = $as_of AND eligible",
-                          params=params).pl()
+        # In template and language order: consecutive letters share most of their paragraphs, which
+        # the Typst compiler has laid out already (it keeps what the last ten letters used).
+        wanted = (decided.filter(pl.col("status") == "generated").join(candidates, on=["loan_id", "borrower_id"])
+                  .sort("template", "language", "letter_id"))
+        options = con.sql("""SELECT * FROM hardship_options WHERE as_of_date = $as_of AND eligible
+                          AND loan_id IN (SELECT unnest($loans::VARCHAR[]))""",
+                          params={**params, "loans": wanted["loan_id"].to_list()}).pl()
     finally:
         con.close()
 
@@ -166,10 +171,6 @@ def letters_prepare(night, settings: Settings) -> dict[str, Any]:
     by_loan: dict[str, list[dict]] = {}
     for row in options.iter_rows(named=True):
         by_loan.setdefault(row["loan_id"], []).append(row)
-    # In template and language order: consecutive letters share most of their paragraphs, which the
-    # Typst compiler has laid out already (it keeps what the last ten letters used).
-    wanted = (decided.filter(pl.col("status") == "generated").join(candidates, on=["loan_id", "borrower_id"])
-              .sort("template", "language", "letter_id"))
     payloads = [
         render.letter_payload(
             row, render.option_entries(by_loan.get(row["loan_id"], []), catalogue, row["language"],

@@ -12,7 +12,10 @@ module is the I/O around :mod:`transforms.cases`:
   (a hardship application taken opens loss mitigation);
 - :func:`step_review`, the night's last step: the cases, then ``review.html`` (one
   self-contained page: no server, no network), ``call_list.csv``, ``queue.csv`` and
-  ``queue.xlsx`` in the night's folder, each owner-only and written atomically.
+  ``queue.xlsx`` in the night's folder, each owner-only and written atomically. The
+  CSV files hold every flagged loan and every call due; the page and the workbook hold
+  at most ``risk.review_page_rows`` loans (:func:`transforms.cases.on_page`) and say
+  how many they leave out.
 """
 
 from __future__ import annotations
@@ -246,7 +249,8 @@ def step_review(night, settings: Settings) -> dict[str, Any]:
             warehouse.replace_rows(con, "review_promises", promises, "as_of_date = $d", {"d": as_of})
         queue = queue_frame(con, as_of)
         call = cases.call_list(queue, decisions(con, as_of), as_of)
-        model = page_model(con, night, settings, queue, call, promises)
+        shown = cases.on_page(queue, call, settings.risk.review_page_rows)
+        model = page_model(con, night, settings, queue, call, promises, shown)
     finally:
         con.close()
 
@@ -255,9 +259,8 @@ def step_review(night, settings: Settings) -> dict[str, Any]:
     page = render_page(model)
     write_atomic(folder / PAGE, page.encode("utf-8"))
     write_atomic(folder / "call_list.csv", _csv(call_export(call)))
-    exported = queue_export(queue)
-    write_atomic(folder / "queue.csv", _csv(exported))
-    write_atomic(folder / "queue.xlsx", _xlsx(exported, f"Queue {as_of.isoformat()}", as_of))
+    write_atomic(folder / "queue.csv", _csv(queue_export(queue)))
+    write_atomic(folder / "queue.xlsx", _xlsx(queue_export(shown), f"Queue {as_of.isoformat()}", as_of))
     counted = events.group_by("event").len()
     kept = promises.group_by("status").len()
     return {
@@ -267,6 +270,7 @@ def step_review(night, settings: Settings) -> dict[str, Any]:
         "call_list": call.height,
         "promises": dict(zip(kept["status"].to_list(), kept["len"].to_list(), strict=True)),
         "letters_held": int((queue["letter_status"] == "held").sum()),
+        "on_page": shown.height,
         "page_kb": round(len(page.encode("utf-8")) / 1024),
         "page": str(folder / PAGE),
     }
@@ -422,21 +426,21 @@ def _quarantine(con, as_of: date) -> dict[str, Any]:
             "more": max(found.height - QUARANTINE_SHOWN, 0)}
 
 
-def _history(con, as_of: date) -> tuple[list[str], dict[str, list[list]]]:
-    """Each flagged loan's last months: due and paid in the month (whole dollars) and days
+def _history(con, as_of: date, loans: list[str]) -> tuple[list[str], dict[str, list[list]]]:
+    """Each of ``loans``' last months: due and paid in the month (whole dollars) and days
     past due, at each of the last month ends and tonight (labels, arrays per loan)."""
     months = [r[0] for r in con.execute(
         """SELECT DISTINCT as_of_date FROM loan_status_month_end WHERE as_of_date < $d
         ORDER BY as_of_date DESC LIMIT $n""", {"d": as_of, "n": HISTORY_MONTHS + 1}).fetchall()]
     found = _frame(
         con,
-        """WITH flagged AS (SELECT loan_id FROM risk_flags WHERE as_of_date = $d)
+        """WITH flagged AS (SELECT unnest($loans::VARCHAR[]) AS loan_id)
         SELECT as_of_date, loan_id, total_due, net_paid, days_past_due FROM loan_status_month_end
         WHERE as_of_date IN (SELECT unnest($months::DATE[])) AND loan_id IN (SELECT loan_id FROM flagged)
         UNION ALL
         SELECT as_of_date, loan_id, total_due, net_paid, days_past_due FROM loan_status
         WHERE as_of_date = $d AND loan_id IN (SELECT loan_id FROM flagged)""",
-        {"d": as_of, "months": months},
+        {"d": as_of, "months": months, "loans": loans},
     )
     points = [*sorted(months)[1:], as_of]  # the oldest month end is only the base of the first month
     grid = pl.DataFrame({"as_of_date": points}, schema={"as_of_date": pl.Date})
@@ -510,8 +514,9 @@ def _detail(con, night, queue: pl.DataFrame, promises: pl.DataFrame) -> dict[str
         con,
         """SELECT loan_id, option_code, eligible, rank, rationale, terms, plan_months, plan_payment,
                plan_last_payment, amount FROM hardship_options
-        WHERE as_of_date = $d ORDER BY loan_id, eligible DESC, rank, option_code""",
-        {"d": as_of},
+        WHERE as_of_date = $d AND loan_id IN (SELECT unnest($loans::VARCHAR[]))
+        ORDER BY loan_id, eligible DESC, rank, option_code""",
+        params,
     )
     letters = _frame(
         con,
@@ -532,7 +537,7 @@ def _detail(con, night, queue: pl.DataFrame, promises: pl.DataFrame) -> dict[str
     holds = cases.active_holds(made, as_of)
     made = made.sort("made_at", "decision_id", descending=True)
     promised = {r["decision_id"]: r for r in promises.iter_rows(named=True)}
-    labels, history = _history(con, as_of)
+    labels, history = _history(con, as_of, loans)
 
     detail: dict[str, dict[str, Any]] = {}
     for row in queue.iter_rows(named=True):
@@ -617,9 +622,13 @@ def _queue_json(queue: pl.DataFrame, call: pl.DataFrame) -> dict[str, Any]:
 
 
 def page_model(con, night, settings: Settings, queue: pl.DataFrame, call: pl.DataFrame,
-               promises: pl.DataFrame) -> dict[str, Any]:
+               promises: pl.DataFrame, shown: pl.DataFrame | None = None) -> dict[str, Any]:
     """Everything the review page shows: the summary (rendered as HTML) and the queue and
-    account details (as JSON data the page's script renders)."""
+    account details (as JSON data the page's script renders). The counts are the whole
+    night's; the rows and details are those of ``shown`` (default: the whole queue) and
+    the calls due among them."""
+    shown = queue if shown is None else shown
+    call_shown = call.filter(pl.col("loan_id").is_in(shown["loan_id"].implode()))
     as_of = night.as_of
     previous_status = _previous(con, "loan_status", as_of)
     previous_flags = _previous(con, "risk_flags", as_of)
@@ -640,8 +649,11 @@ def page_model(con, night, settings: Settings, queue: pl.DataFrame, call: pl.Dat
         "flagged": queue.height,
         "in_queue": int(queue["in_queue"].sum() or 0),
         "calls": call.height,
-        "queue": _queue_json(queue, call),
-        "detail": _detail(con, night, queue, promises),
+        "on_page": shown.height,
+        "calls_on_page": call_shown.height,
+        "page_rows": settings.risk.review_page_rows,
+        "queue": _queue_json(shown, call_shown),
+        "detail": _detail(con, night, shown, promises),
     }
 
 
@@ -703,12 +715,13 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A text starting with one of = + - @ tab or carriage return is a formula to a spreadsheet.
+FORMULA_START = r"^[=+\-@\t\r]"
 
 
-def _safe_cell(value: str | None) -> str | None:
-    """A text cell a spreadsheet will not run as a formula (a leading quote when needed)."""
-    return "'" + value if value and value.startswith(FORMULA_START) else value
+def _safe_text(column: pl.Expr) -> pl.Expr:
+    """Text cells a spreadsheet will not run as formulas (a leading quote when needed)."""
+    return pl.when(column.str.contains(FORMULA_START)).then(pl.lit("'") + column).otherwise(column)
 
 
 QUEUE_EXPORT = {
@@ -735,7 +748,7 @@ def _export(frame: pl.DataFrame, columns: dict[str, str]) -> pl.DataFrame:
     lists = [n for n, t in out.schema.items() if isinstance(t, pl.List)]
     out = out.with_columns([pl.col(n).list.join("; ") for n in lists])
     texts = [n for n, t in out.schema.items() if t == pl.String]
-    return out.with_columns([pl.col(n).map_elements(_safe_cell, return_dtype=pl.String) for n in texts])
+    return out.with_columns([_safe_text(pl.col(n)).alias(n) for n in texts])
 
 
 def queue_export(queue: pl.DataFrame) -> pl.DataFrame:

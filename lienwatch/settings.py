@@ -92,6 +92,7 @@ class Risk(_Section):
     late_days_threshold: int = Field(15, ge=1, le=60, description="An installment paid more than this many days after its due date counts as paid late.")
     cltv_threshold: Decimal = Field(Decimal("1.00"), gt=0, le=5, description="Combined LTV (senior balance + this balance over value) above which underwater is raised.")
     review_capacity: int = Field(500, ge=1, description="How many flagged loans the team can review in a morning; the queue beyond it is cut by tier then score, and counted.")
+    review_page_rows: int = Field(5_000, ge=1, description="Most flagged loans the review page and queue.xlsx carry: the queue, then the calls due, then the rest in queue order. Every flagged loan is in queue.csv; the page says how many it leaves out.")
     weights: dict[str, Decimal] = Field(
         default_factory=lambda: {
             "senior_lien_delinquent": Decimal("30"),

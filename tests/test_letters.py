@@ -10,12 +10,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from lienwatch import letters as render
 from lienwatch.settings import Settings
 from transforms.contract import LETTER_TEMPLATES
-from transforms.letters import HISTORY_COLUMNS, Rules, check, decide, letter_id
+from transforms.letters import HISTORY_COLUMNS, Rules, check, decide, letter_id, letter_ids
 
 AS_OF = date(2026, 11, 20)
 RULES = Rules()
@@ -173,6 +175,13 @@ class TestSuppression:
         assert first.equals(again)
         assert first["letter_id"].n_unique() == 2
         assert one(first)["letter_id"] == letter_id(AS_OF, "B0", "L0", "early_intervention")
+
+    @settings(max_examples=50, deadline=None)
+    @given(st.lists(st.tuples(st.text(min_size=1), st.text(min_size=1), st.sampled_from(LETTER_TEMPLATES)),
+                    max_size=20))
+    def test_ids_made_at_once_are_the_ids_made_one_by_one(self, keys):
+        frame = pl.DataFrame(keys, schema=["borrower_id", "loan_id", "template"], orient="row")
+        assert letter_ids(frame, AS_OF).to_list() == [letter_id(AS_OF, *key) for key in keys]
 
 
 # --------------------------------------------------------------------------- rendering

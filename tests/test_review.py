@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
+import re
 import stat
 import zipfile
 from dataclasses import dataclass
@@ -223,8 +225,9 @@ def write_night(con, out: Path, as_of: date, dpd: dict[str, int]) -> None:
             warehouse.replace_rows(con, table, data, "as_of_date = $d", {"d": as_of})
 
 
-def run_review(tmp_path: Path, as_of: date = NIGHT) -> dict:
-    return review.step_review(Night(db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=as_of), Settings())
+def run_review(tmp_path: Path, as_of: date = NIGHT, settings: Settings | None = None) -> dict:
+    return review.step_review(Night(db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=as_of),
+                              settings or Settings())
 
 
 @pytest.fixture
@@ -485,6 +488,26 @@ class TestCallList:
         assert listed.select("loan_id", "last_contact_date").rows() == [("B", date(2026, 9, 1)), ("C", None)]
 
 
+class TestOnPage:
+    QUEUE = pl.DataFrame({"loan_id": [f"L{k}" for k in range(1, 11)], "queue_rank": list(range(1, 11)),
+                          "in_queue": [k <= 3 for k in range(1, 11)]})
+    CALLS = pl.DataFrame({"loan_id": ["L9", "L2", "L7"]})  # in call order
+
+    def ranks(self, limit: int) -> list[int]:
+        return cases.on_page(self.QUEUE, self.CALLS, limit)["queue_rank"].to_list()
+
+    def test_all_when_they_fit(self):
+        assert self.ranks(10) == list(range(1, 11))
+
+    def test_the_queue_then_the_calls_in_call_order_then_the_rest(self):
+        assert self.ranks(4) == [1, 2, 3, 9]
+        assert self.ranks(5) == [1, 2, 3, 7, 9]
+        assert self.ranks(6) == [1, 2, 3, 4, 7, 9]
+
+    def test_never_more_than_the_limit_even_inside_the_queue(self):
+        assert self.ranks(2) == [1, 2]
+
+
 # --------------------------------------------------------------------------- decisions through the command
 
 
@@ -611,6 +634,21 @@ class TestOutputs:
         with zipfile.ZipFile(io.BytesIO((folder / "queue.xlsx").read_bytes())) as book:
             strings = book.read("xl/sharedStrings.xml").decode()
         assert "LN000006" in strings and "&lt;/script&gt;" in strings
+
+    def test_a_page_limit_keeps_the_csv_whole_and_says_what_the_page_leaves_out(self, built):
+        counts = run_review(built, settings=Settings.model_validate({"risk": {"review_page_rows": 3}}))
+        folder = built / "out" / "2026-11-20"
+        assert counts["flagged"] == 8 and counts["on_page"] == 3 and counts["call_list"] == 5
+        assert len(read_csv(folder / "queue.csv")) == 8
+        assert len(read_csv(folder / "call_list.csv")) == 5
+        page = (folder / "review.html").read_text(encoding="utf-8")
+        data = json.loads(re.search(r'id="queue-data">(.*?)</script>', page).group(1))
+        assert len(data["rows"]) == 3 and len(data["calls"]) == 3
+        assert "This page carries 3 of the night's 8 flagged loans" in page
+        assert "This page lists 3 of the 5 calls due" in page
+        with zipfile.ZipFile(io.BytesIO((folder / "queue.xlsx").read_bytes())) as book:
+            sheet = book.read("xl/worksheets/sheet1.xml").decode()
+        assert sheet.count("<row ") == 4  # the header and the page's three loans
 
     def test_a_rerun_writes_the_same_bytes(self, built):
         folder = built / "out" / "2026-11-20"

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from lienwatch.settings import Settings
 from tests.test_review import HOSTILE, NIGHT, PREVIOUS, build_warehouse, run_review
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -282,7 +283,7 @@ class TestReviewPage:
 
     def test_twenty_thousand_rows_load_in_under_three_seconds(self, tmp_path, page):
         build_warehouse(tmp_path / "wh.duckdb", tmp_path / "out", n=20_000, nights=(NIGHT,))
-        counts = run_review(tmp_path)
+        counts = run_review(tmp_path, settings=Settings.model_validate({"risk": {"review_page_rows": 20_000}}))
         html = tmp_path / "out" / NIGHT.isoformat() / "review.html"
         seconds = page.open(html)
         ready_ms = int(page.js("document.body.getAttribute('data-ready')"))

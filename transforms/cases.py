@@ -14,6 +14,7 @@ decided here, from frames, with no I/O:
   open loss-mitigation case until the servicing system's ``loss_mit`` feed carries it.
 - :func:`promise_status`: each promise to pay checked against the ledger.
 - :func:`call_list`: the loans whose Regulation X live-contact attempt is due.
+- :func:`on_page`: which flagged loans the review page carries when they are too many.
 
 A decision acts on the nights whose business date is on or after the day it was made
 (:func:`made_by`), so a rerun of an earlier night is unaffected by later decisions.
@@ -322,4 +323,24 @@ def call_list(candidates: pl.DataFrame, decisions: pl.DataFrame, as_of: date) ->
                 | (pl.col("last_contact_date") < pl.col("delinquency_start_date")))
         .with_columns(status.alias("call_status"))
         .sort(pl.col("call_status").replace_strict(CALL_STATUSES, list(range(3))), "queue_rank")
+    )
+
+
+def on_page(queue: pl.DataFrame, calls: pl.DataFrame, limit: int) -> pl.DataFrame:
+    """The flagged loans the review page carries: all of ``queue`` when it has at most
+    ``limit`` rows; else first the loans within the review capacity, then those on the
+    call list (in its order), then the rest in queue order, ``limit`` in all. Returned in
+    queue order. ``queue`` has loan_id, queue_rank and in_queue; ``calls`` loan_id, in
+    call order.
+    """
+    if queue.height <= limit:
+        return queue
+    called = calls.select("loan_id").with_row_index("_call_order")
+    return (
+        queue.join(called, on="loan_id", how="left")
+        .sort(pl.col("in_queue").fill_null(False).not_(), pl.col("_call_order").is_null(), "_call_order",
+              "queue_rank")
+        .head(limit)
+        .sort("queue_rank")
+        .drop("_call_order")
     )

@@ -33,6 +33,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
+import duckdb
 import polars as pl
 
 NOTICE_FAMILY = ("early_intervention", "early_intervention_bankruptcy", "early_intervention_cease")
@@ -76,6 +77,17 @@ def letter_id(as_of: date, borrower_id: str, loan_id: str, template: str) -> str
     """Stable across reruns: the same night, borrower, loan and template give the same id."""
     digest = hashlib.sha256(f"{as_of.isoformat()}|{borrower_id}|{loan_id}|{template}".encode()).hexdigest()
     return f"L{as_of:%Y%m%d}-{digest[:12]}"
+
+
+def letter_ids(frame: pl.DataFrame, as_of: date) -> pl.Series:
+    """:func:`letter_id` of every row of ``frame`` (borrower_id, loan_id, template), at once."""
+    keys = frame.select(pl.concat_str(pl.lit(as_of.isoformat()), "borrower_id", "loan_id", "template",
+                                      separator="|").alias("key")).with_row_index("i")
+    with duckdb.connect() as con:  # in memory, its own: no state shared with a caller's connection
+        con.register("letter_keys", keys)
+        found = con.sql("SELECT $prefix || sha256(key)[1:12] AS letter_id FROM letter_keys ORDER BY i",
+                        params={"prefix": f"L{as_of:%Y%m%d}-"}).pl()
+    return found["letter_id"]
 
 
 def _care(flag: str) -> pl.Expr:
@@ -154,11 +166,9 @@ def decide(candidates: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: 
         pl.lit(as_of).alias("as_of_date"),
     )
     frame = _gap_and_one_a_night(frame, history, as_of, rules)
-    ids = [letter_id(as_of, b, loan, tmpl) for b, loan, tmpl in
-           zip(frame["borrower_id"], frame["loan_id"], frame["template"], strict=True)]
     return (
         frame.with_columns(
-            pl.Series("letter_id", ids, dtype=pl.String),
+            letter_ids(frame, as_of),
             pl.when(pl.col("suppression_reason").is_null()).then(pl.lit("generated"))
             .otherwise(pl.lit("suppressed")).alias("status"),
         )
