@@ -15,6 +15,7 @@ validation result only.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -171,6 +172,22 @@ SPECIFIC = {
 }
 
 
+_warming: threading.Thread | None = None
+
+
+def warm_up() -> None:
+    """Start loading Great Expectations in the background (idempotent).
+
+    Importing it takes seconds (it pulls in scipy and builds hundreds of classes); a
+    night starts this before the flow starts, so the import overlaps with the start of
+    Prefect's temporary server instead of adding to the ingest step.
+    """
+    global _warming
+    if _warming is None:
+        _warming = threading.Thread(target=_gx, name="great-expectations-warm-up", daemon=True)
+        _warming.start()
+
+
 @cache
 def _gx() -> tuple[Any, Any]:
     import great_expectations as gx
@@ -186,6 +203,8 @@ def _gx() -> tuple[Any, Any]:
 
 @cache
 def _validation(feed_name: str) -> Any:
+    if _warming is not None:
+        _warming.join()  # then _gx() is cached, or raises here if the warm-up failed
     gx, context = _gx()
     suite = gx.ExpectationSuite(name=f"lienwatch_{feed_name}")
     for expectation in _common(gx, FEEDS[feed_name]) + SPECIFIC[feed_name](gx):

@@ -21,7 +21,7 @@ from typing import Any
 
 import duckdb
 
-from lienwatch import warehouse
+from lienwatch import expectations, warehouse
 from lienwatch.errors import FeedError, LienwatchError, WarehouseBusy
 from lienwatch.ingest import ingest
 from lienwatch.settings import Settings
@@ -444,6 +444,7 @@ def prefect_local_mode() -> None:
 def run_night(settings: Settings, *, data: Path, db: Path, out: Path, as_of: date) -> dict[str, Any]:
     """Run one night through the Prefect flow (local mode); raise on failure."""
     prefect_local_mode()
+    expectations.warm_up()  # overlaps the validation library's import with Prefect's start
     with writer_lock(db):
         from flows.nightly import configured
 
