@@ -284,7 +284,11 @@ class _Batch:
                 f"SELECT {position} * {KEY_SCALE} + row_number AS _key, * FROM ("
                 f"{typed_select(self.feed, present, s.table)})"
             )
-        con.execute("CREATE OR REPLACE TEMP TABLE stg_typed AS " + " UNION ALL ".join(parts))
+        # One statement per file: a single UNION ALL of hundreds of small files takes DuckDB
+        # seconds to plan, where the rows take milliseconds.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE stg_typed AS {parts[0]}")
+        for part in parts[1:]:
+            con.execute(f"INSERT INTO stg_typed BY NAME {part}")
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE stg_checked AS
             SELECT *, {checks} FROM stg_typed WHERE len(errors) = 0"""
