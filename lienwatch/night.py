@@ -21,7 +21,7 @@ from typing import Any
 
 import duckdb
 
-from lienwatch import expectations, warehouse
+from lienwatch import expectations, prefect_local, warehouse
 from lienwatch.errors import FeedError, LienwatchError, WarehouseBusy
 from lienwatch.ingest import ingest
 from lienwatch.settings import Settings
@@ -444,10 +444,12 @@ def prefect_local_mode() -> None:
 def run_night(settings: Settings, *, data: Path, db: Path, out: Path, as_of: date) -> dict[str, Any]:
     """Run one night through the Prefect flow (local mode); raise on failure."""
     prefect_local_mode()
-    expectations.warm_up()  # overlaps the validation library's import with Prefect's start
-    with writer_lock(db):
+    with writer_lock(db), prefect_local.local_server() as server_ready:
+        # Prefect's server boots in its own process meanwhile.
         from flows.nightly import configured
 
+        expectations.warm_up()
+        server_ready()
         return configured(settings)(data=str(data), db=str(db), out=str(out), as_of=as_of,
                        settings=settings.model_dump(mode="json"))
 

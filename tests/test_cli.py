@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from lienwatch import prefect_local
+from lienwatch.errors import LienwatchError
 from tests.landing import landing, ledger
 
 LIENWATCH = shutil.which("lienwatch") or "lienwatch"
@@ -45,3 +51,18 @@ class TestRunCommand:
         (tmp_path / "lienwatch.toml").unlink()
         done = run("run", "--as-of", "2024-13-01", cwd=tmp_path)
         assert done.stderr.strip() == "lienwatch: --as-of: not a date in YYYY-MM-DD form: '2024-13-01'"
+
+
+class TestLocalServer:
+    def test_a_configured_api_is_used_as_it_is(self):
+        """With a Prefect API configured (a server, the test harness), no server is started."""
+        with (temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}),
+              prefect_local.local_server() as ready):
+            ready()
+            assert PREFECT_API_URL.value() == "http://127.0.0.1:9/api"
+        assert prefect_local._server is None
+
+    def test_a_server_that_exits_at_start_is_a_clear_error(self):
+        process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+        with pytest.raises(LienwatchError, match=r"exited at start \(exit 3\); its port was taken"):
+            prefect_local._wait_for(process, "http://127.0.0.1:9/api")
