@@ -434,12 +434,12 @@ def _history(con, as_of: date, loans: list[str]) -> tuple[list[str], dict[str, l
         ORDER BY as_of_date DESC LIMIT $n""", {"d": as_of, "n": HISTORY_MONTHS + 1}).fetchall()]
     found = _frame(
         con,
-        """WITH flagged AS (SELECT unnest($loans::VARCHAR[]) AS loan_id)
+        """WITH wanted AS (SELECT unnest($loans::VARCHAR[]) AS loan_id)
         SELECT as_of_date, loan_id, total_due, net_paid, days_past_due FROM loan_status_month_end
-        WHERE as_of_date IN (SELECT unnest($months::DATE[])) AND loan_id IN (SELECT loan_id FROM flagged)
+        WHERE as_of_date IN (SELECT unnest($months::DATE[])) AND loan_id IN (SELECT loan_id FROM wanted)
         UNION ALL
         SELECT as_of_date, loan_id, total_due, net_paid, days_past_due FROM loan_status
-        WHERE as_of_date = $d AND loan_id IN (SELECT loan_id FROM flagged)""",
+        WHERE as_of_date = $d AND loan_id IN (SELECT loan_id FROM wanted)""",
         {"d": as_of, "months": months, "loans": loans},
     )
     points = [*sorted(months)[1:], as_of]  # the oldest month end is only the base of the first month
@@ -622,12 +622,11 @@ def _queue_json(queue: pl.DataFrame, call: pl.DataFrame) -> dict[str, Any]:
 
 
 def page_model(con, night, settings: Settings, queue: pl.DataFrame, call: pl.DataFrame,
-               promises: pl.DataFrame, shown: pl.DataFrame | None = None) -> dict[str, Any]:
+               promises: pl.DataFrame, shown: pl.DataFrame) -> dict[str, Any]:
     """Everything the review page shows: the summary (rendered as HTML) and the queue and
     account details (as JSON data the page's script renders). The counts are the whole
-    night's; the rows and details are those of ``shown`` (default: the whole queue) and
-    the calls due among them."""
-    shown = queue if shown is None else shown
+    night's; the rows and details are those of ``shown`` (:func:`transforms.cases.on_page`)
+    and the calls due among them."""
     call_shown = call.filter(pl.col("loan_id").is_in(shown["loan_id"].implode()))
     as_of = night.as_of
     previous_status = _previous(con, "loan_status", as_of)
@@ -651,7 +650,6 @@ def page_model(con, night, settings: Settings, queue: pl.DataFrame, call: pl.Dat
         "calls": call.height,
         "on_page": shown.height,
         "calls_on_page": call_shown.height,
-        "page_rows": settings.risk.review_page_rows,
         "queue": _queue_json(shown, call_shown),
         "detail": _detail(con, night, shown, promises),
     }
