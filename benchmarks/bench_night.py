@@ -6,9 +6,9 @@ Generates (once) a landing folder, runs the first night on the day before its la
 ledger day (the initial load and history), then a steady night that adds the last
 day's payment file. The warehouse as the first night left it is kept beside the
 database; ``--steady-only`` starts from that copy and times the steady night alone
-(printed, not saved). Each night runs in its own process through the Prefect flow in
-local mode; the figures per stage are the flow's own (seconds, and the process's peak
-memory after the stage). Letters are decided but not rendered (``letters.render =
+(saved as ``night_<N>_steady``). Each night runs in its own process through the
+Prefect flow in local mode; the figures per stage are the flow's own (seconds, and the
+process's peak memory after the stage). Letters are decided but not rendered (``letters.render =
 false``); PDF throughput is ``bench_letters.py``'s. Targets at 1,000,000 loans: a
 steady night under 30 s excluding PDF rendering, under 4 GB.
 """
@@ -85,16 +85,17 @@ def main() -> None:
     db, out = args.work / f"night-{args.loans}.duckdb", args.work / f"out-{args.loans}"
     kept = db.with_name(db.stem + ".after-first-night.duckdb")
     cases = {}
+    bench = f"night_{args.loans}"
     if args.steady_only and kept.exists():
         shutil.copyfile(kept, db)
-        args.no_save = True  # the saved figures are a whole run's: both nights
+        bench = f"night_{args.loans}_steady"  # saved apart from the whole run's two nights
     else:
         db.unlink(missing_ok=True)
         cases[f"initial_{args.loans}"] = run(folder.data, db, out, folder.last_day - timedelta(days=1))
         shutil.copyfile(db, kept)
     folder.release()
     cases[f"steady_{args.loans}"] = run(folder.data, db, out, folder.last_day)
-    report(f"night_{args.loans}", cases, args)
+    report(bench, cases, args)
 
 
 if __name__ == "__main__":

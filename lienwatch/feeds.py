@@ -28,6 +28,7 @@ from lienwatch.warehouse import sql_type
 from transforms.contract import FEEDS, Column, Feed
 
 CHUNK = 1 << 23
+HEAD_BYTES = 65536  # the header row is read from this much of the file's start
 TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
 FEED_SUFFIXES = (".csv", ".parquet")
@@ -104,7 +105,7 @@ def _check_utf8_and_hash(path: Path, name: str) -> tuple[str, int, bytes]:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
             if not head:
-                head = chunk[:65536]
+                head = chunk[:HEAD_BYTES]
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as exc:
@@ -148,6 +149,24 @@ def _check_columns(header: list[str], feed: Feed, name: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class FileStat:
+    """What the file system says of a file. While all of it stays the same, so does the
+    content: a write changes the change time (ctime), which no tool can set back (the
+    check git's index makes). Taken before the file is read, so a write during the read
+    shows on the next night."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileStat:
+        st = path.stat()
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+@dataclass(frozen=True)
 class Inspected:
     """A landing file that passed the file-level checks, with its hash and header."""
 
@@ -156,18 +175,32 @@ class Inspected:
     bytes: int
     header: tuple[str, ...]
     extra_columns: tuple[str, ...]
+    stat: FileStat | None = None
 
 
-def inspect(file: LandingFile) -> Inspected:
-    """File-level checks and the content hash; a :class:`FeedError` names what is wrong."""
+def inspect(file: LandingFile, known: dict[str, tuple[FileStat, str]] | None = None) -> Inspected:
+    """File-level checks and the content hash; a :class:`FeedError` names what is wrong.
+
+    ``known`` maps a file's resolved path to its stat and hash when it last passed these
+    checks whole: a file whose stat is unchanged keeps that hash, and only its header is
+    read again (a landing folder of years of daily files is not re-read every night).
+    """
+    stat = FileStat.of(file.path)
+    seen = (known or {}).get(str(file.path.resolve()))
+    sha = seen[1] if seen is not None and seen[0] == stat else None
     if file.is_parquet:
-        return _inspect_parquet(file)
-    if file.path.stat().st_size == 0:
+        return _inspect_parquet(file, stat, sha)
+    if stat.size == 0:
         raise FeedError(file.name, "empty file: no header row")
-    sha, size, head = _check_utf8_and_hash(file.path, file.name)
+    size = stat.size
+    if sha is None:
+        sha, size, head = _check_utf8_and_hash(file.path, file.name)
+    else:
+        with file.path.open("rb") as handle:
+            head = handle.read(HEAD_BYTES)
     header = _header(head, file.name)
     extra = _check_columns(header, file.feed, file.name)
-    return Inspected(file, sha, size, tuple(header), tuple(extra))
+    return Inspected(file, sha, size, tuple(header), tuple(extra), stat)
 
 
 def stage_raw(con: duckdb.DuckDBPyConnection, inspected: Inspected, table: str) -> StagedFile:
@@ -217,8 +250,8 @@ def stage_raw(con: duckdb.DuckDBPyConnection, inspected: Inspected, table: str) 
     return staged
 
 
-def _inspect_parquet(file: LandingFile) -> Inspected:
-    sha = file_sha256(file.path)
+def _inspect_parquet(file: LandingFile, stat: FileStat, sha: str | None) -> Inspected:
+    sha = sha or file_sha256(file.path)
     try:
         names = [
             r[0]
@@ -230,7 +263,7 @@ def _inspect_parquet(file: LandingFile) -> Inspected:
     except duckdb.Error as exc:
         raise FeedError(file.name, f"cannot be read as Parquet ({_first_line(exc)})") from None
     extra = _check_columns(names, file.feed, file.name)
-    return Inspected(file, sha, file.path.stat().st_size, tuple(names), tuple(extra))
+    return Inspected(file, sha, stat.size, tuple(names), tuple(extra), stat)
 
 
 def _stage_parquet(con: duckdb.DuckDBPyConnection, inspected: Inspected, table: str) -> StagedFile:

@@ -29,6 +29,7 @@ import pandas as pd
 from lienwatch import expectations
 from lienwatch.errors import LienwatchError
 from lienwatch.feeds import (
+    FileStat,
     Inspected,
     StagedFile,
     discover,
@@ -84,7 +85,10 @@ def ingest(
     results_dir: Path | None = None,
 ) -> IngestSummary:
     """Take the landing folder ``data`` into the warehouse behind ``con``."""
-    checked = [inspect(f) for f in discover(data)]
+    known = {path: (FileStat(*stat), sha) for path, *stat, sha in con.execute(
+        "SELECT path, size, mtime_ns, ctime_ns, inode, sha256 FROM landing_files_read").fetchall()}
+    checked = [inspect(f, known) for f in discover(data)]
+    _remember_reads(con, checked, known)
     summary = IngestSummary()
     by_feed = {i.file.feed.name: i for i in checked if i.file.feed.snapshot}
     for name in SNAPSHOT_ORDER:
@@ -93,6 +97,26 @@ def ingest(
     ledger = [i for i in checked if not i.file.feed.snapshot]
     summary.files.extend(_ledger(con, ledger, run_id, as_of, results_dir))
     return summary
+
+
+def _remember_reads(con: duckdb.DuckDBPyConnection, checked: list[Inspected],
+                    known: dict[str, tuple[FileStat, str]]) -> None:
+    """Record the stat and hash of each file read whole tonight (see ``feeds.inspect``)."""
+    read = [(str(i.file.path.resolve()), i.stat, i.sha256) for i in checked if i.stat is not None]
+    fresh = [(path, stat, sha) for path, stat, sha in read if known.get(path) != (stat, sha)]
+    if not fresh:
+        return
+    rows = pd.DataFrame(
+        [(path, stat.size, stat.mtime_ns, stat.ctime_ns, stat.inode, sha) for path, stat, sha in fresh],
+        columns=["path", "size", "mtime_ns", "ctime_ns", "inode", "sha256"],
+    )
+    con.register("_read", rows)
+    try:
+        with transaction(con):
+            con.execute("""INSERT OR REPLACE INTO landing_files_read
+                           SELECT *, now()::TIMESTAMP FROM _read""")
+    finally:
+        con.unregister("_read")
 
 
 # --------------------------------------------------------------------------- snapshots

@@ -81,7 +81,7 @@ def step_options(night, settings: Settings) -> dict[str, Any]:
     best = eligible.filter(pl.col("rank") == 1).group_by("option_code").len().sort("option_code")
     return {
         "catalogue_version": catalogue.version,
-        "loans": found["loan_id"].n_unique(),
+        "loans": found.height // max(len(catalogue.option), 1),  # one row per loan per option
         "options_considered": found.height,
         "eligible": eligible.height,
         "best_fit": dict(zip(best["option_code"].to_list(), best["len"].to_list(), strict=True)),

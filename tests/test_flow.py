@@ -48,7 +48,7 @@ def _tables(db: Path) -> dict[str, list]:
     con = duckdb.connect(str(db), read_only=True)
     try:
         names = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_name NOT IN ('runs', 'ingested_files', 'quarantine')"
+            "SELECT table_name FROM information_schema.tables WHERE table_name NOT IN ('runs', 'ingested_files', 'quarantine', 'landing_files_read')"
         ).fetchall()]
         return {n: con.execute(f"SELECT * EXCLUDE (load_id) FROM {n} ORDER BY ALL").fetchall()
                 if "load_id" in [c[0] for c in con.execute(f"DESCRIBE {n}").fetchall()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -71,6 +72,34 @@ class TestCleanFolder:
         assert {f.status for f in summary.files} == {"unchanged", "seen_before"}
         after = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables}
         assert before == after
+
+    def test_unchanged_files_are_not_read_again(self, tmp_path, con, monkeypatch):
+        """A night hashes only the files that changed since they were last read whole."""
+        from lienwatch import feeds
+
+        data = landing(tmp_path / "in", {"p1.csv": ledger("T1,L1,2024-03-01,250.00,payment,,"),
+                                         "p2.csv": ledger("T2,L2,2024-03-02,400.00,payment,,")})
+        read = []
+        whole = feeds._check_utf8_and_hash
+        monkeypatch.setattr(feeds, "_check_utf8_and_hash", lambda path, name: read.append(name) or whole(path, name))
+        ingest(con, data)
+        first = sorted(read)
+        assert "payments/p1.csv" in first and "payments/p2.csv" in first
+        read.clear()
+        summary = ingest(con, data)
+        assert read == []
+        assert {f.status for f in summary.files} == {"unchanged", "seen_before"}
+
+        # Rewritten to another content of the same size with its times set back: read again.
+        p1 = data / "payments" / "p1.csv"
+        before = p1.stat()
+        p1.write_text(ledger("T9,L1,2024-03-01,250.00,payment,,"))
+        os.utime(p1, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert p1.stat().st_size == before.st_size and p1.stat().st_mtime_ns == before.st_mtime_ns
+        summary = ingest(con, data)
+        assert read == ["payments/p1.csv"]
+        assert txn_ids(con) == ["T1", "T2", "T9"]
+        conserved(con)
 
     def test_redropped_file_under_new_name_is_a_no_op(self, tmp_path, con):
         """A file with the same content under another name is recognised by its hash."""
