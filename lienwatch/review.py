@@ -405,9 +405,11 @@ def _letters_summary(con, as_of: date) -> dict[str, Any]:
     found = _frame(con, "SELECT template, status, suppression_reason FROM letters WHERE as_of_date = $d",
                    {"d": as_of})
     generated = found.filter(pl.col("status") == "generated").group_by("template").len().sort("template")
-    suppressed = (found.filter(pl.col("status") == "suppressed")
-                  .with_columns(pl.col("suppression_reason").fill_null("").map_elements(
-                      _reason_kind, return_dtype=pl.String).alias("why"))
+    reasons = found.filter(pl.col("status") == "suppressed")["suppression_reason"].fill_null("")
+    # Each distinct reason's kind once (hundreds of thousands of letters, few reasons).
+    kinds = reasons.unique()
+    suppressed = (reasons.replace_strict(kinds, [_reason_kind(r) for r in kinds], return_dtype=pl.String)
+                  .alias("why").to_frame()
                   .group_by("why").len().sort(["len", "why"], descending=[True, False]))
     return {
         "generated": int((found["status"] == "generated").sum()),

@@ -335,3 +335,32 @@ class TestFloorsAndSearch:
             days = [d for (k, d, _), f in zip(rows, expected, strict=True) if k == key and f >= need]
             assert (got_key, got_j) == (key, j)
             assert paid == (date(2024, 1, 1) + timedelta(days=days[0]) if days else None)
+
+
+class TestAlign:
+    """A per-loan frame put row for row with the status: each key's row, nulls where the
+    frame has none, and a repeated key refused (it would double a loan's figures)."""
+
+    KEYS = pl.Series(["L3", "L1", "L9", "L2"])
+
+    def test_rows_follow_the_keys(self):
+        from transforms.flags import align
+
+        frame = pl.DataFrame({"loan_id": ["L1", "L2", "L3", "L4"], "bucket": ["a", "b", "c", "d"]})
+        got = align(self.KEYS, frame)
+        assert got.rows() == [("L3", "c"), ("L1", "a"), ("L9", None), ("L2", "b")]
+
+    def test_a_repeated_key_is_refused(self):
+        from transforms.flags import align
+
+        frame = pl.DataFrame({"loan_id": ["L1", "L1", "L2"], "bucket": ["a", "b", "c"]})
+        with pytest.raises(ValueError, match="loan_id repeats"):
+            align(self.KEYS, frame)
+
+    def test_a_shared_hash_falls_back_to_the_text(self, monkeypatch):
+        """Were two loan ids to share a hash, the rows still match by the text."""
+        from transforms.flags import align
+
+        monkeypatch.setattr(pl.Expr, "hash", lambda self, seed=0: pl.lit(7, dtype=pl.UInt64))
+        frame = pl.DataFrame({"loan_id": ["L2", "L3"], "bucket": ["b", "c"]})
+        assert align(self.KEYS, frame).rows() == [("L3", "c"), ("L1", None), ("L9", None), ("L2", "b")]

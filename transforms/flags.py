@@ -271,13 +271,18 @@ def _aligned(keys: pl.Series, right: pl.DataFrame, on: str = "loan_id") -> pl.Da
     other = right.drop(on)
     if right.height == keys.len() and right[on].equals(keys):
         return other
-    rows = (
-        keys.to_frame(on).join(right.select(on).with_row_index("_row"), on=on, how="left", maintain_order="left")
-        ["_row"]
-    )
-    if rows.len() != keys.len():
+    # Matched on a 64-bit hash of the key (cheaper than the text at a million rows), then
+    # checked: a repeated hash or a hash shared by two keys falls back to the text.
+    hashed = pl.col(on).hash(seed=0).alias("_hash")
+    found = keys.to_frame(on).select(hashed).join(
+        right.select(hashed, pl.col(on).alias("_key")).with_row_index("_row"),
+        on="_hash", how="left", maintain_order="left")
+    if found.height != keys.len() or not (found["_key"].is_null() | (found["_key"] == keys)).all():
+        found = keys.to_frame(on).join(right.select(on).with_row_index("_row"), on=on, how="left",
+                                       maintain_order="left")
+    if found.height != keys.len():
         raise ValueError(f"{on} repeats in a frame joined to the features")
-    return other[rows]
+    return other[found["_row"]]
 
 
 def assemble_features(

@@ -495,7 +495,7 @@ def evaluate(inputs: pl.DataFrame, cases: pl.DataFrame, catalogue: Catalogue, as
         _months_between(pl.col("origination_date"), pl.lit(as_of)).alias("_age_months"),
         _months_between(pl.lit(as_of), due_date(pl.col("first_payment_date"),
                                                 (pl.col("term_months") - 1).cast(pl.Int32))).alias("_months_left"),
-    )
+    ).with_row_index("_loan")  # an integer key per loan: ranking within a loan groups on it
     plans = _plan_search(base, catalogue)
     cases = cases.select(CASE_COLUMNS)
     frames = []
@@ -526,7 +526,7 @@ def evaluate(inputs: pl.DataFrame, cases: pl.DataFrame, catalogue: Catalogue, as
             terms_text.alias("terms"),
             *(expr.alias(name) for name, expr in term_cols.items()),
         ).select(
-            "loan_id", "borrower_id", "eligible", "terms", *term_cols,
+            "_loan", "loan_id", "borrower_id", "eligible", "terms", *term_cols,
             rank_expr.alias("_rank"),
             pl.lit(option.code).alias("option_code"),
             pl.lit(option.offer).alias("offer"),
@@ -544,7 +544,7 @@ def evaluate(inputs: pl.DataFrame, cases: pl.DataFrame, catalogue: Catalogue, as
     return (
         pl.concat(frames, how="diagonal_relaxed")
         .with_columns(
-            pl.when(pl.col("eligible")).then(key).rank("ordinal").over("loan_id").cast(pl.Int32).alias("rank"),
+            pl.when(pl.col("eligible")).then(key).rank("ordinal").over("_loan").cast(pl.Int32).alias("rank"),
             *(pl.when(pl.col("eligible")).then(pl.col(c)).alias(c) for c in terms),
             pl.lit(as_of).alias("as_of_date"), pl.lit(catalogue.version).alias("catalogue_version"),
         )
