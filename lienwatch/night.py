@@ -166,29 +166,24 @@ def step_delinquency(night: Night, settings: Settings) -> dict[str, Any]:
             have = {r[0] for r in con.execute("SELECT DISTINCT as_of_date FROM loan_status_month_end").fetchall()}
         missing = sorted(set(wanted) - have)
 
-        with warehouse.transaction(con):
-            warehouse.replace_rows(con, "loan_status", status, "as_of_date = $d", {"d": night.as_of})
-            # One month end at a time keeps memory to one month's statuses at 1M loans.
-            for month_end in missing:
+        # Each month end missing from the history is committed on its own, with its roll
+        # rates: a transaction holds its new rows in memory until it commits (about 200 MB
+        # a month end at 1M loans), and a night stopped midway leaves whole month ends,
+        # which the next run keeps, and adds the rest.
+        rolled = 0
+        for month_end in missing:
+            with warehouse.transaction(con):
                 ledger = _frame(con, engine.sql("net_paid_month_ends"),
                                 {"from_date": month_end, "to_date": month_end})
                 history = engine.loan_status_history(loans, changes, ledger, [month_end], tolerance)
+                del ledger
                 warehouse.replace_rows(con, "loan_status_month_end", history, "as_of_date = $a", {"a": month_end})
+                del history
+                rolled += _add_roll_rates(con, month_end, loans)
+
+        with warehouse.transaction(con):
+            warehouse.replace_rows(con, "loan_status", status, "as_of_date = $d", {"d": night.as_of})
             spells_mode = _update_spells(con, status, night.as_of)
-            rolled = 0
-            observed_months = {r[0] for r in con.execute(
-                "SELECT DISTINCT as_of_date FROM loan_status_month_end").fetchall()}
-            for month_end in missing:
-                previous = month_end.replace(day=1) - timedelta(days=1)
-                if {previous, month_end} <= observed_months:
-                    month_history = _frame(
-                        con,
-                        "SELECT * FROM loan_status_month_end WHERE as_of_date IN ($a, $b)",
-                        {"a": previous, "b": month_end},
-                    )
-                    rates = engine.roll_rates(month_history, month_end, loans)
-                    warehouse.replace_rows(con, "roll_rates", rates, "month_end_date = $m", {"m": month_end})
-                    rolled += 1
     finally:
         con.close()
     buckets = status.group_by("bucket").len().sort("bucket")
@@ -202,7 +197,26 @@ def step_delinquency(night: Night, settings: Settings) -> dict[str, Any]:
     }
 
 
+def _add_roll_rates(con: duckdb.DuckDBPyConnection, month_end: date, loans) -> int:
+    """The roll rates into ``month_end`` from the month end before it, when the history
+    has both (1 if added)."""
+    from transforms import delinquency as engine
+
+    previous = month_end.replace(day=1) - timedelta(days=1)
+    held = {r[0] for r in con.execute(
+        "SELECT DISTINCT as_of_date FROM loan_status_month_end WHERE as_of_date IN ($a, $b)",
+        {"a": previous, "b": month_end}).fetchall()}
+    if held != {previous, month_end}:
+        return 0
+    month_history = _frame(con, "SELECT * FROM loan_status_month_end WHERE as_of_date IN ($a, $b)",
+                           {"a": previous, "b": month_end})
+    rates = engine.roll_rates(month_history, month_end, loans)
+    warehouse.replace_rows(con, "roll_rates", rates, "month_end_date = $m", {"m": month_end})
+    return 1
+
+
 NO_MONTH_END = date(1900, 1, 1)
+SPELL_PART_ROWS = 4_000_000  # month-end statuses taken at a time when the spells are rebuilt
 
 
 def _update_spells(con: duckdb.DuckDBPyConnection, status, as_of: date) -> str:
@@ -219,15 +233,26 @@ def _update_spells(con: duckdb.DuckDBPyConnection, status, as_of: date) -> str:
                        {"d": as_of}).fetchall()[0][0] or NO_MONTH_END
     state = con.execute("SELECT base_date FROM spell_state").fetchall() if _exists(con, "spell_state") else []
     if state != [(base,)] or not _exists(con, "bucket_transitions"):
-        observed = _frame(
-            con,
-            """SELECT as_of_date, loan_id, bucket, days_past_due, oldest_unpaid_due_date
-            FROM loan_status_month_end WHERE as_of_date < $d""",
-            {"d": as_of},
-        )
-        warehouse.replace_rows(con, "bucket_transitions", engine.bucket_transitions(observed), "TRUE", {})
-        warehouse.replace_rows(con, "delinquency_runs_month_end", engine.current_delinquency_start(observed), "TRUE", {})
-        del observed
+        # Rebuilt a part of the loans at a time (by a hash of loan_id; a loan's spells are
+        # its own), so memory holds one part of the history, not all of it.
+        d = {"d": as_of}
+        dates = [r[0] for r in con.execute(
+            "SELECT DISTINCT as_of_date FROM loan_status_month_end WHERE as_of_date < $d", d).fetchall()]
+        rows = con.execute("SELECT count(*) FROM loan_status_month_end WHERE as_of_date < $d", d).fetchall()[0][0]
+        parts = max(1, -(-rows // SPELL_PART_ROWS))
+        for part in range(parts):
+            observed = _frame(
+                con,
+                """SELECT as_of_date, loan_id, bucket, days_past_due, oldest_unpaid_due_date
+                FROM loan_status_month_end WHERE as_of_date < $d AND hash(loan_id) % $parts = $part""",
+                {**d, "parts": parts, "part": part},
+            )
+            replaced = "TRUE" if part == 0 else "FALSE"  # the first part replaces the rows, the others add
+            warehouse.replace_rows(con, "bucket_transitions", engine.bucket_transitions(observed, dates),
+                                   replaced, {})
+            warehouse.replace_rows(con, "delinquency_runs_month_end",
+                                   engine.current_delinquency_start(observed, dates), replaced, {})
+            del observed
         con.execute("CREATE OR REPLACE TABLE spell_state AS SELECT $b::DATE AS base_date", {"b": base})
         mode = "rebuilt"
     else:

@@ -668,6 +668,31 @@ class TestNightlyTail:
         assert starts.equals(current_delinquency_start(history))
 
 
+    @pytest.mark.parametrize("seed", range(3))
+    def test_parts_of_the_loans_give_the_whole_history_s_spells(self, seed):
+        """Spells and delinquency runs taken a part of the loans at a time, with the whole
+        history's observation dates, are those of the whole history (a part may miss a
+        date, or hold no loan at the latest one)."""
+        import random
+
+        rng = random.Random(seed)
+        rows = [(when, f"L{loan:02d}", dpd, when - timedelta(days=dpd) if dpd else None, None)
+                for loan in range(40) for when in MONTH_ENDS
+                if rng.random() < 0.8 and (dpd := rng.choice([0, 0, 5, 31, 61, 95])) is not None]
+        history = observations(*rows)
+        dates = sorted(set(history["as_of_date"].to_list()))
+        parts = [history.filter(pl.col("loan_id").is_in([f"L{i:02d}" for i in range(k, 40, 7)])) for k in range(7)]
+        assert pl.concat([bucket_transitions(p, dates) for p in parts]).sort("loan_id", "entered_date").equals(
+            bucket_transitions(history))
+        assert pl.concat([current_delinquency_start(p, dates) for p in parts]).sort("loan_id").equals(
+            current_delinquency_start(history))
+        # a part whose one loan was last reported in February: it leaves at the next date
+        # of the whole history, and is not delinquent at its latest date
+        lone = observations((J, "Z", 31, J, None), (F, "Z", 61, J, None))
+        assert bucket_transitions(lone, list(MONTH_ENDS)).rows() == [("Z", "30-59", J, F), ("Z", "60-89", F, M)]
+        assert current_delinquency_start(lone, list(MONTH_ENDS)).is_empty()
+
+
 class TestRollRates:
     def history(self) -> pl.DataFrame:
         return observations(

@@ -1,7 +1,8 @@
 """The warehouse's one-transaction writes read back whole, in the connection that made them.
 
-A night creates its derived tables (the month-end history, bucket spells, roll rates)
-inside one transaction on the first night, and reads them again before it commits.
+A night creates its derived tables (each month end of the history with its roll rates,
+then the bucket spells) inside transactions on the first night, and reads them again
+before it commits.
 DuckDB 2.0.0 lost sight of the rows of a table created in the transaction when its first
 insert held more than about 115,000 rows (a servicer's first night: no spells, no roll
 rates, with no error). 2.0.1 fixed it; these tests keep it fixed at the sizes that broke.

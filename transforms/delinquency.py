@@ -160,7 +160,7 @@ def loan_status_history(
     )
 
 
-def bucket_transitions(history: pl.DataFrame) -> pl.DataFrame:
+def bucket_transitions(history: pl.DataFrame, dates: list[date] | None = None) -> pl.DataFrame:
     """One row per loan per bucket spell: loan_id, bucket, entered_date, left_date.
 
     ``history`` holds observations (as_of_date, loan_id, bucket), e.g. the month-end
@@ -169,8 +169,12 @@ def bucket_transitions(history: pl.DataFrame) -> pl.DataFrame:
     left_date the first observation date after it at which the loan was in another
     bucket or no longer reported (null while the spell is still open at the latest
     observation date). A loan that returns after an absence starts a new spell.
+
+    The observation dates are those in ``history``, or ``dates`` when given: then
+    ``history`` may hold some of the loans only (a part of a larger history), and each
+    loan's spells are those the whole history gives.
     """
-    spells = _spells(history, pl.col("bucket"))
+    spells = _spells(history, pl.col("bucket"), dates=dates)
     return (
         spells.rename({"state": "bucket"})
         .select(TRANSITION_COLUMNS)
@@ -178,7 +182,7 @@ def bucket_transitions(history: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def current_delinquency_start(history: pl.DataFrame) -> pl.DataFrame:
+def current_delinquency_start(history: pl.DataFrame, dates: list[date] | None = None) -> pl.DataFrame:
     """One row per loan delinquent at the latest observation date in ``history``.
 
     Columns: loan_id, as_of_date (that latest date), delinquency_start_date,
@@ -188,12 +192,13 @@ def current_delinquency_start(history: pl.DataFrame) -> pl.DataFrame:
     the due date of the payment that started the run. Payments that roll the oldest
     unpaid installment forward without curing the loan do not move it (unlike
     ``oldest_unpaid_due_date``, which Regulation X comment 31-2 measures from). A cure
-    and relapse entirely between two observations is not seen.
+    and relapse entirely between two observations is not seen. ``dates``: as for
+    :func:`bucket_transitions` (the latest observation date is the latest of them).
     """
     if history.is_empty():
         return pl.DataFrame(schema={**dict.fromkeys(DELINQUENCY_START_COLUMNS, pl.Date), "loan_id": pl.String})
-    latest = history["as_of_date"].max()
-    spells = _spells(history, pl.col("days_past_due") > 0, carry=("oldest_unpaid_due_date",))
+    latest = max(dates) if dates else history["as_of_date"].max()
+    spells = _spells(history, pl.col("days_past_due") > 0, carry=("oldest_unpaid_due_date",), dates=dates)
     return (
         spells.filter(pl.col("state") & (pl.col("last_date") == latest))
         .select(
@@ -260,8 +265,9 @@ def roll_rates(history: pl.DataFrame, month_end: date, loans: Frame | None = Non
         )
         .with_columns(
             (pl.col("loan_count") / pl.col("loan_count").sum().over("from_bucket")).alias("share"),
+            # the total summed in decimals, exact in any order: a rerun gives the same bits
             (pl.col("balance").cast(pl.Float64)
-             / pl.col("balance").cast(pl.Float64).sum().over("from_bucket")).alias("balance_share"),
+             / pl.col("balance").sum().over("from_bucket").cast(pl.Float64)).alias("balance_share"),
             pl.col("from_bucket").replace_strict(order, default=len(order)).alias("_from"),
             pl.col("to_bucket").replace_strict(order, default=len(order)).alias("_to"),
         )
@@ -528,17 +534,18 @@ def _status(
     )
 
 
-def _spells(history: pl.DataFrame, state: pl.Expr, carry: tuple[str, ...] = ()) -> pl.DataFrame:
+def _spells(history: pl.DataFrame, state: pl.Expr, carry: tuple[str, ...] = (),
+            dates: list[date] | None = None) -> pl.DataFrame:
     """Runs of a loan's consecutive observations in one ``state``.
 
-    Observation dates are those present anywhere in ``history``; a loan missing at one
-    of them breaks its run. Columns: loan_id, state, entered_date (first observation),
-    last_date (last observation), left_date (the next observation date after
-    last_date, null when there is none), and the ``carry`` columns at entered_date.
+    Observation dates are ``dates``, or those present anywhere in ``history``; a loan
+    missing at one of them breaks its run. Columns: loan_id, state, entered_date (first
+    observation), last_date (last observation), left_date (the next observation date
+    after last_date, null when there is none), and the ``carry`` columns at entered_date.
     """
-    dates = history.select(pl.col("as_of_date").unique().sort()).with_row_index("_rank").with_columns(
-        pl.col("_rank").cast(pl.Int64)
-    )
+    observed = (history.select(pl.col("as_of_date").unique()) if dates is None
+                else pl.DataFrame({"as_of_date": sorted(set(dates))}, schema={"as_of_date": pl.Date}))
+    dates = observed.sort("as_of_date").with_row_index("_rank").with_columns(pl.col("_rank").cast(pl.Int64))
     ordered = (
         history.select("loan_id", "as_of_date", state.alias("state"), *carry)
         .join(dates, on="as_of_date", how="left")
