@@ -233,19 +233,24 @@ def _update_spells(con: duckdb.DuckDBPyConnection, status, as_of: date) -> str:
                        {"d": as_of}).fetchall()[0][0] or NO_MONTH_END
     state = con.execute("SELECT base_date FROM spell_state").fetchall() if _exists(con, "spell_state") else []
     if state != [(base,)] or not _exists(con, "bucket_transitions"):
-        # Rebuilt a part of the loans at a time (by a hash of loan_id; a loan's spells are
-        # its own), so memory holds one part of the history, not all of it.
+        # Rebuilt a range of loan ids at a time (a loan's spells are its own), so memory
+        # holds a part of the history, not all of it; the night writes each month end in
+        # loan_id order, so a range reads little more than its own row groups.
         d = {"d": as_of}
         dates = [r[0] for r in con.execute(
             "SELECT DISTINCT as_of_date FROM loan_status_month_end WHERE as_of_date < $d", d).fetchall()]
         rows = con.execute("SELECT count(*) FROM loan_status_month_end WHERE as_of_date < $d", d).fetchall()[0][0]
         parts = max(1, -(-rows // SPELL_PART_ROWS))
-        for part in range(parts):
+        bounds = con.execute(
+            "SELECT quantile_disc(loan_id, $q) FROM loan_status_month_end WHERE as_of_date = $last",
+            {"q": [i / parts for i in range(1, parts)], "last": max(dates)}).fetchall()[0][0] if parts > 1 else []
+        for part, (low, high) in enumerate(zip([None, *bounds], [*bounds, None], strict=True)):
             observed = _frame(
                 con,
                 """SELECT as_of_date, loan_id, bucket, days_past_due, oldest_unpaid_due_date
-                FROM loan_status_month_end WHERE as_of_date < $d AND hash(loan_id) % $parts = $part""",
-                {**d, "parts": parts, "part": part},
+                FROM loan_status_month_end WHERE as_of_date < $d
+                  AND ($low IS NULL OR loan_id >= $low) AND ($high IS NULL OR loan_id < $high)""",
+                {**d, "low": low, "high": high},
             )
             replaced = "TRUE" if part == 0 else "FALSE"  # the first part replaces the rows, the others add
             warehouse.replace_rows(con, "bucket_transitions", engine.bucket_transitions(observed, dates),
@@ -470,11 +475,14 @@ def run_night(settings: Settings, *, data: Path, db: Path, out: Path, as_of: dat
     """Run one night through the Prefect flow (local mode); raise on failure."""
     prefect_local_mode()
     with writer_lock(db), prefect_local.local_server() as server_ready:
-        # Prefect's server boots in its own process meanwhile.
         from flows.nightly import configured
 
-        expectations.warm_up()
-        server_ready()
+        if server_ready is not None:
+            # Prefect's server boots in its own process meanwhile: the validation library
+            # loads too, in the time the night waits anyway. Otherwise ingest loads it
+            # when it has files to check (a rerun with none never does).
+            expectations.warm_up()
+            server_ready()
         return configured(settings)(data=str(data), db=str(db), out=str(out), as_of=as_of,
                        settings=settings.model_dump(mode="json"))
 

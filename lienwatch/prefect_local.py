@@ -74,11 +74,12 @@ _server: tuple[subprocess.Popen, str] | None = None  # this process's server and
 
 
 @contextmanager
-def local_server() -> Iterator[Callable[[], None]]:
+def local_server() -> Iterator[Callable[[], None] | None]:
     """Within the block, flows report to a temporary server (when no Prefect API is
     configured): started on the first entry, kept for the process's later nights (a
     backfill), stopped when the process exits. The block gets a function to call just
-    before its flow runs: it waits until the server answers."""
+    before its flow runs: it waits until the server answers; None when an API is
+    configured (nothing to wait for)."""
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_SERVER_EPHEMERAL_ENABLED,
@@ -88,7 +89,7 @@ def local_server() -> Iterator[Callable[[], None]]:
 
     global _server
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        yield lambda: None
+        yield None
         return
     if _server is None or _server[0].poll() is not None:
         port = _free_port()

@@ -58,7 +58,7 @@ class TestLocalServer:
         """With a Prefect API configured (a server, the test harness), no server is started."""
         with (temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}),
               prefect_local.local_server() as ready):
-            ready()
+            assert ready is None  # nothing to wait for
             assert PREFECT_API_URL.value() == "http://127.0.0.1:9/api"
         assert prefect_local._server is None
 
