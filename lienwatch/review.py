@@ -24,7 +24,6 @@ import io
 import os
 import re
 import uuid
-from contextlib import ExitStack
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -231,40 +230,37 @@ def step_review(night, settings: Settings) -> dict[str, Any]:
     """
     as_of = night.as_of
     con = warehouse.connect(night.db)
-    with ExitStack() as later:
-        try:
-            if not con.execute("SELECT count(*) FROM loan_status WHERE as_of_date = $d", {"d": as_of}).fetchall()[0][0]:
-                # Without the night's status and flags every open case would look resolved.
-                raise LienwatchError(f"no loan_status for {as_of}: the night's earlier steps have not run")
-            ensure_tables(con)
-            flags = _frame(con, "SELECT loan_id, tier, days_past_due FROM risk_flags WHERE as_of_date = $d",
-                           {"d": as_of})
-            before = _frame(con, "SELECT * FROM review_case_events WHERE as_of_date < $d", {"d": as_of})
-            open_before = cases.case_state(before).filter(pl.col("status") == "open")
-            after, events = cases.case_events(open_before, flags, as_of)
-            promises = promises_as_of(con, as_of)
-            with warehouse.transaction(con):
-                warehouse.replace_rows(con, "review_case_events", events, "as_of_date = $d", {"d": as_of})
-                log = _frame(con, "SELECT * FROM review_case_events")
-                warehouse.replace_rows(con, "review_cases", cases.case_state(log), "TRUE", {})
-                warehouse.replace_rows(con, "review_promises", promises, "as_of_date = $d", {"d": as_of})
-            queue = queue_frame(con, as_of)
-            call = cases.call_list(queue, decisions(con, as_of), as_of)
-            shown = cases.on_page(queue, call, settings.risk.review_page_rows)
-            # The workbook is written (by a worker process, when long) while the page is built.
-            workbook = later.enter_context(
-                spreadsheet.workbook_later(queue_export(shown), f"Queue {as_of.isoformat()}", as_of))
-            model = page_model(con, night, settings, queue, call, promises, shown)
-        finally:
-            con.close()
+    try:
+        if not con.execute("SELECT count(*) FROM loan_status WHERE as_of_date = $d", {"d": as_of}).fetchall()[0][0]:
+            # Without the night's status and flags every open case would look resolved.
+            raise LienwatchError(f"no loan_status for {as_of}: the night's earlier steps have not run")
+        ensure_tables(con)
+        flags = _frame(con, "SELECT loan_id, tier, days_past_due FROM risk_flags WHERE as_of_date = $d",
+                       {"d": as_of})
+        before = _frame(con, "SELECT * FROM review_case_events WHERE as_of_date < $d", {"d": as_of})
+        open_before = cases.case_state(before).filter(pl.col("status") == "open")
+        after, events = cases.case_events(open_before, flags, as_of)
+        promises = promises_as_of(con, as_of)
+        with warehouse.transaction(con):
+            warehouse.replace_rows(con, "review_case_events", events, "as_of_date = $d", {"d": as_of})
+            log = _frame(con, "SELECT * FROM review_case_events")
+            warehouse.replace_rows(con, "review_cases", cases.case_state(log), "TRUE", {})
+            warehouse.replace_rows(con, "review_promises", promises, "as_of_date = $d", {"d": as_of})
+        queue = queue_frame(con, as_of)
+        call = cases.call_list(queue, decisions(con, as_of), as_of)
+        shown = cases.on_page(queue, call, settings.risk.review_page_rows)
+        model = page_model(con, night, settings, queue, call, promises, shown)
+    finally:
+        con.close()
 
-        folder = night.night_dir
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        page = render_page(model)
-        write_atomic(folder / PAGE, page.encode("utf-8"))
-        write_atomic(folder / "call_list.csv", _csv(call_export(call)))
-        write_atomic(folder / "queue.csv", _csv(queue_export(queue)))
-        write_atomic(folder / "queue.xlsx", workbook())
+    folder = night.night_dir
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    page = render_page(model)
+    write_atomic(folder / PAGE, page.encode("utf-8"))
+    write_atomic(folder / "call_list.csv", _csv(call_export(call)))
+    write_atomic(folder / "queue.csv", _csv(queue_export(queue)))
+    sheet = spreadsheet.workbook(queue_export(shown), f"Queue {as_of.isoformat()}", as_of)
+    write_atomic(folder / "queue.xlsx", sheet)
     counted = events.group_by("event").len()
     kept = promises.group_by("status").len()
     return {

@@ -1,4 +1,4 @@
-"""The analysts' workbook: the same bytes whether a worker process or the night writes it."""
+"""The analysts' workbook: every row, no formula, the same bytes for the same night."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from lienwatch.spreadsheet import workbook, workbook_later
+from lienwatch.spreadsheet import workbook
 
 AS_OF = date(2026, 11, 20)
 
@@ -24,13 +24,9 @@ def queue() -> pl.DataFrame:
     }, schema_overrides={"amount_past_due": pl.Decimal(14, 2)})
 
 
-def test_a_worker_writes_the_same_bytes_as_the_night():
-    inline = workbook(queue(), "Queue", AS_OF)
-    with workbook_later(queue(), "Queue", AS_OF, worker_rows=0) as later:
-        assert later() == inline
-    with workbook_later(queue(), "Queue", AS_OF, worker_rows=10) as short:  # written at once
-        assert short() == inline
-    assert workbook(queue(), "Queue", AS_OF) == inline  # dated by the night: the same bytes again
+def test_the_same_night_gives_the_same_bytes():
+    """Dated by the night, not the clock: a rerun writes an identical file."""
+    assert workbook(queue(), "Queue", AS_OF) == workbook(queue(), "Queue", AS_OF)
 
 
 def test_the_sheet_holds_every_row_and_no_formula():
