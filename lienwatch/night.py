@@ -178,8 +178,13 @@ def step_delinquency(night: Night, settings: Settings) -> dict[str, Any]:
                 history = engine.loan_status_history(loans, changes, ledger, [month_end], tolerance)
                 del ledger
                 warehouse.replace_rows(con, "loan_status_month_end", history, "as_of_date = $a", {"a": month_end})
+                if history.height:  # a month end before any loan holds no rows
+                    have.add(month_end)
                 del history
-                rolled += _add_roll_rates(con, month_end, loans)
+                previous = month_end.replace(day=1) - timedelta(days=1)
+                if {previous, month_end} <= have:  # roll rates need both month ends' rows
+                    _add_roll_rates(con, previous, month_end, loans)
+                    rolled += 1
 
         with warehouse.transaction(con):
             warehouse.replace_rows(con, "loan_status", status, "as_of_date = $d", {"d": night.as_of})
@@ -197,22 +202,14 @@ def step_delinquency(night: Night, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _add_roll_rates(con: duckdb.DuckDBPyConnection, month_end: date, loans) -> int:
-    """The roll rates into ``month_end`` from the month end before it, when the history
-    has both (1 if added)."""
+def _add_roll_rates(con: duckdb.DuckDBPyConnection, previous: date, month_end: date, loans) -> None:
+    """The roll rates into ``month_end`` from ``previous``, the month end before it."""
     from transforms import delinquency as engine
 
-    previous = month_end.replace(day=1) - timedelta(days=1)
-    held = {r[0] for r in con.execute(
-        "SELECT DISTINCT as_of_date FROM loan_status_month_end WHERE as_of_date IN ($a, $b)",
-        {"a": previous, "b": month_end}).fetchall()}
-    if held != {previous, month_end}:
-        return 0
     month_history = _frame(con, "SELECT * FROM loan_status_month_end WHERE as_of_date IN ($a, $b)",
                            {"a": previous, "b": month_end})
     rates = engine.roll_rates(month_history, month_end, loans)
     warehouse.replace_rows(con, "roll_rates", rates, "month_end_date = $m", {"m": month_end})
-    return 1
 
 
 NO_MONTH_END = date(1900, 1, 1)
