@@ -55,8 +55,9 @@ def build(data: Path, db: Path, out: Path, as_of: date) -> dict[str, Any]:
 
 
 def flags_once(data: Path, db: Path, out: Path, as_of: date) -> dict[str, Any]:
-    """One flags step as the night runs it (its modules already imported, as after the
-    night's earlier steps)."""
+    """One flags step as the night runs it: its modules already imported (a night's
+    process imports the flow module, and with it every step's, before its first step)."""
+    import flows.nightly  # noqa: F401
     import transforms.flags  # noqa: F401
     from lienwatch.night import Night, step_flags
     from lienwatch.settings import Settings

@@ -13,6 +13,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -306,13 +307,10 @@ def flags_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
     what the second liens need is read, and the per-loan frames are put row for row
     with the status once, here, so that the transforms join them at no cost.
     """
-    import polars as pl
-
-    from lienwatch import review
     from transforms import delinquency as engine
     from transforms import flags
 
-    risk, policy, d = settings.risk, risk_policy(settings), {"as_of": as_of}
+    policy, d = risk_policy(settings), {"as_of": as_of}
     status = _frame(
         con,
         f"""SELECT loan_id, lien_position, days_past_due, bucket, amount_past_due, suspense_amount,
@@ -320,6 +318,36 @@ def flags_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
         FROM {status_table} WHERE as_of_date = $as_of AND lien_position = 2""",
         d,
     )
+    # The ledger's moves in the lateness window (the longest read) come keyed by the
+    # status row, matched on the loan id in the query rather than on millions of texts
+    # in the frame; read on a second connection while the other inputs are read here.
+    reader = con.cursor()
+    try:
+        reader.register("_status_keys", status.select("loan_id").with_row_index("_key").to_arrow())
+        with ThreadPoolExecutor(1, thread_name_prefix="flags-ledger") as pool:
+            moves = pool.submit(_frame, reader, flags.keyed_events_sql(engine.sql("ledger_events"), "_status_keys"),
+                                {**d, "window_days": LATENESS_WINDOW_DAYS})
+            try:
+                features, found = _flag_features(con, settings, as_of, status_table, status, moves)
+            except BaseException:
+                reader.interrupt()
+                raise
+    finally:
+        reader.close()
+    return features, found, flags.risk_flags(features, found, as_of, policy)
+
+
+def _flag_features(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, status_table: str,
+                   status, moves: Future):
+    """(features, signals found) of :func:`flags_as_of`; ``moves`` gives the keyed ledger
+    moves when lateness needs them."""
+    import polars as pl
+
+    from lienwatch import review
+    from transforms import delinquency as engine
+    from transforms import flags
+
+    risk, policy, d = settings.risk, risk_policy(settings), {"as_of": as_of}
     keys = status["loan_id"]
     terms = """SELECT loan_id, borrower_id, lien_position, product, occupancy, current_balance, property_value,
         senior_lien_balance, origination_date, first_payment_date, scheduled_payment, term_months, status
@@ -379,15 +407,12 @@ def flags_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
         ]),
         ledger=_frame(con, engine.sql("ledger_signals"), {**d, "lookback_days": risk.nsf_lookback_days}),
         payment_changes=changes,
-        lateness=flags.lateness(
-            loans, changes,
-            _frame(con, engine.sql("ledger_events"), {**d, "window_days": LATENESS_WINDOW_DAYS}),
-            status, as_of, LATENESS_WINDOW_DAYS, settings.delinquency.shortfall_tolerance),
+        lateness=flags.lateness(loans, changes, moves.result(), status, as_of, LATENESS_WINDOW_DAYS,
+                                settings.delinquency.shortfall_tolerance),
         as_of=as_of,
         horizon_days=risk.payment_rise_horizon_days,
     )
-    found = flags.signals(features, policy)
-    return features, found, flags.risk_flags(features, found, as_of, policy)
+    return features, flags.signals(features, policy)
 
 
 def step_flags(night: Night, settings: Settings) -> dict[str, Any]:
@@ -472,13 +497,15 @@ def run_night(settings: Settings, *, data: Path, db: Path, out: Path, as_of: dat
     """Run one night through the Prefect flow (local mode); raise on failure."""
     prefect_local_mode()
     with writer_lock(db), prefect_local.local_server() as server_ready:
+        if server_ready is not None:
+            # Prefect's server boots in its own process meanwhile: the validation library
+            # loads too (from now on, beside the flow's own imports), in the time the
+            # night waits anyway. Otherwise ingest loads it when it has files to check (a
+            # rerun with none never does).
+            expectations.warm_up()
         from flows.nightly import configured
 
         if server_ready is not None:
-            # Prefect's server boots in its own process meanwhile: the validation library
-            # loads too, in the time the night waits anyway. Otherwise ingest loads it
-            # when it has files to check (a rerun with none never does).
-            expectations.warm_up()
             server_ready()
         return configured(settings)(data=str(data), db=str(db), out=str(out), as_of=as_of,
                        settings=settings.model_dump(mode="json"))

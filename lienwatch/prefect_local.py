@@ -8,11 +8,18 @@ environment Prefect uses for its temporary server: no UI, no background services
 once, so that it boots on another core while the night imports its own code, and
 points the flow at it; the night's process never imports the server's code. With an
 API configured (a Prefect server, or the test harness), it does nothing.
+
+Importing Prefect itself takes seconds too, so in a process that has not imported it
+yet (``lienwatch run``), the server is started first, from the environment alone
+(the server reads the same profile and settings files when it starts). Only when
+Prefect's settings then turn out to configure an API (in a profile, say) is that
+server stopped unused.
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import socket
 import subprocess
@@ -37,18 +44,33 @@ def _free_port() -> int:
 
 
 def _command(port: int) -> list[str]:
-    import prefect
-
-    return [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parents[1]),
+    spec = importlib.util.find_spec("prefect")  # finds the package without importing it
+    if spec is None or spec.origin is None:
+        raise LienwatchError("Prefect is not installed in this environment")
+    return [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parents[1]),
             "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
             "--port", str(port), "--log-level", "error", "--lifespan", "on"]
 
 
-def _environment() -> dict[str, str]:
-    from prefect.settings import get_current_settings
+SERVER_ENVIRONMENT = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
 
-    return {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True),
-            "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+
+def _environment() -> dict[str, str]:
+    """The server's environment: this process's, with the settings Prefect holds in this
+    process when it is imported already (they may have been set in code)."""
+    settings: dict[str, str] = {}
+    if "prefect.settings" in sys.modules:
+        from prefect.settings import get_current_settings
+
+        settings = get_current_settings().to_environment_variables(exclude_unset=True)
+    return {**os.environ, **settings, **SERVER_ENVIRONMENT}
+
+
+def _start() -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    process = subprocess.Popen(_command(port), env=_environment())
+    atexit.register(_stop, process)
+    return process, f"http://127.0.0.1:{port}/api"
 
 
 def _healthy(url: str) -> bool:
@@ -80,6 +102,12 @@ def local_server() -> Iterator[Callable[[], None] | None]:
     backfill), stopped when the process exits. The block gets a function to call just
     before its flow runs: it waits until the server answers; None when an API is
     configured (nothing to wait for)."""
+    global _server
+    early = None
+    if "prefect" not in sys.modules and not os.environ.get("PREFECT_API_URL") and (
+            os.environ.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "true").lower() not in ("0", "false")):
+        early = _server = _start()  # boots while Prefect is imported here
+
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_SERVER_EPHEMERAL_ENABLED,
@@ -87,15 +115,14 @@ def local_server() -> Iterator[Callable[[], None] | None]:
         temporary_settings,
     )
 
-    global _server
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        if early is not None:  # the settings configure an API after all
+            _stop(early[0])
+            _server = None
         yield None
         return
     if _server is None or _server[0].poll() is not None:
-        port = _free_port()
-        process = subprocess.Popen(_command(port), env=_environment())
-        atexit.register(_stop, process)
-        _server = (process, f"http://127.0.0.1:{port}/api")
+        _server = _start()
     process, url = _server
     # No UI is served: no "View at" link in the run's log.
     with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_UI_URL: ""}):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,27 @@ class TestLocalServer:
             assert ready is None  # nothing to wait for
             assert PREFECT_API_URL.value() == "http://127.0.0.1:9/api"
         assert prefect_local._server is None
+
+    def test_an_api_in_a_profile_stops_the_early_server(self, tmp_path):
+        """A fresh process starts the server before it reads Prefect's settings; when a
+        profile configures an API after all, that server is stopped unused and the API is
+        used."""
+        (tmp_path / "profiles.toml").write_text(
+            'active = "team"\n[profiles.team]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n')
+        code = """
+import lienwatch.prefect_local as p
+started = []
+start = p._start
+p._start = lambda: started.append(start()) or started[-1]
+with p.local_server() as ready:
+    from prefect.settings import PREFECT_API_URL
+    print(ready is None, PREFECT_API_URL.value(), len(started), started[0][0].poll() is not None, p._server)
+"""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(PREFECT_PROFILES_PATH=str(tmp_path / "profiles.toml"), PREFECT_HOME=str(tmp_path / "home"))
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["True", "http://127.0.0.1:9/api", "1", "True", "None"]
 
     def test_a_server_that_exits_at_start_is_a_clear_error(self):
         process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])

@@ -149,7 +149,7 @@ class TestLateness:
                     change: tuple | None = None) -> list[int]:
         from lienwatch.warehouse import connect
         from transforms.delinquency import loan_status, sql
-        from transforms.flags import lateness
+        from transforms.flags import keyed_events_sql, lateness
 
         con = connect(tmp_path / "wh.duckdb")
         con.execute(
@@ -168,9 +168,15 @@ class TestLateness:
         loans = con.sql("SELECT * EXCLUDE (load_id) FROM loans").pl()
         changes = con.sql("SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes").pl()
         status = loan_status(loans, changes, con.sql(sql("net_paid"), params={"as_of": as_of}).pl(), as_of)
-        window = con.sql(sql("ledger_events"), params={"as_of": as_of, "window_days": 150}).pl()
+        params = {"as_of": as_of, "window_days": 150}
+        window = con.sql(sql("ledger_events"), params=params).pl()
+        con.register("_keys", status.select("loan_id").with_row_index("_key").to_arrow())
+        keyed = con.sql(keyed_events_sql(sql("ledger_events"), "_keys"), params=params).pl()
         con.close()
-        return lateness(loans, changes, window, status, as_of, 150)["days_late"].to_list()[0]
+        found = lateness(loans, changes, window, status, as_of, 150)
+        # the night's form: the same moves keyed to the status rows in the query
+        assert lateness(loans, changes, keyed, status, as_of, 150).equals(found)
+        return found["days_late"].to_list()[0]
 
     def test_drifting_payer(self, tmp_path):
         """Payments 3, 9 and 20 days after due read as [3, 9, 20]."""
