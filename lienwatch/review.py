@@ -642,6 +642,25 @@ def page_model(con, night, settings: Settings, queue: pl.DataFrame, call: pl.Dat
     night's; the rows and details are those of ``shown`` (:func:`transforms.cases.on_page`)
     and the calls due among them."""
     call_shown = call.filter(pl.col("loan_id").is_in(shown["loan_id"].implode()))
+    # The account details are read on a second connection while the summary is read here.
+    reader = con.cursor()
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="review-detail") as pool:
+            detail = pool.submit(_detail, reader, night, shown, promises)
+            try:
+                model = _summary(con, night, settings, queue, call, promises, shown, call_shown)
+            except BaseException:
+                reader.interrupt()
+                raise
+            model["detail"] = detail.result()
+    finally:
+        reader.close()
+    return model
+
+
+def _summary(con, night, settings: Settings, queue: pl.DataFrame, call: pl.DataFrame, promises: pl.DataFrame,
+             shown: pl.DataFrame, call_shown: pl.DataFrame) -> dict[str, Any]:
+    """The page's figures for the whole night, and the queue rows of ``shown``."""
     as_of = night.as_of
     previous_status = _previous(con, "loan_status", as_of)
     previous_flags = _previous(con, "risk_flags", as_of)
@@ -665,7 +684,6 @@ def page_model(con, night, settings: Settings, queue: pl.DataFrame, call: pl.Dat
         "on_page": shown.height,
         "calls_on_page": call_shown.height,
         "queue": _queue_json(shown, call_shown),
-        "detail": _detail(con, night, shown, promises),
     }
 
 
