@@ -8,7 +8,8 @@ day's payment file. The warehouse as the first night left it is kept beside the
 database; ``--steady-only`` starts from that copy and times the steady night alone
 (saved as ``night_<N>_steady``). Each night runs in its own process through the
 Prefect flow in local mode; the figures per stage are the flow's own (seconds, and the
-process's peak memory after the stage). Letters are decided but not rendered (``letters.render =
+process's peak memory after the stage; CPU seconds of all its threads, steadier than
+wall time when other work shares the machine). Letters are decided but not rendered (``letters.render =
 false``); PDF throughput is ``bench_letters.py``'s. Targets at 1,000,000 loans: a
 steady night under 30 s excluding PDF rendering, under 4 GB.
 """
@@ -57,8 +58,10 @@ def run(data: Path, db: Path, out: Path, as_of) -> dict:
     steps = summary["steps"]
     for name, counts in steps.items():
         figures[f"{name}_seconds"] = counts["seconds"]
+        figures[f"{name}_cpu_seconds"] = counts["cpu_seconds"]
         figures[f"{name}_peak_rss_mb"] = counts["peak_rss_mb"]
     figures["steps_seconds"] = round(sum(c["seconds"] for c in steps.values()), 2)
+    figures["steps_cpu_seconds"] = round(sum(c["cpu_seconds"] for c in steps.values()), 2)
     figures["peak_rss_mb"] = max(c["peak_rss_mb"] for c in steps.values())
     for key in ("loans_active", "delinquent_30_plus"):
         figures[key] = steps["delinquency"][key]
