@@ -69,11 +69,13 @@ def report(bench: str, cases: dict[str, dict[str, Any]], args: argparse.Namespac
         "machine": {"arch": platform.machine(), "cores": _cores()},
         "cases": cases,
     }
+    # Read before saving: the baseline may be the very file the results replace.
+    baseline = json.loads(args.baseline.read_text())["cases"] if args.baseline else None
     if not args.no_save:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{bench}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    if args.baseline:
-        sys.exit(_compare(json.loads(args.baseline.read_text())["cases"], cases, args.tolerance))
+    if baseline is not None:
+        sys.exit(_compare(baseline, cases, args.tolerance))
 
 
 def _compare(base: dict[str, Any], now: dict[str, Any], tolerance: float) -> int:
