@@ -328,26 +328,27 @@ def flags_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
             moves = pool.submit(_frame, reader, flags.keyed_events_sql(engine.sql("ledger_events"), "_status_keys"),
                                 {**d, "window_days": LATENESS_WINDOW_DAYS})
             try:
-                features, found = _flag_features(con, settings, as_of, status_table, status, moves)
+                features = _flag_features(con, settings, as_of, status_table, status, moves)
             except BaseException:
                 reader.interrupt()
                 raise
     finally:
         reader.close()
+    found = flags.signals(features, policy)
     return features, found, flags.risk_flags(features, found, as_of, policy)
 
 
 def _flag_features(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, status_table: str,
                    status, moves: Future):
-    """(features, signals found) of :func:`flags_as_of`; ``moves`` gives the keyed ledger
-    moves when lateness needs them."""
+    """The features of :func:`flags_as_of`; ``moves`` gives the keyed ledger moves when
+    lateness needs them."""
     import polars as pl
 
     from lienwatch import review
     from transforms import delinquency as engine
     from transforms import flags
 
-    risk, policy, d = settings.risk, risk_policy(settings), {"as_of": as_of}
+    risk, d = settings.risk, {"as_of": as_of}
     keys = status["loan_id"]
     terms = """SELECT loan_id, borrower_id, lien_position, product, occupancy, current_balance, property_value,
         senior_lien_balance, origination_date, first_payment_date, scheduled_payment, term_months, status
@@ -389,7 +390,7 @@ def _flag_features(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: da
         ]))
 
     changes = _frame(con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes")
-    features = flags.assemble_features(
+    return flags.assemble_features(
         status=status,
         prior=prior,
         loans=loans,
@@ -412,7 +413,6 @@ def _flag_features(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: da
         as_of=as_of,
         horizon_days=risk.payment_rise_horizon_days,
     )
-    return features, flags.signals(features, policy)
 
 
 def step_flags(night: Night, settings: Settings) -> dict[str, Any]:
