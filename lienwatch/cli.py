@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from lienwatch import prefect_local
 from lienwatch.cli_support import fail as _fail
 from lienwatch.cli_support import settings_or_exit as _settings
 from lienwatch.errors import LienwatchError
@@ -67,6 +68,7 @@ def run(
     """Run one night: landing folder to warehouse, status, flags, letters and report."""
     settings = _settings(config)
     night = _parse_date(as_of, "--as-of") or date.today()
+    prefect_local.start_early()  # Prefect's temporary server boots while the night's code loads
     from lienwatch.night import run_night, summary_text
 
     try:
@@ -97,6 +99,7 @@ def backfill(
     first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
     if first > last:
         _fail(f"--start {first} is after --end {last}")
+    prefect_local.start_early()
     from lienwatch.night import run_backfill
 
     _echo_nights(lambda: run_backfill(
@@ -191,6 +194,7 @@ def demo(
 ) -> None:
     """Run the bundled sample portfolio through consecutive nights and say where it all is."""
     settings = _settings(config)
+    prefect_local.start_early()
     from lienwatch.night import latest_ledger_date, run_backfill
 
     data, db, out = settings.paths.data, settings.paths.db, settings.paths.out

@@ -506,6 +506,10 @@ def run_night(settings: Settings, *, data: Path, db: Path, out: Path, as_of: dat
         from flows.nightly import configured
 
         if server_ready is not None:
+            # Prefect encodes the flow's parameters with FastAPI's encoder on its first call:
+            # loaded here, while the server is still booting.
+            import fastapi.encoders  # noqa: F401
+
             server_ready()
         return configured(settings)(data=str(data), db=str(db), out=str(out), as_of=as_of,
                        settings=settings.model_dump(mode="json"))

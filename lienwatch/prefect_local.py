@@ -53,6 +53,10 @@ def _command(port: int) -> list[str]:
 
 
 SERVER_ENVIRONMENT = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+# Unless PREFECT_SERVER_ANALYTICS_ENABLED is set: the night's server (and so Prefect in the
+# night's process, which asks it) sends no usage statistics anywhere. A servicer's nightly
+# job makes no outside calls it was not asked to make.
+SERVER_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
 def _environment() -> dict[str, str]:
@@ -63,7 +67,7 @@ def _environment() -> dict[str, str]:
         from prefect.settings import get_current_settings
 
         settings = get_current_settings().to_environment_variables(exclude_unset=True)
-    return {**os.environ, **settings, **SERVER_ENVIRONMENT}
+    return {**SERVER_DEFAULTS, **os.environ, **settings, **SERVER_ENVIRONMENT}
 
 
 def _start() -> tuple[subprocess.Popen, str]:
@@ -93,20 +97,29 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 _server: tuple[subprocess.Popen, str] | None = None  # this process's server and its API address
+_unconfirmed = False  # _server was started from the environment alone (see start_early)
+
+
+def start_early() -> None:
+    """Start the temporary server now, from the environment alone, when this process has
+    not imported Prefect and its environment names no API: the server then boots while the
+    process imports the rest. :func:`local_server` reads Prefect's settings later and stops
+    this server unused if they configure an API (in a profile, say)."""
+    global _server, _unconfirmed
+    if _server is None and "prefect" not in sys.modules and not os.environ.get("PREFECT_API_URL") and (
+            os.environ.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "true").lower() not in ("0", "false")):
+        _server, _unconfirmed = _start(), True
 
 
 @contextmanager
 def local_server() -> Iterator[Callable[[], None] | None]:
     """Within the block, flows report to a temporary server (when no Prefect API is
-    configured): started on the first entry, kept for the process's later nights (a
-    backfill), stopped when the process exits. The block gets a function to call just
-    before its flow runs: it waits until the server answers; None when an API is
-    configured (nothing to wait for)."""
-    global _server
-    early = None
-    if "prefect" not in sys.modules and not os.environ.get("PREFECT_API_URL") and (
-            os.environ.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "true").lower() not in ("0", "false")):
-        early = _server = _start()  # boots while Prefect is imported here
+    configured): started on the first entry (or earlier, by :func:`start_early`), kept for
+    the process's later nights (a backfill), stopped when the process exits. The block gets
+    a function to call just before its flow runs: it waits until the server answers; None
+    when an API is configured (nothing to wait for)."""
+    global _server, _unconfirmed
+    start_early()  # boots while Prefect is imported here
 
     from prefect.settings import (
         PREFECT_API_URL,
@@ -116,11 +129,13 @@ def local_server() -> Iterator[Callable[[], None] | None]:
     )
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        if early is not None:  # the settings configure an API after all
-            _stop(early[0])
+        if _server is not None and _unconfirmed:  # the settings configure an API after all
+            _stop(_server[0])
             _server = None
+        _unconfirmed = False
         yield None
         return
+    _unconfirmed = False
     if _server is None or _server[0].poll() is not None:
         _server = _start()
     process, url = _server

@@ -84,6 +84,12 @@ with p.local_server() as ready:
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == ["True", "http://127.0.0.1:9/api", "1", "True", "None"]
 
+    def test_the_temporary_server_sends_no_usage_statistics_unless_asked(self, monkeypatch):
+        monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+        assert prefect_local._environment()["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+        monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")
+        assert prefect_local._environment()["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"
+
     def test_a_server_that_exits_at_start_is_a_clear_error(self):
         process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
         with pytest.raises(LienwatchError, match=r"exited at start \(exit 3\); its port was taken"):

@@ -541,6 +541,34 @@ class TestDecisionsOnTheNextNight:
         finally:
             con.close()
 
+    def test_held_letters_templates_are_found_whatever_the_night_or_id_form(self, built):
+        """A decision's letter is looked up in the night its id names (an earlier night's
+        too), or, for an id of another form, in every night: each hold names its letter's
+        template."""
+        con = warehouse.connect(built / "wh.duckdb")
+        try:
+            for letter_id, night, template in (("L20261021-LN000001", NIGHT - timedelta(days=30), "heloc_counseling"),
+                                               ("manual-7", NIGHT - timedelta(days=60), "imminent_default")):
+                con.execute("""INSERT INTO letters BY NAME SELECT * REPLACE ($id AS letter_id, $night AS as_of_date,
+                               $template AS template) FROM letters WHERE letter_id = 'L20261120-LN000001'""",
+                            {"id": letter_id, "night": night, "template": template})
+        finally:
+            con.close()
+
+        def held() -> list[tuple[str, str]]:
+            con = warehouse.connect(built / "wh.duckdb", read_only=True)
+            try:
+                return review.holds_as_of(con, NIGHT).select("letter_id", "template").sort("letter_id").rows()
+            finally:
+                con.close()
+
+        for letter in ("L20261120-LN000001", "L20261021-LN000001"):
+            cli(built, "hold", "--loan", "LN000001", "--letter", letter, "--at", "2026-11-20T09:15")
+        assert held() == [("L20261021-LN000001", "heloc_counseling"), ("L20261120-LN000001", "early_warning")]
+        cli(built, "hold", "--loan", "LN000001", "--letter", "manual-7", "--at", "2026-11-20T09:20")
+        assert held() == [("L20261021-LN000001", "heloc_counseling"), ("L20261120-LN000001", "early_warning"),
+                          ("manual-7", "imminent_default")]
+
     def test_an_application_opens_loss_mitigation_the_next_night(self, built):
         cli(built, "application", "--loan", "LN000004", "--at", "2026-11-20T11:00")
         con = warehouse.connect(built / "wh.duckdb", read_only=True)
