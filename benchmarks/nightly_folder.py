@@ -1,9 +1,9 @@
-"""A generated landing folder for the ingest and night benchmarks, with its last day held back.
+"""A generated landing folder for the ingest and night benchmarks, with its last days held back.
 
-``prepare(root, loans, months)`` generates (once, cached under ``root``) a landing folder
-of ``loans`` loans and ``months`` months, and moves the last day's ledger file aside so
-that a benchmark can load the history first and then measure a steady night that adds
-that one day.
+``prepare(root, loans, months, days)`` generates (once, cached under ``root``) a landing
+folder of ``loans`` loans and ``months`` months, and moves the last ``days`` days' ledger
+files aside, so that a benchmark can load the history first and then run the nights
+that add those days one at a time (the last of them is the steady night it measures).
 """
 
 from __future__ import annotations
@@ -14,20 +14,32 @@ from datetime import date
 from pathlib import Path
 
 
+def _day(file: Path) -> date:
+    return date.fromisoformat(file.stem.removeprefix("payments_"))
+
+
 @dataclass(frozen=True)
 class Prepared:
     data: Path
-    held_back: Path  # the last day's ledger file, outside the folder
-    last_day: date
+    held: tuple[Path, ...]  # the held-back days' ledger files, outside the folder, in date order
 
-    def release(self) -> Path:
-        """Put the held-back day into the landing folder (the steady night's new file)."""
-        target = self.data / "payments" / self.held_back.name
-        shutil.copyfile(self.held_back, target)
+    @property
+    def days(self) -> list[date]:
+        return [_day(f) for f in self.held]
+
+    @property
+    def last_day(self) -> date:
+        return self.days[-1]
+
+    def release(self, day: date | None = None) -> Path:
+        """Put one held-back day (the last by default) into the landing folder."""
+        file = next(f for f in self.held if _day(f) == (day or self.last_day))
+        target = self.data / "payments" / file.name
+        shutil.copyfile(file, target)
         return target
 
 
-def prepare(root: Path, loans: int, months: int, seed: int = 7) -> Prepared:
+def prepare(root: Path, loans: int, months: int, days: int = 1, seed: int = 7) -> Prepared:
     from lienwatch.generate import generate
 
     data = root / f"landing-{loans}-{months}"
@@ -36,9 +48,16 @@ def prepare(root: Path, loans: int, months: int, seed: int = 7) -> Prepared:
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(held, ignore_errors=True)
         generate(data, loans=loans, months=months, seed=seed)
-        held.mkdir(parents=True)
-        last = sorted((data / "payments").glob("payments_*.csv"))[-1]
-        shutil.move(str(last), held / last.name)
-    file = sorted(held.glob("payments_*.csv"))[-1]
-    (data / "payments" / file.name).unlink(missing_ok=True)
-    return Prepared(data, file, date.fromisoformat(file.stem.removeprefix("payments_")))
+    held.mkdir(parents=True, exist_ok=True)
+    # Hold back the last ``days`` days (more than an earlier run held, if it asks for more).
+    files = sorted({f.name: f for f in [*held.glob("payments_*.csv"),
+                                        *(data / "payments").glob("payments_*.csv")]}.values())
+    wanted = [f.name for f in files[-days:]]
+    for name in wanted:
+        if not (held / name).exists():
+            shutil.move(str(data / "payments" / name), held / name)
+        (data / "payments" / name).unlink(missing_ok=True)
+    for file in held.glob("payments_*.csv"):  # held by an earlier run but not wanted now
+        if file.name not in wanted:
+            shutil.move(str(file), data / "payments" / file.name)
+    return Prepared(data, tuple(held / name for name in wanted))
