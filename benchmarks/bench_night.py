@@ -12,7 +12,7 @@ after N nights (saved as ``night_<loans>_history_<N>``). The warehouse before th
 steady night is kept beside the database; ``--steady-only`` starts from that copy and
 times the steady night alone (saved with ``_steady`` added). ``--repeat R`` times the
 steady night R times from the same warehouse and reports the run with the median flow
-time, with every run's flow and step seconds beside it: this 2-core host's speed varies
+time (the faster of the middle two when R is even), with every run's flow and step seconds beside it: this 2-core host's speed varies
 by up to half between runs minutes apart, in CPU seconds as much as in wall time.
 
 Each night runs in its own process through the Prefect flow in local mode; the figures

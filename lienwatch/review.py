@@ -41,6 +41,7 @@ from lienwatch.letters import TEMPLATES
 from lienwatch.settings import Settings
 from transforms import cases
 from transforms.contract import BUCKETS, CARE_FLAGS, SIGNALS, TIERS
+from transforms.letters import night_of
 
 REVIEW_TEMPLATES = TEMPLATES / "review"
 PAGE = "review.html"
@@ -129,25 +130,16 @@ def decisions(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
             .select([pl.col(name).cast(dtype) for name, dtype in schema.items()]))
 
 
-LETTER_ID_DATE = re.compile(r"L(\d{4})(\d{2})(\d{2})-")
-
-
 def _letter_templates(con: duckdb.DuckDBPyConnection, letter_ids: list[str]) -> pl.DataFrame:
     """The template of each of ``letter_ids`` (letter_id, template).
 
     The letters table holds every night's letters: the look-up reads only the nights the
-    ids name (a letter id starts with its night's date, ``L20240603-``), so its cost does
-    not grow with the warehouse's history."""
+    ids name (:func:`transforms.letters.night_of`), so its cost does not grow with the
+    warehouse's history."""
     schema = {"letter_id": pl.String(), "template": pl.String()}
     if not letter_ids:
         return pl.DataFrame(schema=schema)
-    nights = set()
-    for letter_id in letter_ids:
-        found = LETTER_ID_DATE.match(letter_id)
-        try:
-            nights.add(date(*map(int, found.groups())) if found else None)
-        except ValueError:
-            nights.add(None)
+    nights = {night_of(letter_id) for letter_id in letter_ids}
     if None in nights:  # an id of another form: look for it in every night
         query = """SELECT DISTINCT letter_id, template FROM letters
                    WHERE letter_id IN (SELECT unnest($ids::VARCHAR[]))"""

@@ -17,7 +17,7 @@ from pypdf import PdfReader
 from lienwatch import letters as render
 from lienwatch.settings import Settings
 from transforms.contract import LETTER_TEMPLATES
-from transforms.letters import HISTORY_COLUMNS, Rules, check, decide, letter_id, letter_ids
+from transforms.letters import HISTORY_COLUMNS, Rules, check, decide, letter_id, letter_ids, night_of
 
 AS_OF = date(2026, 11, 20)
 RULES = Rules()
@@ -182,6 +182,14 @@ class TestSuppression:
     def test_ids_made_at_once_are_the_ids_made_one_by_one(self, keys):
         frame = pl.DataFrame(keys, schema=["borrower_id", "loan_id", "template"], orient="row")
         assert letter_ids(frame, AS_OF).to_list() == [letter_id(AS_OF, *key) for key in keys]
+
+    @settings(max_examples=50, deadline=None)
+    @given(st.dates(min_value=date(1900, 1, 1)), st.text(min_size=1))
+    def test_an_id_names_its_night(self, night, key):
+        assert night_of(letter_id(night, key, key, "early_warning")) == night
+
+    def test_an_id_of_another_form_names_no_night(self):
+        assert [night_of(x) for x in ("manual-7", "L20261332-abc", "L2026112-abc", "")] == [None] * 4
 
 
 # --------------------------------------------------------------------------- rendering

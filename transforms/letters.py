@@ -79,6 +79,19 @@ def letter_id(as_of: date, borrower_id: str, loan_id: str, template: str) -> str
     return f"L{as_of:%Y%m%d}-{digest[:12]}"
 
 
+LETTER_ID_NIGHT = re.compile(r"L(\d{4})(\d{2})(\d{2})-")
+
+
+def night_of(letter_id: str) -> date | None:
+    """The night a :func:`letter_id` was made on (its ``L20240603-`` prefix); None for an id
+    of another form."""
+    found = LETTER_ID_NIGHT.match(letter_id)
+    try:
+        return date(*map(int, found.groups())) if found else None
+    except ValueError:
+        return None
+
+
 def letter_ids(frame: pl.DataFrame, as_of: date) -> pl.Series:
     """:func:`letter_id` of every row of ``frame`` (borrower_id, loan_id, template), at once."""
     keys = frame.select(pl.concat_str(pl.lit(as_of.isoformat()), "borrower_id", "loan_id", "template",
