@@ -40,6 +40,9 @@ from benchmarks.harness import parser, report
 
 NIGHT = """
 import json, sys, time
+from lienwatch import prefect_local
+# As `lienwatch run` does: Prefect's temporary server boots while the night's code loads.
+prefect_local.start_early()
 from datetime import date
 from pathlib import Path
 from lienwatch.night import run_night

@@ -139,8 +139,12 @@ def local_server() -> Iterator[Callable[[], None] | None]:
     if _server is None or _server[0].poll() is not None:
         _server = _start()
     process, url = _server
-    # No UI is served: no "View at" link in the run's log.
-    with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_UI_URL: ""}):
+    # No UI is served: no "View at" link in the run's log. Unless set, the flow sends no
+    # heartbeats: they let a server with background services mark a crashed run, which
+    # the temporary server (no services) never does, and a night ending waits up to a
+    # second for the heartbeat thread to stop.
+    with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_UI_URL: ""},
+                            set_defaults={"flows.heartbeat_frequency": None}):
         yield lambda: _wait_for(process, url)
 
 

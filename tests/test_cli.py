@@ -84,6 +84,28 @@ with p.local_server() as ready:
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == ["True", "http://127.0.0.1:9/api", "1", "True", "None"]
 
+    @pytest.mark.parametrize(("configured", "expected"), [(None, "None"), ("60", "60")])
+    def test_the_temporary_server_gets_no_heartbeats_unless_asked(self, tmp_path, configured, expected):
+        """Heartbeats let a server's services mark a crashed run; the temporary server runs
+        none, so a local night sends none, unless Prefect's setting asks for them."""
+        code = """
+import atexit, subprocess, sys
+import lienwatch.prefect_local as p
+idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.DEVNULL)
+atexit.register(idle.kill)
+p._start = lambda: (idle, "http://127.0.0.1:9/api")  # stands for the server: nothing here calls it
+with p.local_server() as ready:
+    from prefect.settings import get_current_settings
+    print(ready is not None, get_current_settings().flows.heartbeat_frequency)
+"""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env["PREFECT_HOME"] = str(tmp_path / "home")
+        if configured:
+            env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = configured
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["True", expected]
+
     def test_the_temporary_server_sends_no_usage_statistics_unless_asked(self, monkeypatch):
         monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
         assert prefect_local._environment()["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
