@@ -15,9 +15,12 @@ steady night R times from the same warehouse and reports the run with the median
 time (the faster of the middle two when R is even), with every run's flow and step seconds beside it: this 2-core host's speed varies
 by up to half between runs minutes apart, in CPU seconds as much as in wall time.
 
-Each night runs in its own process through the Prefect flow in local mode; the figures
-per stage are the flow's own (seconds, CPU seconds of all the process's threads, and
-the process's peak memory after the stage). Letters are decided but not rendered
+Each night runs in its own process through the Prefect flow in local mode, started as
+``lienwatch run`` starts it (Prefect's temporary server first, then the night's code);
+``flow_seconds`` runs from the night's call (code loaded) to its summary,
+``process_seconds`` is the whole process. The figures per stage are the flow's own
+(seconds, CPU seconds of all the process's threads, and the process's peak memory
+after the stage). Letters are decided but not rendered
 (``letters.render = false``); PDF throughput is ``bench_letters.py``'s. Targets at
 1,000,000 loans: a steady night under 30 s excluding PDF rendering, under 4 GB.
 """
