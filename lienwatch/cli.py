@@ -240,8 +240,8 @@ def main() -> None:  # pragma: no cover - console entry
     Nor does the exit collect garbage through every module a night loads (Prefect,
     Great Expectations and what they import: about a second after the summary is
     printed). The command closes its warehouse connections and files itself; registered
-    first, the freeze runs after every other exit handler (Prefect's log and event
-    workers', the temporary server's stop)."""
+    before the night starts, the freeze runs after the exit handlers the night registers
+    (Prefect's log and event workers', the temporary server's stop)."""
     atexit.register(gc.freeze)
     try:
         app()

@@ -17,7 +17,15 @@ from pypdf import PdfReader
 from lienwatch import letters as render
 from lienwatch.settings import Settings
 from transforms.contract import LETTER_TEMPLATES
-from transforms.letters import HISTORY_COLUMNS, Rules, check, decide, letter_id, letter_ids, night_of
+from transforms.letters import (
+    HISTORY_COLUMNS,
+    Rules,
+    check,
+    decide,
+    letter_id,
+    letter_ids,
+    night_of,
+)
 
 AS_OF = date(2026, 11, 20)
 RULES = Rules()
