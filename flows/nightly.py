@@ -10,7 +10,6 @@ mapping) so that the same flow runs from ``lienwatch run``, from ``lienwatch ser
 a schedule, and from a Prefect deployment (``prefect.yaml``).
 """
 
-from __future__ import annotations
 
 import os
 import resource
