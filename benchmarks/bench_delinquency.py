@@ -40,7 +40,8 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import best_of, parser, peak_rss_mb, report
-from transforms.delinquency import loan_status, loan_status_history, sql
+from lienwatch.sql import query
+from transforms.delinquency import loan_status, loan_status_history
 
 AS_OF = date(2024, 12, 31)
 THREADS = 2
@@ -157,7 +158,7 @@ def status_step(db: Path, as_of: date, split: dict[str, float] | None = None):
     start = time.perf_counter()
     con = connect(db)
     try:
-        net_paid = con.sql(sql("net_paid"), params={"as_of": as_of}).pl()
+        net_paid = con.sql(query("net_paid"), params={"as_of": as_of}).pl()
         loans = con.sql(f"SELECT {LOAN_COLUMNS} FROM loans").pl()
         changes = con.sql("SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes").pl()
     finally:
@@ -190,7 +191,7 @@ def case_history(db: Path) -> dict[str, Any]:
     start = time.perf_counter()
     con = connect(db)
     try:
-        running = con.sql(sql("net_paid_month_ends"),
+        running = con.sql(query("net_paid_month_ends"),
                           params={"from_date": month_ends[0], "to_date": month_ends[-1]}).pl()
         loans = con.sql(f"SELECT {LOAN_COLUMNS}, current_balance FROM loans").pl()
         changes = con.sql("SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes").pl()

@@ -5,7 +5,7 @@
 Generates (once, shared with ``bench_night.py`` under ``--work``) a landing folder,
 and builds (once, reused on later runs) a warehouse that has run the first night on
 the day before the folder's last ledger day: ingest and delinquency, the flags step
-not yet. Then it times :func:`lienwatch.night.step_flags` alone, each run in a fresh
+not yet. Then it times :func:`lienwatch.steps.flags.run` alone, each run in a fresh
 process (its seconds, and the process's peak memory: the interpreter and imports
 included, as in a night), ``--repeat`` times; the figure is the fastest run. Target at
 1,000,000 loans: under 5 s.
@@ -40,13 +40,14 @@ def warehouse_paths(work: Path, loans: int, months: int) -> tuple[Path, Path]:
 
 def build(data: Path, db: Path, out: Path, as_of: date) -> dict[str, Any]:
     """Ingest the folder and run the night's delinquency step (no flags) into ``db``."""
-    from lienwatch.night import Night, step_delinquency, step_ingest
+    from lienwatch.night import Night
     from lienwatch.settings import Settings
+    from lienwatch.steps import delinquency, ingest
 
     night = Night(data=data, db=db, out=out, as_of=as_of, run_id=f"bench-{as_of}")
     figures: dict[str, Any] = {}
-    for name, step in (("ingest", lambda: step_ingest(night)),
-                       ("delinquency", lambda: step_delinquency(night, Settings()))):
+    for name, step in (("ingest", lambda: ingest.run(night)),
+                       ("delinquency", lambda: delinquency.run(night, Settings()))):
         started = time.perf_counter()
         step()
         figures[f"{name}_seconds"] = round(time.perf_counter() - started, 1)
@@ -59,13 +60,14 @@ def flags_once(data: Path, db: Path, out: Path, as_of: date) -> dict[str, Any]:
     process imports the flow module, and with it every step's, before its first step)."""
     import flows.nightly  # noqa: F401
     import transforms.flags  # noqa: F401
-    from lienwatch.night import Night, step_flags
+    from lienwatch.night import Night
     from lienwatch.settings import Settings
+    from lienwatch.steps import flags
 
     settings = Settings()
     night = Night(data=data, db=db, out=out, as_of=as_of, run_id=f"bench-{as_of}")
     started, cpu = time.perf_counter(), time.process_time()
-    counts = step_flags(night, settings)
+    counts = flags.run(night, settings)
     seconds = round(time.perf_counter() - started, 3)
     return {"seconds": seconds, "cpu_seconds": round(time.process_time() - cpu, 2),
             "peak_rss_mb": round(peak_rss_mb(), 1),

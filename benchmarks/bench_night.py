@@ -50,7 +50,7 @@ atexit.register(gc.freeze)
 prefect_local.start_early()
 from datetime import date
 from pathlib import Path
-from lienwatch.night import run_night
+from lienwatch.entry import run_night
 from lienwatch.settings import Settings
 started = time.perf_counter()
 # Letters are decided but not rendered (a dry run): the target excludes PDF rendering,

@@ -1,6 +1,6 @@
 """The nightly flow: landing folder to warehouse, status, flags, and the night's record.
 
-Orchestration only: every task calls one step of ``lienwatch.night`` with small
+Orchestration only: every task calls one step of ``lienwatch.steps`` with small
 arguments (the night's paths and date) and returns that step's counts. Only reading
 the landing folder is retried (a network share can blip); a deterministic step that
 fails fails the night at once, which is recorded in ``runs`` with its one-line reason.
@@ -23,12 +23,12 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from lienwatch import letters, outreach, review
-from lienwatch import night as steps
+from lienwatch import letters as render
 from lienwatch.errors import LienwatchError
 from lienwatch.faults import fault_point
-from lienwatch.night import Night, NightSummary
+from lienwatch.night import Night, NightSummary, new_run_id, writer_lock
 from lienwatch.settings import Settings, load_settings
+from lienwatch.steps import delinquency, flags, ingest, letters, options, record, review
 
 
 def _transient(task, task_run, state) -> bool:
@@ -48,41 +48,41 @@ def _transient(task, task_run, state) -> bool:
 @task(name="ingest", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient,
       cache_policy=NONE)
 def ingest_task(night: Night) -> dict:
-    return steps.step_ingest(night)
+    return ingest.run(night)
 
 
 # ---- delinquency: ledger -> loan_status, month-end history, transitions, roll rates
 @task(name="delinquency", cache_policy=NONE)
 def delinquency_task(night: Night, settings: Settings) -> dict:
-    return steps.step_delinquency(night, settings)
+    return delinquency.run(night, settings)
 
 
 # ---- flags: loan_status + ledger + snapshots -> risk_flags
 @task(name="flags", cache_policy=NONE)
 def flags_task(night: Night, settings: Settings) -> dict:
-    return steps.step_flags(night, settings)
+    return flags.run(night, settings)
 
 
 # ---- options: risk_flags + loan terms + the catalogue -> hardship_options
 @task(name="options", cache_policy=NONE)
 def options_task(night: Night, settings: Settings) -> dict:
-    return outreach.step_options(night, settings)
+    return options.run(night, settings)
 
 
 # ---- letters: decisions -> rendering fanned out over the task runner -> rows and manifest
 @task(name="letters-decide", cache_policy=NONE)
 def letters_decide_task(night: Night, settings: Settings) -> dict:
-    return outreach.letters_prepare(night, settings)
+    return letters.prepare(night, settings)
 
 
 @task(name="letters-render", cache_policy=NONE)
 def letters_render_task(chunk: list[dict], folder: str, workers: int | None) -> list[dict]:
-    return letters.render_all(chunk, Path(folder), workers)
+    return render.render_all(chunk, Path(folder), workers)
 
 
 @task(name="letters-record", cache_policy=NONE)
 def letters_record_task(night: Night, prepared: dict, rendered: list[dict]) -> dict:
-    return outreach.letters_finish(night, prepared, rendered)
+    return letters.finish(night, prepared, rendered)
 
 
 def letters_step(night: Night, settings: Settings) -> dict:
@@ -104,18 +104,18 @@ def letters_step(night: Night, settings: Settings) -> dict:
 # ---- review: cases, the review page, the call list and the queue exports
 @task(name="review", cache_policy=NONE)
 def review_task(night: Night, settings: Settings) -> dict:
-    return review.step_review(night, settings)
+    return review.run(night, settings)
 
 
 # ---- run record
 @task(name="record-start", cache_policy=NONE)
 def record_start_task(night: Night) -> None:
-    steps.step_record_start(night)
+    record.start(night)
 
 
 @task(name="record-end", cache_policy=NONE)
 def record_end_task(night: Night, status: str, counts: dict, reason: str | None = None) -> None:
-    steps.step_record_end(night, status, counts, reason)
+    record.end(night, status, counts, reason)
 
 
 STEPS = (
@@ -145,8 +145,8 @@ def nightly(
         Path(config) if config else None)
     day = as_of or datetime.now(ZoneInfo(cfg.schedule.timezone)).date()
     night = Night(data=Path(data), db=Path(db), out=Path(out), as_of=day,
-                  run_id=run_id or steps.new_run_id(day))
-    with steps.writer_lock(night.db):
+                  run_id=run_id or new_run_id(day))
+    with writer_lock(night.db):
         return _night(night, cfg).as_dict()
 
 
@@ -173,7 +173,7 @@ def _night(night: Night, settings: Settings) -> NightSummary:
         record_end_task(night, "failed", summary.steps, reason)
         logger.error("night %s failed: %s", night.as_of, reason)
         raise
-    path = steps.write_summary(night, summary)
+    path = record.write_summary(night, summary)
     record_end_task(night, "completed", summary.steps)
     _publish(summary, path)
     logger.info("night %s completed; summary at %s", night.as_of, path)

@@ -17,8 +17,8 @@ import polars as pl
 
 from lienwatch import warehouse
 from lienwatch.errors import LienwatchError
-from lienwatch.night import flags_as_of
 from lienwatch.settings import Settings
+from lienwatch.steps.flags import flags_as_of
 from transforms import backtest
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "reports"

@@ -71,7 +71,8 @@ def run(
     settings = _settings(config)
     night = _parse_date(as_of, "--as-of") or date.today()
     prefect_local.start_early()  # Prefect's temporary server boots while the night's code loads
-    from lienwatch.night import run_night, summary_text
+    from lienwatch.entry import run_night
+    from lienwatch.night import summary_text
 
     try:
         summary = run_night(
@@ -102,7 +103,7 @@ def backfill(
     if first > last:
         _fail(f"--start {first} is after --end {last}")
     prefect_local.start_early()
-    from lienwatch.night import run_backfill
+    from lienwatch.entry import run_backfill
 
     _echo_nights(lambda: run_backfill(
         settings, data=data or settings.paths.data, db=db or settings.paths.db,
@@ -127,23 +128,13 @@ def serve(
             "`prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api "
             "(or run single nights with `lienwatch run` from cron)"
         )
-    from prefect.schedules import Cron
-
-    from flows.nightly import configured
+    from lienwatch.entry import serve_nights
 
     typer.echo(
         f"serving lienwatch-nightly on '{settings.schedule.cron}' ({settings.schedule.timezone})"
     )
-    configured(settings).serve(
-        name="lienwatch-nightly",
-        schedules=[Cron(settings.schedule.cron, timezone=settings.schedule.timezone)],
-        parameters={
-            "data": str((data or settings.paths.data).resolve()),
-            "db": str((db or settings.paths.db).resolve()),
-            "out": str((out or settings.paths.out).resolve()),
-            "config": str(config.resolve()) if config else None,
-        },
-    )
+    serve_nights(settings, data=data or settings.paths.data, db=db or settings.paths.db,
+                 out=out or settings.paths.out, config=config)
 
 
 @app.command()
@@ -197,7 +188,7 @@ def demo(
     """Run the bundled sample portfolio through consecutive nights and say where it all is."""
     settings = _settings(config)
     prefect_local.start_early()
-    from lienwatch.night import latest_ledger_date, run_backfill
+    from lienwatch.entry import latest_ledger_date, run_backfill
 
     data, db, out = settings.paths.data, settings.paths.db, settings.paths.out
     def demo_nights():

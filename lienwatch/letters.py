@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import io
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import jinja2
 import polars as pl
 
 from lienwatch.faults import fault_point
+from lienwatch.files import make_durable, write_atomic
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 if not (TEMPLATES / "letters").is_dir():  # installed wheel: templates ship inside the package
@@ -143,35 +145,6 @@ def document_text(doc: dict[str, Any]) -> str:
 PHONE = re.compile(r"\((\d{3})\) (\d{3}-\d{4})")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write under a temporary name, then rename: nobody ever sees half a letter. Made durable
-    by ``_make_durable`` once per chunk (one journal commit instead of one per file)."""
-    tmp = path.with_name(f".{path.name}.part")
-    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(handle, data)
-    finally:
-        os.close(handle)
-    os.replace(tmp, path)
-
-
-def _make_durable(paths: list[str], folder: Path) -> None:
-    """fsync every file written and the folder, before the letters are reported as rendered
-    (and so before the warehouse records them): after a crash, a letter the warehouse calls
-    generated is on disk whole."""
-    for path in paths:
-        handle = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
 def render(letter: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Compose, check and write one letter; returns its paths and pages, or its problems."""
     from transforms.letters import check
@@ -189,8 +162,10 @@ def render(letter: dict[str, Any], folder: Path) -> dict[str, Any]:
     # Untagged: the PDF is for print; the HTML beside it is the accessible version.
     pdf = _compiler().compile(sys_inputs={"letter": data}, timestamp=letter["timestamp"], pdf_tags=False)
     pdf_path, html_path = folder / f"{letter['letter_id']}.pdf", folder / f"{letter['letter_id']}.html"
-    _write_atomic(html_path, html.encode("utf-8"))
-    _write_atomic(pdf_path, pdf)
+    # made durable a chunk at a time, before the letters are reported as rendered (and so
+    # before the warehouse records them): after a crash, a letter called generated is whole
+    write_atomic(html_path, html.encode("utf-8"), durable=False)
+    write_atomic(pdf_path, pdf, durable=False)
     fault_point("letters:file")
     result.update(pdf_path=str(pdf_path), html_path=str(html_path), pages=_pages(pdf))
     return result
@@ -204,7 +179,7 @@ def _pages(pdf: bytes) -> int:
 
 def _render_chunk(letters: list[dict[str, Any]], folder: str) -> list[dict[str, Any]]:
     results = [render(letter, Path(folder)) for letter in letters]
-    _make_durable([r[key] for r in results for key in ("pdf_path", "html_path") if r[key]], Path(folder))
+    make_durable([r[key] for r in results for key in ("pdf_path", "html_path") if r[key]], Path(folder))
     return results
 
 
@@ -299,13 +274,11 @@ MANIFEST_COLUMNS = ("letter_id", "name", "address_line1", "address_line2", "city
 
 def write_manifest(path: Path, rows: list[dict[str, Any]]) -> None:
     """The mail manifest for the print-and-mail vendor, written atomically."""
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue().encode("utf-8"))
 
 
 def results_frame(results: list[dict[str, Any]]) -> pl.DataFrame:

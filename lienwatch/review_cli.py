@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from lienwatch import review
 from lienwatch.cli_support import fail as _fail
 from lienwatch.cli_support import settings_or_exit as _settings
 from lienwatch.errors import LienwatchError
+from lienwatch.review import decisions
 from lienwatch.settings import Settings
 
 review_app = typer.Typer(
@@ -64,7 +64,7 @@ def _record(kind: str, loan: str, db: Path | None, by: str | None, at: str | Non
     settings = _settings(config)
     analyst = by if by is not None else os.environ.get("USER", "")
     try:
-        row = review.record_decision(db or settings.paths.db, kind=kind, loan_id=loan, made_by=analyst,
+        row = decisions.record_decision(db or settings.paths.db, kind=kind, loan_id=loan, made_by=analyst,
                                      made_at=_when(at, settings), **fields)
     except LienwatchError as exc:
         _fail(str(exc))

@@ -15,9 +15,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import polars as pl
+import pyarrow as pa
 
 from lienwatch.errors import LienwatchError, WarehouseBusy
 from transforms.contract import FEEDS, Column, Feed
@@ -106,6 +110,59 @@ def _schema() -> list[str]:
   html_path VARCHAR,
   pages INTEGER
 )""",
+        # The contract's night tables, each night's rows replaced whole by its step.
+        """CREATE TABLE IF NOT EXISTS loan_status (
+  as_of_date DATE NOT NULL,
+  loan_id VARCHAR NOT NULL,
+  lien_position INTEGER,
+  installments_due INTEGER,
+  installments_paid INTEGER,
+  oldest_unpaid_due_date DATE,
+  days_past_due INTEGER,
+  bucket VARCHAR,
+  amount_past_due DECIMAL(14,2),
+  next_due_date DATE,
+  installment_amount DECIMAL(14,2),
+  net_paid DECIMAL(14,2),
+  suspense_amount DECIMAL(14,2),
+  total_due DECIMAL(14,2),
+  metro2_account_status VARCHAR,
+  metro2_payment_rating VARCHAR,
+  live_contact_due_date DATE,
+  written_notice_due_date DATE,
+  default_date DATE,
+  past_120_date DATE
+)""",
+        """CREATE TABLE IF NOT EXISTS risk_flags (
+  as_of_date DATE NOT NULL,
+  loan_id VARCHAR NOT NULL,
+  borrower_id VARCHAR,
+  tier VARCHAR NOT NULL,
+  score DECIMAL(10,2),
+  reasons VARCHAR[],
+  reason_details VARCHAR[],
+  care VARCHAR[],
+  days_past_due INTEGER,
+  queue_rank BIGINT,
+  in_queue BOOLEAN
+)""",
+        """CREATE TABLE IF NOT EXISTS hardship_options (
+  as_of_date DATE NOT NULL,
+  loan_id VARCHAR NOT NULL,
+  borrower_id VARCHAR,
+  option_code VARCHAR NOT NULL,
+  eligible BOOLEAN NOT NULL,
+  rank INTEGER,
+  rationale VARCHAR,
+  offer BOOLEAN,
+  plan_months INTEGER,
+  plan_payment DECIMAL(14,2),
+  plan_last_payment DECIMAL(14,2),
+  amount DECIMAL(14,2),
+  terms VARCHAR,
+  notes VARCHAR[],
+  catalogue_version VARCHAR
+)""",
         """CREATE TABLE IF NOT EXISTS runs (
   run_id VARCHAR PRIMARY KEY,
   as_of_date DATE NOT NULL,
@@ -177,27 +234,52 @@ def next_load_id(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT nextval('load_seq')").fetchall()[0][0]
 
 
-def as_arrow(frame):
+def as_arrow(rows: pl.DataFrame) -> pa.Table:
     """A polars frame as Arrow with its own string layout (string views), which DuckDB
     reads as it is: the default conversion rewrites every string column first (about
     1.4 s of a night's 3.9M option rows)."""
-    import polars as pl
-
-    if isinstance(frame, pl.DataFrame):
-        return frame.to_arrow(compat_level=pl.CompatLevel.newest())
-    return frame
+    return rows.to_arrow(compat_level=pl.CompatLevel.newest())
 
 
-def replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame, where: str, params: dict) -> None:
-    """Create ``table`` from the frame's schema if needed, then replace the rows ``where``.
+def frame(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
+    """A query's rows as a polars frame."""
+    return con.sql(query, params=params or {}).pl()
 
-    Run inside :func:`transaction`: a night's rows for a date are swapped all at once,
-    so a rerun replaces them and never duplicates.
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = $t", {"t": table}
+    ).fetchall()[0][0])
+
+
+def replace_night(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame, night: date,
+                  column: str = "as_of_date") -> None:
+    """Replace ``table``'s rows of one night (those whose ``column`` is ``night``) by ``rows``.
+
+    Run inside :func:`transaction`: a night's rows are swapped all at once, so a rerun
+    replaces them and never duplicates. A table the schema does not declare is created
+    from the frame's schema.
     """
-    con.register("_frame", as_arrow(frame))
+    _write(con, table, rows, f"DELETE FROM {table} WHERE {column} = $night", {"night": night})
+
+
+def replace_all(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame) -> None:
+    """Replace every row of ``table`` by ``rows`` (a table rebuilt whole), inside :func:`transaction`."""
+    _write(con, table, rows, f"DELETE FROM {table}", {})
+
+
+def append(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame) -> None:
+    """Add ``rows`` to ``table`` (the later parts of a table rebuilt a part at a time)."""
+    _write(con, table, rows, None, {})
+
+
+def _write(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame, delete: str | None,
+           params: dict[str, Any]) -> None:
+    con.register("_frame", as_arrow(rows))
     try:
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _frame LIMIT 0")
-        con.execute(f"DELETE FROM {table} WHERE {where}", params)
+        if delete is not None:
+            con.execute(delete, params)
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
     finally:
         con.unregister("_frame")

@@ -30,6 +30,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from lienwatch.sql import query
 from transforms.contract import BUCKETS
 from transforms.delinquency import (
     STATUS_COLUMNS,
@@ -42,7 +43,6 @@ from transforms.delinquency import (
     loan_status_history,
     roll_rates,
     spell_tail,
-    sql,
 )
 
 LOAN_SCHEMA = {
@@ -115,7 +115,7 @@ def changes_frame(*changes: tuple) -> pl.DataFrame:
 
 def net_paid(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
     """net_paid.sql run on ``con`` as of ``as_of``."""
-    return con.sql(sql("net_paid"), params={"as_of": as_of}).pl()
+    return con.sql(query("net_paid"), params={"as_of": as_of}).pl()
 
 
 def status(
@@ -143,9 +143,9 @@ def one(loan_row: dict, rows: Iterable[tuple], as_of: date, **kwargs) -> dict:
 
 class TestNetPaidSql:
     def test_sql_reads_the_file(self):
-        """sql(name) returns the text of transforms/sql/<name>.sql."""
-        assert "final" in sql("net_paid") and "$as_of" in sql("net_paid")
-        assert "$from_date" in sql("net_paid_month_ends")
+        """query(name) returns the text of lienwatch/sql/<name>.sql."""
+        assert "final" in query("net_paid") and "$as_of" in query("net_paid")
+        assert "$from_date" in query("net_paid_month_ends")
 
     def test_payments_on_or_before_as_of(self):
         """Only payments posted on or before the as-of date count; the date itself counts."""
@@ -207,7 +207,7 @@ class TestNetPaidMonthEndsSql:
 
     def test_same_figures_as_net_paid_at_each_month_end(self, con):
         """At every month end, the running rollup equals net_paid.sql run for that date."""
-        running = con.sql(sql("net_paid_month_ends"),
+        running = con.sql(query("net_paid_month_ends"),
                           params={"from_date": date(2024, 1, 1), "to_date": date(2024, 6, 30)}).pl()
         month_ends = sorted(running["as_of_date"].unique().to_list())
         assert month_ends == [date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31),
@@ -222,13 +222,13 @@ class TestNetPaidMonthEndsSql:
     def test_one_row_per_loan_per_month_end_from_first_payment(self):
         """A loan has rows from the month end after its first payment; none before, none after to_date."""
         con = ledger([pay("A", date(2024, 3, 31), "10.00")])
-        running = con.sql(sql("net_paid_month_ends"),
+        running = con.sql(query("net_paid_month_ends"),
                           params={"from_date": date(2024, 1, 31), "to_date": date(2024, 5, 30)}).pl()
         assert running["as_of_date"].to_list() == [date(2024, 3, 31), date(2024, 4, 30)]
 
     def test_reversal_in_a_later_month_takes_the_money_off_then(self, con):
         """A payment in February reversed in March counts at the end of February only."""
-        running = con.sql(sql("net_paid_month_ends"),
+        running = con.sql(query("net_paid_month_ends"),
                           params={"from_date": date(2024, 1, 1), "to_date": date(2024, 3, 31)}).pl()
         a = running.filter(pl.col("loan_id") == "A").sort("as_of_date")["net_paid"].to_list()
         assert a == [D("100.00"), D("200.00"), D("100.00")]
@@ -532,7 +532,7 @@ class TestPopulation:
 def history_of(loans: list[dict], rows: list[tuple], month_ends: list[date],
                changes: Iterable[tuple] = (), loans_frame_: pl.DataFrame | None = None) -> pl.DataFrame:
     con = ledger(rows)
-    running = con.sql(sql("net_paid_month_ends"),
+    running = con.sql(query("net_paid_month_ends"),
                       params={"from_date": min(month_ends), "to_date": max(month_ends)}).pl()
     frame = loans_frame_ if loans_frame_ is not None else loans_frame(*loans)
     return loan_status_history(frame, changes_frame(*changes), running, month_ends)

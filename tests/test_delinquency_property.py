@@ -12,9 +12,10 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lienwatch.sql import query
 from tests.test_delinquency import changes_frame, ledger, loans_frame, net_paid
 from transforms.contract import BUCKET_LOWER_DAYS, BUCKETS, LOAN_STATUSES
-from transforms.delinquency import loan_status, loan_status_history, sql
+from transforms.delinquency import loan_status, loan_status_history
 
 CENT = D("0.01")
 MONEY_COLUMNS = ("amount_past_due", "installment_amount", "net_paid", "suspense_amount", "total_due")
@@ -196,7 +197,7 @@ class TestAgainstReference:
         """The month-end history (running SQL + the same engine) equals the reference at each month end."""
         month_ends = [date(2023, m, calendar.monthrange(2023, m)[1]) for m in (1, 2, 6, 11, 12)]
         con = ledger(book.txns)
-        running = con.sql(sql("net_paid_month_ends"),
+        running = con.sql(query("net_paid_month_ends"),
                           params={"from_date": month_ends[0], "to_date": month_ends[-1]}).pl()
         history = loan_status_history(loans_frame(*book.loans), changes_frame(*book.changes), running,
                                       month_ends, book.tolerance)

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import duckdb
 
-from lienwatch import night as steps
+from lienwatch.night import Night
 from lienwatch.settings import Settings
+from lienwatch.steps import delinquency as delinquency_step
+from lienwatch.steps import flags as flags_step
+from lienwatch.steps import ingest as ingest_step
+from lienwatch.steps import letters as letters_step
+from lienwatch.steps import options as options_step
 from tests.landing import LOANS, landing, ledger
 from tests.test_ingest import conserved
 
@@ -20,9 +25,9 @@ MAY = ledger("P3,L1,2024-05-01,250.00,payment,,", "R3,L1,2024-05-04,250.00,rever
 
 
 def run(folder: Path, db: Path, as_of: date = AS_OF) -> None:
-    n = steps.Night(data=folder, db=db, out=db.parent / "out", as_of=as_of, run_id=str(as_of))
-    steps.step_ingest(n)
-    steps.step_delinquency(n, Settings())
+    n = Night(data=folder, db=db, out=db.parent / "out", as_of=as_of, run_id=str(as_of))
+    ingest_step.run(n)
+    delinquency_step.run(n, Settings())
 
 
 def status(db: Path) -> list[tuple]:
@@ -103,19 +108,18 @@ def test_a_loan_dropped_from_the_snapshot_keeps_its_payments(tmp_path):
 
 def test_borrower_text_is_data_not_sql_or_markup(tmp_path):
     """Names that look like SQL, jinja2 or Typst go through a whole night as plain text."""
-    from lienwatch.outreach import step_letters, step_options
     from tests.landing import BORROWERS
 
     hostile = "Robert'); DROP TABLE payments; --"
     people = BORROWERS.replace("José,Núñez", f'"{hostile}","{{{{ 7*7 }}}} #pagebreak() $x$"')
     folder = landing(tmp_path / "in", {"1.csv": MARCH, "2.csv": APRIL}, borrowers=people)
     db = tmp_path / "wh.duckdb"
-    n = steps.Night(data=folder, db=db, out=tmp_path / "out", as_of=AS_OF, run_id="x")
-    steps.step_ingest(n)
-    steps.step_delinquency(n, Settings())
-    steps.step_flags(n, Settings())
-    step_options(n, Settings())
-    made = step_letters(n, Settings())
+    n = Night(data=folder, db=db, out=tmp_path / "out", as_of=AS_OF, run_id="x")
+    ingest_step.run(n)
+    delinquency_step.run(n, Settings())
+    flags_step.run(n, Settings())
+    options_step.run(n, Settings())
+    made = letters_step.run(n, Settings())
     con = duckdb.connect(str(db), read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM payments").fetchall() == [(4,)]
@@ -139,12 +143,12 @@ def test_spells_rebuilt_in_parts_equal_the_whole(tmp_path, monkeypatch):
     tables = ("bucket_transitions", "delinquency_runs_month_end", "delinquency_starts", "roll_rates")
     got = {}
     loaded = tmp_path / "loaded.duckdb"
-    steps.step_ingest(steps.Night(data=data, db=loaded, out=tmp_path / "out", as_of=date(2026, 11, 20), run_id="i"))
+    ingest_step.run(Night(data=data, db=loaded, out=tmp_path / "out", as_of=date(2026, 11, 20), run_id="i"))
     for name, part_rows in (("whole", 10**9), ("parts", 40)):
-        monkeypatch.setattr(steps, "SPELL_PART_ROWS", part_rows)
+        monkeypatch.setattr(delinquency_step, "SPELL_PART_ROWS", part_rows)
         db = tmp_path / f"{name}.duckdb"
         shutil.copyfile(loaded, db)
-        steps.step_delinquency(steps.Night(data=data, db=db, out=tmp_path / "out", as_of=date(2026, 11, 20),
+        delinquency_step.run(Night(data=data, db=db, out=tmp_path / "out", as_of=date(2026, 11, 20),
                                            run_id=name), Settings())
         con = duckdb.connect(str(db), read_only=True)
         try:

@@ -22,7 +22,7 @@ NIGHT = """
 import sys
 from datetime import date
 from pathlib import Path
-from lienwatch.night import run_night
+from lienwatch.entry import run_night
 from lienwatch.settings import Settings
 run_night(Settings(), data=Path(sys.argv[1]), db=Path(sys.argv[2]), out=Path(sys.argv[3]),
           as_of=date.fromisoformat(sys.argv[4]))

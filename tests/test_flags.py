@@ -147,8 +147,9 @@ class TestLateness:
 
     def lateness_of(self, tmp_path, payments: list[tuple], as_of: date,
                     change: tuple | None = None) -> list[int]:
+        from lienwatch.sql import query
         from lienwatch.warehouse import connect
-        from transforms.delinquency import loan_status, sql
+        from transforms.delinquency import loan_status
         from transforms.flags import keyed_events_sql, lateness
 
         con = connect(tmp_path / "wh.duckdb")
@@ -167,11 +168,11 @@ class TestLateness:
                 {"id": f"T{i}", "d": day, "a": amount, "k": kind, "t": target, "i": i})
         loans = con.sql("SELECT * EXCLUDE (load_id) FROM loans").pl()
         changes = con.sql("SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes").pl()
-        status = loan_status(loans, changes, con.sql(sql("net_paid"), params={"as_of": as_of}).pl(), as_of)
+        status = loan_status(loans, changes, con.sql(query("net_paid"), params={"as_of": as_of}).pl(), as_of)
         params = {"as_of": as_of, "window_days": 150}
-        window = con.sql(sql("ledger_events"), params=params).pl()
+        window = con.sql(query("ledger_events"), params=params).pl()
         con.register("_keys", status.select("loan_id").with_row_index("_key").to_arrow())
-        keyed = con.sql(keyed_events_sql(sql("ledger_events"), "_keys"), params=params).pl()
+        keyed = con.sql(keyed_events_sql(query("ledger_events"), "_keys"), params=params).pl()
         con.close()
         found = lateness(loans, changes, window, status, as_of, 150)
         # the night's form: the same moves keyed to the status rows in the query
@@ -300,14 +301,15 @@ class TestNetPaidByDay:
                                        date(2024, 7, 1), date(2024, 9, 1)])
     @pytest.mark.parametrize("window_days", [30, 150])
     def test_matches_the_whole_ledger(self, con, as_of, window_days):
-        from transforms.delinquency import loan_status, sql
+        from lienwatch.sql import query
+        from transforms.delinquency import loan_status
         from transforms.flags import net_paid_by_day
 
         loans = con.sql("SELECT * EXCLUDE (load_id) FROM loans").pl()
         changes = con.sql("SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes").pl()
-        status = loan_status(loans, changes, con.sql(sql("net_paid"), params={"as_of": as_of}).pl(), as_of)
+        status = loan_status(loans, changes, con.sql(query("net_paid"), params={"as_of": as_of}).pl(), as_of)
         params = {"as_of": as_of, "window_days": window_days}
-        window = con.sql(sql("ledger_events"), params=params).pl()
+        window = con.sql(query("ledger_events"), params=params).pl()
         got = net_paid_by_day(window, status, loans, as_of, window_days).sort("loan_id", "as_of_date")
         expected = con.sql(FULL_HISTORY_EVENTS, params=params).pl().sort("loan_id", "as_of_date")
         assert got.schema == expected.schema

@@ -11,10 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from lienwatch import night as steps
+from lienwatch.entry import run_backfill, run_night
 from lienwatch.errors import WarehouseBusy
-from lienwatch.night import run_backfill, run_night
 from lienwatch.settings import Settings
+from lienwatch.steps import flags as flags_step
 from tests.landing import landing, ledger
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -85,7 +85,7 @@ class TestNight:
         def broken(*args, **kwargs):
             raise RuntimeError("disk full while writing")
 
-        monkeypatch.setattr(steps, "step_flags", broken)
+        monkeypatch.setattr(flags_step, "run", broken)
         with pytest.raises(RuntimeError, match="disk full"):
             night(folder, tmp_path)
         con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)

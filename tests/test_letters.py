@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from lienwatch import letters as render
+from lienwatch.night import Night
 from lienwatch.settings import Settings
+from lienwatch.steps import delinquency as delinquency_step
+from lienwatch.steps import flags as flags_step
+from lienwatch.steps import ingest as ingest_step
+from lienwatch.steps import letters as letters_step
+from lienwatch.steps import options as options_step
 from transforms.contract import LETTER_TEMPLATES
 from transforms.letters import (
     HISTORY_COLUMNS,
@@ -335,18 +341,16 @@ class TestOutput:
 
 
 def test_dry_run_records_decisions_without_letters(tmp_path):
-    from lienwatch import night as steps
-    from lienwatch.outreach import step_letters, step_options
     from tests.landing import landing, ledger
 
     folder = landing(tmp_path / "in", {"p.csv": ledger("T1,L1,2024-03-01,250.00,payment,,")})
     settings = Settings.model_validate({"letters": {"render": False}})
-    n = steps.Night(data=folder, db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=date(2024, 6, 3), run_id="x")
-    steps.step_ingest(n)
-    steps.step_delinquency(n, settings)
-    steps.step_flags(n, settings)
-    step_options(n, settings)
-    made = step_letters(n, settings)
+    n = Night(data=folder, db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=date(2024, 6, 3), run_id="x")
+    ingest_step.run(n)
+    delinquency_step.run(n, settings)
+    flags_step.run(n, settings)
+    options_step.run(n, settings)
+    made = letters_step.run(n, settings)
     assert made["generated"] == 0 and made["suppressed"] >= 1
     assert made["suppressed_by_reason"] == {"dry run": made["suppressed"]}
     assert not list((tmp_path / "out").rglob("*.pdf"))

@@ -11,8 +11,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from lienwatch.catalogue import load_catalogue
 from lienwatch.errors import LienwatchError
-from lienwatch.outreach import load_catalogue
+from lienwatch.night import Night
+from lienwatch.steps import delinquency as delinquency_step
+from lienwatch.steps import flags as flags_step
+from lienwatch.steps import ingest as ingest_step
+from lienwatch.steps import options as options_step
 from transforms.options import CatalogueError, evaluate, parse_catalogue
 
 AS_OF = date(2026, 11, 20)
@@ -276,8 +281,6 @@ class TestServicerEditsTheCatalogue:
     """A new option and a changed threshold in the data file alone act on the next night."""
 
     def test_next_night_uses_the_edited_file(self, tmp_path):
-        from lienwatch import night as steps
-        from lienwatch.outreach import step_options
         from lienwatch.settings import Settings
         from tests.landing import landing, ledger
 
@@ -290,12 +293,12 @@ class TestServicerEditsTheCatalogue:
         settings = Settings.model_validate({"options": {"catalogue": str(mine)}})
 
         def night(as_of: date) -> pl.DataFrame:
-            n = steps.Night(data=folder, db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=as_of,
+            n = Night(data=folder, db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=as_of,
                             run_id=f"{as_of}")
-            steps.step_ingest(n)
-            steps.step_delinquency(n, settings)
-            steps.step_flags(n, settings)
-            step_options(n, settings)
+            ingest_step.run(n)
+            delinquency_step.run(n, settings)
+            flags_step.run(n, settings)
+            options_step.run(n, settings)
             import duckdb
             con = duckdb.connect(str(n.db), read_only=True)
             try:

@@ -15,7 +15,6 @@ import json
 import re
 import stat
 import zipfile
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
@@ -24,12 +23,16 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from lienwatch import review, warehouse
+from lienwatch import warehouse
 from lienwatch.errors import LienwatchError
+from lienwatch.night import Night
+from lienwatch.review import decisions
 from lienwatch.review_cli import review_app
 from lienwatch.settings import Settings
+from lienwatch.steps import review as review_step
 from transforms import cases
 from transforms.contract import SIGNALS, TIERS
+from transforms.review import export_frame
 
 NIGHT = date(2026, 11, 20)
 PREVIOUS = date(2026, 11, 19)
@@ -38,19 +41,6 @@ MONEY = pl.Decimal(14, 2)
 
 
 # --------------------------------------------------------------------------- a small warehouse
-
-
-@dataclass(frozen=True)
-class Night:
-    """What ``step_review`` needs of a night."""
-
-    db: Path
-    out: Path
-    as_of: date
-
-    @property
-    def night_dir(self) -> Path:
-        return self.out / self.as_of.isoformat()
 
 
 def tier_of(dpd: int) -> str:
@@ -143,14 +133,14 @@ def _month_ends(con, loans: pl.DataFrame, last: date) -> None:
         )
         .drop("i", "k")
     )
-    warehouse.replace_rows(con, "loan_status_month_end", grid, "TRUE", {})
+    warehouse.replace_all(con, "loan_status_month_end", grid)
     rolls = pl.DataFrame({
         "month_end_date": [ends[0]] * 4, "from_bucket": ["current", "current", "1-29", "30-59"],
         "to_bucket": ["current", "1-29", "30-59", "current"], "loan_count": [90, 10, 5, 1],
         "balance": [D(9000000), D(1000000), D(500000), D(90000)], "share": [0.9, 0.1, 1.0, 1.0],
         "balance_share": [0.9, 0.1, 1.0, 1.0],
     }, schema_overrides={"balance": pl.Decimal(18, 2), "loan_count": pl.Int64})
-    warehouse.replace_rows(con, "roll_rates", rolls, "TRUE", {})
+    warehouse.replace_all(con, "roll_rates", rolls)
 
 
 def write_night(con, out: Path, as_of: date, dpd: dict[str, int]) -> None:
@@ -222,12 +212,13 @@ def write_night(con, out: Path, as_of: date, dpd: dict[str, int]) -> None:
     with warehouse.transaction(con):
         for table, data in (("loan_status", status), ("risk_flags", flags), ("delinquency_starts", starts),
                             ("letters", letters), ("hardship_options", options)):
-            warehouse.replace_rows(con, table, data, "as_of_date = $d", {"d": as_of})
+            warehouse.replace_night(con, table, data, as_of)
 
 
 def run_review(tmp_path: Path, as_of: date = NIGHT, settings: Settings | None = None) -> dict:
-    return review.step_review(Night(db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=as_of),
-                              settings or Settings())
+    night = Night(data=tmp_path / "landing", db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=as_of,
+                  run_id=f"review-{as_of}")
+    return review_step.run(night, settings or Settings())
 
 
 @pytest.fixture
@@ -516,10 +507,10 @@ class TestDecisionsOnTheNextNight:
         cli(built, "hold", "--loan", "LN000001", "--at", "2026-11-20T09:15", "--note", "disputes the balance")
         con = warehouse.connect(built / "wh.duckdb")
         try:
-            assert review.holds_as_of(con, PREVIOUS).is_empty()
+            assert decisions.holds_as_of(con, PREVIOUS).is_empty()
             night = letters(("N1", "LN000001", "early_warning", "generated", None),
                             ("N2", "LN000002", "early_warning", "generated", None))
-            out = cases.apply_holds(night, review.holds_as_of(con, NIGHT))
+            out = cases.apply_holds(night, decisions.holds_as_of(con, NIGHT))
         finally:
             con.close()
         assert out.select("status", "suppression_reason").rows() == [
@@ -527,8 +518,8 @@ class TestDecisionsOnTheNextNight:
         cli(built, "release", "--loan", "LN000001", "--at", "2026-11-21T10:00")
         con = warehouse.connect(built / "wh.duckdb", read_only=True)
         try:
-            assert review.holds_as_of(con, NIGHT).height == 1
-            assert review.holds_as_of(con, NIGHT + timedelta(days=1)).is_empty()
+            assert decisions.holds_as_of(con, NIGHT).height == 1
+            assert decisions.holds_as_of(con, NIGHT + timedelta(days=1)).is_empty()
         finally:
             con.close()
 
@@ -536,7 +527,7 @@ class TestDecisionsOnTheNextNight:
         cli(built, "hold", "--loan", "LN000001", "--letter", "L20261120-LN000001", "--at", "2026-11-20T09:15")
         con = warehouse.connect(built / "wh.duckdb", read_only=True)
         try:
-            assert review.holds_as_of(con, NIGHT).select("letter_id", "template").rows() == [
+            assert decisions.holds_as_of(con, NIGHT).select("letter_id", "template").rows() == [
                 ("L20261120-LN000001", "early_warning")]
         finally:
             con.close()
@@ -558,7 +549,7 @@ class TestDecisionsOnTheNextNight:
         def held() -> list[tuple[str, str]]:
             con = warehouse.connect(built / "wh.duckdb", read_only=True)
             try:
-                return review.holds_as_of(con, NIGHT).select("letter_id", "template").sort("letter_id").rows()
+                return decisions.holds_as_of(con, NIGHT).select("letter_id", "template").sort("letter_id").rows()
             finally:
                 con.close()
 
@@ -573,8 +564,8 @@ class TestDecisionsOnTheNextNight:
         cli(built, "application", "--loan", "LN000004", "--at", "2026-11-20T11:00")
         con = warehouse.connect(built / "wh.duckdb", read_only=True)
         try:
-            assert review.application_cases(con, PREVIOUS).is_empty()
-            found = review.application_cases(con, NIGHT)
+            assert decisions.application_cases(con, PREVIOUS).is_empty()
+            found = decisions.application_cases(con, NIGHT)
         finally:
             con.close()
         # The flags step's rule for an open case: status open, opened by the night, not closed.
@@ -630,7 +621,7 @@ class TestDecisionsOnTheNextNight:
         assert message in done.output
         con = warehouse.connect(built / "wh.duckdb", read_only=True)
         try:
-            assert review.decisions(con, date(2100, 1, 1)).is_empty()
+            assert decisions.decisions(con, date(2100, 1, 1)).is_empty()
         finally:
             con.close()
 
@@ -688,7 +679,7 @@ class TestOutputs:
 
     def test_a_formula_in_a_name_is_kept_as_text(self):
         frame = pl.DataFrame({"borrower_name": ["=HYPERLINK(\"x\")", "Ann"], "reasons": [["a", "b"], []]})
-        out = review._export(frame, {"borrower_name": "borrower_name", "reasons": "reasons"})
+        out = export_frame(frame, {"borrower_name": "borrower_name", "reasons": "reasons"})
         assert out.rows() == [("'=HYPERLINK(\"x\")", "a; b"), ("Ann", "")]
 
     def test_the_page_escapes_names_and_keeps_data_inside_its_script(self, built):

@@ -13,8 +13,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from lienwatch.night import Night, step_delinquency, step_flags, step_ingest
+from lienwatch.night import Night
 from lienwatch.settings import Settings
+from lienwatch.steps import delinquency as delinquency_step
+from lienwatch.steps import flags as flags_step
+from lienwatch.steps import ingest as ingest_step
 from tests.landing import landing, ledger
 
 AS_OF = date(2024, 6, 25)
@@ -135,9 +138,9 @@ def night(tmp_path_factory) -> dict[str, dict]:
     )
     tonight = Night(data=data, db=root / "wh.duckdb", out=root / "out", as_of=AS_OF, run_id="signals")
     settings = Settings()
-    assert step_ingest(tonight)["rows_quarantined"] == 0
-    step_delinquency(tonight, settings)
-    counts = step_flags(tonight, settings)
+    assert ingest_step.run(tonight)["rows_quarantined"] == 0
+    delinquency_step.run(tonight, settings)
+    counts = flags_step.run(tonight, settings)
     con = duckdb.connect(str(tonight.db), read_only=True)
     try:
         frame = con.sql("SELECT * FROM risk_flags WHERE as_of_date = $d ORDER BY queue_rank",

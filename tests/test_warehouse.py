@@ -41,10 +41,9 @@ def test_a_table_created_and_filled_in_one_transaction_reads_back_whole(tmp_path
     try:
         with warehouse.transaction(con):
             # an empty month first (the table is created from it), then two full ones
-            warehouse.replace_rows(con, "history", statuses(date(2026, 9, 30), 0), "as_of_date = $d",
-                                   {"d": date(2026, 9, 30)})
+            warehouse.replace_night(con, "history", statuses(date(2026, 9, 30), 0), date(2026, 9, 30))
             for day in (date(2026, 10, 31), date(2026, 11, 30)):
-                warehouse.replace_rows(con, "history", statuses(day), "as_of_date = $d", {"d": day})
+                warehouse.replace_night(con, "history", statuses(day), day)
             assert read_back(con) == (2 * ROWS, date(2026, 11, 30), ROWS, 2 * ROWS)
             assert con.execute("SELECT max(as_of_date) FROM history WHERE as_of_date < $d",
                                {"d": date(2026, 11, 20)}).fetchall() == [(date(2026, 10, 31),)]

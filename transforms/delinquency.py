@@ -1,7 +1,8 @@
 """Delinquency: how far behind each loan is, tonight and at each month end.
 
-The contract's rules 1-6 ("Delinquency rules" in ``shared/contract.md``), as pure
-transforms. The ledger is rolled up near the data by two SQL files (see :func:`sql`):
+The contract's rules 1-6 ("Delinquency rules" in ``docs/contract.md``), as pure
+transforms. The ledger is rolled up near the data by two queries the delinquency step
+runs (``lienwatch/sql/``):
 
 - ``net_paid.sql``: one row per loan, net paid as of ``$as_of`` (rule 3);
 - ``net_paid_month_ends.sql``: the same at each month end from ``$from_date`` to
@@ -26,7 +27,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import cache
-from importlib import resources
 
 import polars as pl
 
@@ -80,11 +80,6 @@ TERM_COLUMNS = ("loan_id", "first_payment_date", "scheduled_payment", "term_mont
 CALENDAR_START, CALENDAR_END = date(1900, 1, 1), date(2299, 12, 1)
 
 Frame = pl.LazyFrame | pl.DataFrame
-
-
-def sql(name: str) -> str:
-    """The text of ``transforms/sql/<name>.sql``, to run with bound parameters."""
-    return resources.files("transforms").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- public

@@ -33,7 +33,6 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
-import duckdb
 import polars as pl
 
 NOTICE_FAMILY = ("early_intervention", "early_intervention_bankruptcy", "early_intervention_cease")
@@ -93,14 +92,13 @@ def night_of(letter_id: str) -> date | None:
 
 
 def letter_ids(frame: pl.DataFrame, as_of: date) -> pl.Series:
-    """:func:`letter_id` of every row of ``frame`` (borrower_id, loan_id, template), at once."""
-    keys = frame.select(pl.concat_str(pl.lit(as_of.isoformat()), "borrower_id", "loan_id", "template",
-                                      separator="|").alias("key")).with_row_index("i")
-    with duckdb.connect() as con:  # in memory, its own: no state shared with a caller's connection
-        con.register("letter_keys", keys)
-        found = con.sql("SELECT $prefix || sha256(key)[1:12] AS letter_id FROM letter_keys ORDER BY i",
-                        params={"prefix": f"L{as_of:%Y%m%d}-"}).pl()
-    return found["letter_id"]
+    """:func:`letter_id` of every row of ``frame`` (borrower_id, loan_id, template)."""
+    night, prefix = as_of.isoformat(), f"L{as_of:%Y%m%d}-"
+    keys = frame.select("borrower_id", "loan_id", "template").iter_rows()
+    return pl.Series("letter_id", [
+        prefix + hashlib.sha256(f"{night}|{borrower}|{loan}|{template}".encode()).hexdigest()[:12]
+        for borrower, loan, template in keys
+    ], dtype=pl.String)
 
 
 def _care(flag: str) -> pl.Expr:

@@ -1,92 +1,22 @@
-"""The outreach steps of a night: hardship options for each flagged loan.
-
-Like the steps in ``lienwatch.night``, each opens the warehouse, reads, calls the pure
-transforms, replaces the night's rows in one transaction and returns its counts.
-"""
+"""The letters step: tonight's letter decisions, the letters rendered, their rows and the
+mail manifest. The flow runs it in three parts (decide, render, record) so that the
+rendering can fan out over its task runner; :func:`run` does all three in one call."""
 
 from __future__ import annotations
 
-import tomllib
-from datetime import date
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 
+from lienwatch import letters as render
 from lienwatch import warehouse
-from lienwatch.errors import LienwatchError
+from lienwatch.catalogue import load_catalogue
+from lienwatch.night import Night
+from lienwatch.review import decisions
 from lienwatch.settings import Settings
-from transforms import options
-
-BUNDLED_CATALOGUE = "hardship_options.toml"
-
-
-def load_catalogue(path: Path | None) -> options.Catalogue:
-    """The options catalogue at ``path`` (or the bundled one), validated."""
-    if path is None:
-        text = resources.files("lienwatch.catalogue").joinpath(BUNDLED_CATALOGUE).read_text(encoding="utf-8")
-        source = f"lienwatch/catalogue/{BUNDLED_CATALOGUE}"
-    else:
-        source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise LienwatchError(f"{path}: hardship options catalogue not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise LienwatchError(f"{path}: cannot read the hardship options catalogue ({exc})") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise LienwatchError(f"{source}: not valid TOML ({exc})") from None
-    try:
-        return options.parse_catalogue(raw, source)
-    except options.CatalogueError as exc:
-        raise LienwatchError(str(exc)) from None
-
-
-OPTION_INPUTS = """
-SELECT f.loan_id, f.borrower_id, f.tier, f.reasons, f.care,
-       s.days_past_due, s.installments_due - s.installments_paid AS installments_behind,
-       s.amount_past_due, s.installment_amount,
-       l.lien_position, l.product, l.occupancy, l.property_state, l.origination_date,
-       l.first_payment_date, l.term_months, l.current_balance, l.property_value, l.senior_lien_balance
-FROM risk_flags AS f
-JOIN loan_status AS s ON s.as_of_date = f.as_of_date AND s.loan_id = f.loan_id
-JOIN loans AS l ON l.loan_id = f.loan_id
-WHERE f.as_of_date = $as_of
-ORDER BY f.loan_id
-"""
-
-
-def options_as_of(con: duckdb.DuckDBPyConnection, catalogue: options.Catalogue, as_of: date) -> pl.DataFrame:
-    """hardship_options rows for the loans flagged on ``as_of``."""
-    inputs = con.sql(OPTION_INPUTS, params={"as_of": as_of}).pl()
-    cases = con.sql("SELECT loan_id, case_type, opened_date, closed_date FROM loss_mit").pl()
-    return options.evaluate(inputs, cases, catalogue, as_of)
-
-
-def step_options(night, settings: Settings) -> dict[str, Any]:
-    """hardship_options for the night's flagged loans, from the catalogue as it is tonight."""
-    catalogue = load_catalogue(settings.options.catalogue)
-    con = warehouse.connect(night.db)
-    try:
-        found = options_as_of(con, catalogue, night.as_of)
-        with warehouse.transaction(con):
-            warehouse.replace_rows(con, "hardship_options", found, "as_of_date = $as_of", {"as_of": night.as_of})
-    finally:
-        con.close()
-    eligible = found.filter(pl.col("eligible"))
-    best = eligible.filter(pl.col("rank") == 1).group_by("option_code").len().sort("option_code")
-    return {
-        "catalogue_version": catalogue.version,
-        "loans": found.height // max(len(catalogue.option), 1),  # one row per loan per option
-        "options_considered": found.height,
-        "eligible": eligible.height,
-        "best_fit": dict(zip(best["option_code"].to_list(), best["len"].to_list(), strict=True)),
-    }
-
+from transforms.cases import apply_holds
+from transforms.letters import HISTORY_COLUMNS, Rules, decide
 
 LETTER_INPUTS = """
 WITH offered AS (
@@ -125,9 +55,7 @@ ORDER BY f.loan_id
 DRY_RUN = "dry run: letters.render is false, nothing was rendered or mailed"
 
 
-def letter_rules(settings: Settings):
-    from transforms.letters import Rules
-
+def letter_rules(settings: Settings) -> Rules:
     c = settings.letters
     return Rules(notice_from_day=c.notice_from_day, notice_every_days=c.notice_every_days,
                  heloc_counseling_from_day=c.heloc_counseling_from_day,
@@ -136,13 +64,8 @@ def letter_rules(settings: Settings):
                  early_warning_every_days=c.early_warning_every_days, min_gap_days=c.min_gap_days)
 
 
-def letters_prepare(night, settings: Settings) -> dict[str, Any]:
+def prepare(night: Night, settings: Settings) -> dict[str, Any]:
     """Tonight's letter decisions, and the data of each letter to render (plain, picklable)."""
-    from lienwatch import letters as render
-    from lienwatch import review
-    from transforms.cases import apply_holds
-    from transforms.letters import HISTORY_COLUMNS, decide
-
     catalogue = load_catalogue(settings.options.catalogue)
     con = warehouse.connect(night.db)
     try:
@@ -151,7 +74,7 @@ def letters_prepare(night, settings: Settings) -> dict[str, Any]:
         history = con.sql(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM letters "
                           "WHERE status = 'generated' AND as_of_date < $as_of", params=params).pl()
         decided = apply_holds(decide(candidates, history, night.as_of, letter_rules(settings)),
-                              review.holds_as_of(con, night.as_of))
+                              decisions.holds_as_of(con, night.as_of))
         if not settings.letters.render:
             decided = decided.with_columns(
                 pl.when(pl.col("status") == "generated").then(pl.lit(DRY_RUN))
@@ -184,10 +107,8 @@ def letters_prepare(night, settings: Settings) -> dict[str, Any]:
             "folder": str(night.night_dir / "letters")}
 
 
-def letters_finish(night, prepared: dict[str, Any], rendered: list[dict[str, Any]]) -> dict[str, Any]:
+def finish(night: Night, prepared: dict[str, Any], rendered: list[dict[str, Any]]) -> dict[str, Any]:
     """Write the night's letters rows and the mail manifest from the rendering results."""
-    from lienwatch import letters as render
-
     folder = Path(prepared["folder"])
     results = render.results_frame(rendered)
     _remove_stale(folder, set(results.filter(pl.col("pdf_path").is_not_null())["letter_id"].to_list()))
@@ -219,8 +140,7 @@ def letters_finish(night, prepared: dict[str, Any], rendered: list[dict[str, Any
     con = warehouse.connect(night.db)
     try:
         with warehouse.transaction(con):
-            warehouse.replace_rows(con, "letters", final.drop("problems"), "as_of_date = $as_of",
-                                   {"as_of": night.as_of})
+            warehouse.replace_night(con, "letters", final.drop("problems"), night.as_of)
     finally:
         con.close()
     generated = final.filter(pl.col("status") == "generated").group_by("template").len().sort("template")
@@ -238,14 +158,12 @@ def letters_finish(night, prepared: dict[str, Any], rendered: list[dict[str, Any
     }
 
 
-def step_letters(night, settings: Settings) -> dict[str, Any]:
+def run(night: Night, settings: Settings) -> dict[str, Any]:
     """Tonight's letters in one call: decided, rendered over local processes, recorded."""
-    from lienwatch import letters as render
-
-    prepared = letters_prepare(night, settings)
+    prepared = prepare(night, settings)
     rendered = render.render_all(prepared["payloads"], Path(prepared["folder"]),
                                  settings.letters.render_workers or None)
-    return letters_finish(night, prepared, rendered)
+    return finish(night, prepared, rendered)
 
 
 def _remove_stale(folder: Path, keep: set[str]) -> None:

@@ -1,0 +1,163 @@
+"""The flags step: risk_flags for the night's second liens, and the features behind them
+(which the backtest replays at month ends)."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import date, timedelta
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from lienwatch import sql, warehouse
+from lienwatch.night import Night
+from lienwatch.review import decisions
+from lienwatch.settings import Settings
+from transforms import flags
+
+PRIOR_DAYS = 30  # "a month ago" for the worsening-bucket signal
+LATENESS_WINDOW_DAYS = 150  # ledger days read for the last three installments' payment days
+
+
+def risk_policy(settings: Settings) -> flags.Policy:
+
+    risk = settings.risk
+    return flags.Policy(
+        senior_dpd_threshold=risk.senior_dpd_threshold, payment_rise_ratio=risk.payment_rise_ratio,
+        late_days_threshold=risk.late_days_threshold, drift_min_days=risk.drift_min_days,
+        cltv_threshold=risk.cltv_threshold,
+        review_capacity=risk.review_capacity, weights=dict(risk.weights),
+        weight_per_day_past_due=risk.weight_per_day_past_due,
+    )
+
+
+def flags_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
+                status_table: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(features, signals found, risk_flags) as of a date, from the status rows in ``status_table``.
+
+    The night uses ``loan_status``; the backtest replays month ends from
+    ``loan_status_month_end``. Every other input is read as it stood on ``as_of``. Only
+    what the second liens need is read, and the per-loan frames are put row for row
+    with the status once, here, so that the transforms join them at no cost.
+    """
+
+    policy, d = risk_policy(settings), {"as_of": as_of}
+    status = warehouse.frame(
+        con,
+        f"""SELECT loan_id, lien_position, days_past_due, bucket, amount_past_due, suspense_amount,
+                installment_amount, installments_due, installments_paid, total_due, net_paid
+        FROM {status_table} WHERE as_of_date = $as_of AND lien_position = 2""",
+        d,
+    )
+    # The ledger's moves in the lateness window (the longest read) come keyed by the
+    # status row, matched on the loan id in the query rather than on millions of texts
+    # in the frame; read on a second connection while the other inputs are read here.
+    reader = con.cursor()
+    try:
+        reader.register("_status_keys", status.select("loan_id").with_row_index("_key").to_arrow())
+        with ThreadPoolExecutor(1, thread_name_prefix="flags-ledger") as pool:
+            moves = pool.submit(warehouse.frame, reader, flags.keyed_events_sql(sql.query("ledger_events"), "_status_keys"),
+                                {**d, "window_days": LATENESS_WINDOW_DAYS})
+            try:
+                features = _flag_features(con, settings, as_of, status_table, status, moves)
+            except BaseException:
+                reader.interrupt()
+                raise
+    finally:
+        reader.close()
+    found = flags.signals(features, policy)
+    return features, found, flags.risk_flags(features, found, as_of, policy)
+
+
+def _flag_features(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, status_table: str,
+                   status: pl.DataFrame, moves: Future[pl.DataFrame]) -> pl.DataFrame:
+    """The features of :func:`flags_as_of`; ``moves`` gives the keyed ledger moves when
+    lateness needs them."""
+
+
+    risk, d = settings.risk, {"as_of": as_of}
+    keys = status["loan_id"]
+    terms = """SELECT loan_id, borrower_id, lien_position, product, occupancy, current_balance, property_value,
+        senior_lien_balance, origination_date, first_payment_date, scheduled_payment, term_months, status
+        FROM loans WHERE {where}"""
+    loans = flags.align(keys, warehouse.frame(con, terms.format(where="lien_position = 2")))
+    if loans["lien_position"].null_count():  # a loan the master no longer holds as a second lien
+        loans = flags.align(keys, warehouse.frame(con, terms.format(
+            where=f"loan_id IN (SELECT loan_id FROM {status_table} WHERE as_of_date = $as_of AND lien_position = 2)"),
+            d))
+
+    # The bucket "a month ago": each loan's latest status on or before the cutoff. Nearly
+    # every loan has one on the latest date that has any; only the others are looked for
+    # further back, and only those originated by then (a status reports a loan from its
+    # origination on).
+    statuses = """SELECT as_of_date, loan_id, bucket FROM loan_status_month_end WHERE {where}
+        UNION ALL SELECT as_of_date, loan_id, bucket FROM loan_status WHERE {where}"""
+    cutoff = {"cutoff": as_of - timedelta(days=PRIOR_DAYS)}
+    latest_in = {table: con.execute(f"SELECT max(as_of_date) FROM {table} WHERE as_of_date <= $cutoff",
+                                    cutoff).fetchall()[0][0]
+                 for table in ("loan_status_month_end", "loan_status")}
+    latest = max((day for day in latest_in.values() if day is not None), default=None)
+    one_a_loan = "QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1"
+    holding = [table for table, day in latest_in.items() if day == latest]
+    prior = flags.align(keys, warehouse.frame(
+        con,
+        f"SELECT loan_id, bucket FROM {holding[0]} WHERE as_of_date = $latest" if len(holding) == 1
+        else f"SELECT loan_id, bucket FROM ({statuses.format(where='as_of_date = $latest')}) {one_a_loan}",
+        {"latest": latest},
+    ))
+    earlier = loans.filter(
+        prior["bucket"].is_null() & (loans["origination_date"].is_null() | (loans["origination_date"] < latest))
+    )["loan_id"] if latest is not None else keys.clear()
+    if earlier.len():
+        prior = flags.align(keys, pl.concat([
+            prior.filter(prior["bucket"].is_not_null()),
+            warehouse.frame(con, f"""SELECT loan_id, bucket FROM ({statuses.format(where='as_of_date < $latest')})
+                   WHERE loan_id IN (SELECT unnest($loans)) {one_a_loan}""",
+                   {"latest": latest, "loans": earlier.to_list()}),
+        ]))
+
+    changes = warehouse.frame(con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes")
+    return flags.assemble_features(
+        status=status,
+        prior=prior,
+        loans=loans,
+        borrowers=warehouse.frame(con, "SELECT borrower_id, bankruptcy, deceased, cease_communication FROM borrowers"),
+        senior_liens=warehouse.frame(  # the latest report ((loan_id, reported_date) is the feed's key)
+            con,
+            """SELECT loan_id, max(reported_date) AS reported_date,
+                arg_max(senior_days_past_due, reported_date) AS senior_days_past_due
+            FROM senior_liens WHERE reported_date <= $as_of GROUP BY loan_id""",
+            d),
+        # the feed's cases, and the hardship applications analysts recorded (lienwatch review)
+        loss_mit=pl.concat([
+            warehouse.frame(con, "SELECT loan_id, status, opened_date, closed_date FROM loss_mit"),
+            decisions.application_cases(con, as_of).select("loan_id", "status", "opened_date", "closed_date"),
+        ]),
+        ledger=warehouse.frame(con, sql.query("ledger_signals"), {**d, "lookback_days": risk.nsf_lookback_days}),
+        payment_changes=changes,
+        lateness=flags.lateness(loans, changes, moves.result(), status, as_of, LATENESS_WINDOW_DAYS,
+                                settings.delinquency.shortfall_tolerance),
+        as_of=as_of,
+        horizon_days=risk.payment_rise_horizon_days,
+    )
+
+
+def run(night: Night, settings: Settings) -> dict[str, Any]:
+    """risk_flags for the night: second liens with their tier, score, reasons and care."""
+    con = warehouse.connect(night.db)
+    try:
+        _, found, flagged = flags_as_of(con, settings, night.as_of, "loan_status")
+        with warehouse.transaction(con):
+            warehouse.replace_night(con, "risk_flags", flagged, night.as_of)
+    finally:
+        con.close()
+    tiers = flagged.group_by("tier").len()
+    counted = found.group_by("signal").len()
+    return {
+        "flagged": flagged.height,
+        "in_queue": int(flagged["in_queue"].sum()),
+        "cut_by_capacity": int((~flagged["in_queue"]).sum()),
+        "by_tier": dict(zip(tiers["tier"].to_list(), tiers["len"].to_list(), strict=True)),
+        "by_signal": dict(zip(counted["signal"].to_list(), counted["len"].to_list(), strict=True)),
+    }
