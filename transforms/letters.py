@@ -32,6 +32,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -98,8 +99,9 @@ def letter_ids(frame: pl.DataFrame, as_of: date) -> pl.Series:
                                       separator="|").alias("key")).with_row_index("i")
     with duckdb.connect() as con:  # in memory, its own: no state shared with a caller's connection
         con.register("letter_keys", keys)
-        found = con.sql("SELECT $prefix || sha256(key)[1:12] AS letter_id FROM letter_keys ORDER BY i",
-                        params={"prefix": f"L{as_of:%Y%m%d}-"}).pl()
+        # .pl() is typed Any (with lazy=True it gives a LazyFrame)
+        found: pl.DataFrame = con.sql("SELECT $prefix || sha256(key)[1:12] AS letter_id FROM letter_keys ORDER BY i",
+                                      params={"prefix": f"L{as_of:%Y%m%d}-"}).pl()
     return found["letter_id"]
 
 
@@ -119,7 +121,11 @@ def decide(candidates: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: 
     ``history`` is every letter generated before tonight (:data:`HISTORY_COLUMNS`).
     """
     history = history.filter(pl.col("as_of_date") < as_of)
-    dpd, since = pl.col("days_past_due"), lambda col: (pl.lit(as_of) - pl.col(col)).dt.total_days()
+    dpd = pl.col("days_past_due")
+
+    def since(col: str) -> pl.Expr:
+        return (pl.lit(as_of) - pl.col(col)).dt.total_days()
+
     frame = (
         candidates
         .join(_last_sent(history, NOTICE_FAMILY, "_notice"), on="loan_id", how="left")
@@ -258,7 +264,7 @@ def _fold(text: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).casefold()
 
 
-def check(text: str, template: str, language: str, checklist: dict, values: dict[str, str]) -> list[str]:
+def check(text: str, template: str, language: str, checklist: dict[str, Any], values: dict[str, str]) -> list[str]:
     """The checklist's failures for one letter: missing elements and forbidden phrases."""
     spec = checklist.get(template)
     if spec is None:
