@@ -191,7 +191,9 @@ def active_holds(decisions: pl.DataFrame, as_of: date) -> pl.DataFrame:
         .sort("made_at")
         .select("loan_id", "letter_id", "template", pl.col("made_by").alias("held_by"),
                 pl.col("made_at").dt.date().alias("held_on"))
-        .cast(HOLD_SCHEMA)
+        # polars types cast()'s mapping keys as `str | selector | dtype` and a Mapping's key
+        # type is invariant, so a dict[str, DataType] is refused, though cast() takes it
+        .cast(HOLD_SCHEMA)  # type: ignore[arg-type]
     )
 
 

@@ -27,11 +27,15 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import cache
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from transforms import metro2
 from transforms.contract import BUCKET_LOWER_DAYS, BUCKETS, DEFAULT_DAYS, LOAN_STATUSES
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 MONEY = pl.Decimal(14, 2)
 
@@ -275,7 +279,7 @@ def roll_rates(history: pl.DataFrame, month_end: date, loans: Frame | None = Non
 def bucket_of(days_past_due: pl.Expr) -> pl.Expr:
     """The contract's bucket (rule 6) of a number of days past due."""
     bands = list(zip(BUCKET_LOWER_DAYS, BUCKETS, strict=True))
-    expr = pl.when(days_past_due >= bands[-1][0]).then(pl.lit(bands[-1][1]))
+    expr: Then | ChainedThen = pl.when(days_past_due >= bands[-1][0]).then(pl.lit(bands[-1][1]))
     for lower, name in reversed(bands[1:-1]):
         expr = expr.when(days_past_due >= lower).then(pl.lit(name))
     return expr.otherwise(pl.lit(bands[0][1]))
@@ -540,10 +544,10 @@ def _spells(history: pl.DataFrame, state: pl.Expr, carry: tuple[str, ...] = (),
     """
     observed = (history.select(pl.col("as_of_date").unique()) if dates is None
                 else pl.DataFrame({"as_of_date": sorted(set(dates))}, schema={"as_of_date": pl.Date}))
-    dates = observed.sort("as_of_date").with_row_index("_rank").with_columns(pl.col("_rank").cast(pl.Int64))
+    ranked = observed.sort("as_of_date").with_row_index("_rank").with_columns(pl.col("_rank").cast(pl.Int64))
     ordered = (
         history.select("loan_id", "as_of_date", state.alias("state"), *carry)
-        .join(dates, on="as_of_date", how="left")
+        .join(ranked, on="as_of_date", how="left")
         .sort("loan_id", "as_of_date")
     )
     starts = (
@@ -551,7 +555,7 @@ def _spells(history: pl.DataFrame, state: pl.Expr, carry: tuple[str, ...] = (),
         | (pl.col("state") != pl.col("state").shift(1))
         | (pl.col("_rank") != pl.col("_rank").shift(1) + 1)
     ).fill_null(True)
-    next_date = dates.select(pl.col("_rank") - 1, pl.col("as_of_date").alias("left_date"))
+    next_date = ranked.select(pl.col("_rank") - 1, pl.col("as_of_date").alias("left_date"))
     return (
         ordered.with_columns(starts.cum_sum().alias("_spell"))
         .group_by("_spell")

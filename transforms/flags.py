@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import cast
 
 import polars as pl
 
@@ -526,9 +527,10 @@ def _floors(levels: pl.DataFrame) -> pl.DataFrame:
     earlier "paid"."""
     if levels.is_empty():
         return levels.with_columns(pl.col("_level").alias("_floor"))
-    lo, hi = levels["_level"].min(), levels["_level"].max()
+    # integer columns of a frame that is not empty: their least and greatest are ints
+    lo, hi = cast(int, levels["_level"].min()), cast(int, levels["_level"].max())
     span = hi - lo + 1
-    if (levels["_key"].max() + 1) * span < 2**62:
+    if (cast(int, levels["_key"].max()) + 1) * span < 2**62:
         # One running minimum from the end: each key's levels lifted above all of the
         # keys before it, so no key's level lowers the minimum of a key before it.
         lift = pl.col("_key").cast(pl.Int64) * span - lo
@@ -545,9 +547,10 @@ def _first_day_at_or_above(floors: pl.DataFrame, needs: pl.DataFrame, start: dat
     """
     if floors.is_empty() or needs.is_empty():
         return needs.select("_key", "j", pl.lit(None, dtype=pl.Date).alias("paid_date"))
-    lo = min(floors["_floor"].min(), needs["_need"].min())
-    span = max(floors["_floor"].max(), needs["_need"].max()) - lo + 1
-    if (max(floors["_key"].max(), needs["_key"].max()) + 1) * span < 2**62:
+    # integer columns of frames that are not empty: their least and greatest are ints
+    lo = min(cast(int, floors["_floor"].min()), cast(int, needs["_need"].min()))
+    span = max(cast(int, floors["_floor"].max()), cast(int, needs["_need"].max())) - lo + 1
+    if (max(cast(int, floors["_key"].max()), cast(int, needs["_key"].max())) + 1) * span < 2**62:
         # Keys and floors in one sorted number (floors never fall within a key): the
         # first at or above key-and-need is a binary search.
         def lifted(frame: pl.DataFrame, column: str) -> pl.Series:
@@ -557,7 +560,7 @@ def _first_day_at_or_above(floors: pl.DataFrame, needs: pl.DataFrame, start: dat
         hit = floors.select(pl.col("_key", "_day").gather(at.clip(0, floors.height - 1)))
         return needs.select("_key", "j").with_columns(
             pl.when((at < floors.height) & (hit["_key"] == needs["_key"]))
-            .then(pl.lit(start) + pl.duration(days=hit["_day"]))
+            .then(pl.lit(start) + pl.duration(days=pl.lit(hit["_day"])))
             .alias("paid_date"),
         )
     settled = floors.select("_key", pl.col("_floor").alias("_need"), "_day").sort("_need", "_day")

@@ -22,7 +22,8 @@ def money_text(cents_expr: pl.Expr) -> pl.Expr:
     dollars, rest = amount // 100, (amount % 100).cast(pl.String).str.zfill(2)
 
     def group(n: int) -> pl.Expr:
-        return ((dollars // 10 ** (3 * n)) % 1000).cast(pl.String)
+        thousands: int = 10 ** (3 * n)  # int ** int is typed Any (a negative power is a float)
+        return ((dollars // thousands) % 1000).cast(pl.String)
 
     def padded(n: int) -> pl.Expr:
         return group(n).str.zfill(3)

@@ -32,6 +32,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import polars as pl
 
@@ -117,7 +118,11 @@ def decide(candidates: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: 
     ``history`` is every letter generated before tonight (:data:`HISTORY_COLUMNS`).
     """
     history = history.filter(pl.col("as_of_date") < as_of)
-    dpd, since = pl.col("days_past_due"), lambda col: (pl.lit(as_of) - pl.col(col)).dt.total_days()
+    dpd = pl.col("days_past_due")
+
+    def since(col: str) -> pl.Expr:
+        return (pl.lit(as_of) - pl.col(col)).dt.total_days()
+
     frame = (
         candidates
         .join(_last_sent(history, NOTICE_FAMILY, "_notice"), on="loan_id", how="left")
@@ -256,7 +261,7 @@ def _fold(text: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).casefold()
 
 
-def check(text: str, template: str, language: str, checklist: dict, values: dict[str, str]) -> list[str]:
+def check(text: str, template: str, language: str, checklist: dict[str, Any], values: dict[str, str]) -> list[str]:
     """The checklist's failures for one letter: missing elements and forbidden phrases."""
     spec = checklist.get(template)
     if spec is None:

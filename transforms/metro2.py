@@ -9,7 +9,12 @@ by a servicer's reporting process, not by days past due, so they are not compute
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 # (lowest days past due, Account Status code, Payment Rating), in rising order.
 STATUS_BY_DAYS: tuple[tuple[int, str, str], ...] = (
@@ -28,7 +33,7 @@ PAYMENT_RATINGS = tuple(rating for _, _, rating in STATUS_BY_DAYS)
 def _by_days(days_past_due: pl.Expr, values: tuple[str, ...]) -> pl.Expr:
     """The value of the highest band whose lower bound ``days_past_due`` reaches."""
     bands = list(zip((lower for lower, _, _ in STATUS_BY_DAYS), values, strict=True))
-    expr = pl.when(days_past_due >= bands[-1][0]).then(pl.lit(bands[-1][1]))
+    expr: Then | ChainedThen = pl.when(days_past_due >= bands[-1][0]).then(pl.lit(bands[-1][1]))
     for lower, value in reversed(bands[1:-1]):
         expr = expr.when(days_past_due >= lower).then(pl.lit(value))
     return expr.otherwise(pl.lit(bands[0][1]))

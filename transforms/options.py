@@ -17,9 +17,10 @@ Relief Program has closed, so it is always shown as not available.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -115,17 +116,17 @@ class Rules(_Strict):
 
     @field_validator("products")
     @classmethod
-    def _products(cls, value):
+    def _products(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return _known(value, PRODUCTS, "product")
 
     @field_validator("occupancy")
     @classmethod
-    def _occupancy(cls, value):
+    def _occupancy(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return _known(value, OCCUPANCIES, "occupancy")
 
     @field_validator("exclude_care", "require_care")
     @classmethod
-    def _care(cls, value):
+    def _care(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _known(value, CARE_FLAGS, "care flag")
 
     @model_validator(mode="after")
@@ -145,7 +146,10 @@ class Rules(_Strict):
         return self
 
 
-def _known(value, allowed: tuple, what: str):
+_Codes = TypeVar("_Codes", bound=tuple[str, ...] | None)
+
+
+def _known(value: _Codes, allowed: tuple[str, ...], what: str) -> _Codes:
     if value is None:
         return value
     unknown = [v for v in value if v not in allowed]
@@ -250,7 +254,7 @@ def _ratio_text(value: Decimal) -> str:
     return f"{(value * 100).normalize():f}%"
 
 
-def _words(values) -> str:
+def _words(values: Iterable[object]) -> str:
     return " or ".join(str(v).replace("_", " ") for v in values)
 
 
@@ -464,7 +468,7 @@ def _case_facts(inputs: pl.DataFrame, cases: pl.DataFrame, option: Option, as_of
     return rules
 
 
-OUTPUT_SCHEMA = {
+OUTPUT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "as_of_date": pl.Date, "loan_id": pl.String, "borrower_id": pl.String, "option_code": pl.String,
     "eligible": pl.Boolean, "rank": pl.Int32, "rationale": pl.String, "offer": pl.Boolean,
     "plan_months": pl.Int32, "plan_payment": pl.Decimal(14, 2), "plan_last_payment": pl.Decimal(14, 2),

@@ -53,7 +53,7 @@ class Strings:
         return self._index[text]
 
 
-def trimmed(values: list) -> list:
+def trimmed(values: list[Any]) -> list[Any]:
     while values and values[-1] is None:
         values.pop()
     return values
