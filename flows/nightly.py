@@ -24,7 +24,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from lienwatch import letters as render
-from lienwatch.errors import LienwatchError
+from lienwatch.errors import LienwatchError, one_line
 from lienwatch.faults import fault_point
 from lienwatch.night import Night, NightSummary, new_run_id, writer_lock
 from lienwatch.settings import Settings, load_settings
@@ -169,9 +169,13 @@ def _night(night: Night, settings: Settings) -> NightSummary:
             summary.steps[name] = counts
     except Exception as exc:
         summary.status = "failed"
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        record_end_task(night, "failed", summary.steps, reason)
+        reason = one_line(exc)
         logger.error("night %s failed: %s", night.as_of, reason)
+        try:
+            record_end_task(night, "failed", summary.steps, reason)
+        except Exception as unrecorded:  # a full disk fails the record too: the night's own reason goes on
+            logger.error("night %s: the failure could not be recorded in the warehouse (%s); "
+                         "the next night marks the run interrupted", night.as_of, one_line(unrecorded))
         raise
     path = record.write_summary(night, summary)
     record_end_task(night, "completed", summary.steps)

@@ -21,7 +21,7 @@ import typer
 from lienwatch import prefect_local
 from lienwatch.cli_support import fail as _fail
 from lienwatch.cli_support import settings_or_exit as _settings
-from lienwatch.errors import LienwatchError
+from lienwatch.errors import LienwatchError, one_line
 from lienwatch.review_cli import review_app
 
 app = typer.Typer(
@@ -44,8 +44,8 @@ def _echo_nights(nights) -> None:
     try:
         for line in nights():
             typer.echo(line)
-    except LienwatchError as exc:
-        _fail(str(exc))
+    except Exception as exc:  # a full disk or a fault of the machine too: its one line on stderr
+        _fail(one_line(exc))
 
 
 def _parse_date(value: str | None, name: str) -> date | None:
@@ -82,8 +82,8 @@ def run(
             out=out or settings.paths.out,
             as_of=night,
         )
-    except LienwatchError as exc:
-        _fail(str(exc))
+    except Exception as exc:  # a full disk or a fault of the machine too: its one line on stderr
+        _fail(one_line(exc))
     typer.echo(summary_text(summary))
 
 

@@ -22,3 +22,10 @@ class FeedError(LienwatchError):
 
 class WarehouseBusy(LienwatchError):
     """Another night holds the warehouse."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of a failure's message (its type's name when it has none): the reason
+    a failed night records and the command prints."""
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__

@@ -24,6 +24,7 @@ import polars as pl
 import pyarrow as pa
 
 from lienwatch.errors import LienwatchError, WarehouseBusy
+from lienwatch.faults import fault_point
 from transforms.contract import FEEDS, Column, Feed
 
 SQL_TYPES = {
@@ -195,6 +196,7 @@ def connect(db: Path, *, read_only: bool = False, threads: int | None = None) ->
     if read_only and not db.exists():
         raise LienwatchError(f"{db}: no warehouse at this path")
     if not read_only:
+        fault_point("warehouse:write")
         db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         new = not db.exists()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +100,32 @@ def test_failed_then_rerun_equals_an_uninterrupted_night(point, folder, clean, t
     assert night(folder, tmp_path).returncode == 0
     assert tables(tmp_path / "wh.duckdb") == clean[0]
     assert outputs(tmp_path) == clean[1]
+
+
+def test_a_full_disk_still_gets_its_one_line(folder, clean, tmp_path):
+    """The disk fills while letters are written, so the failure cannot be recorded either:
+    the command still exits 2 with the reason in one line on stderr, and once there is
+    space again the rerun completes the night as if nothing had happened."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value() or "",
+           "LIENWATCH_FAULT": "letters:file:nospace"}
+    done = subprocess.run([shutil.which("lienwatch") or "lienwatch", "run", "--data", str(folder),
+                           "--db", str(tmp_path / "wh.duckdb"), "--out", str(tmp_path / "out"),
+                           "--as-of", AS_OF.isoformat()], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.splitlines() == ["lienwatch: [Errno 28] No space left on device: 'letters:file'"]
+    assert "the failure could not be recorded in the warehouse" in done.stdout
+
+    assert night(folder, tmp_path).returncode == 0
+    assert tables(tmp_path / "wh.duckdb") == clean[0]
+    assert outputs(tmp_path) == clean[1]
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
+    try:
+        statuses = [r[0] for r in con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()]
+    finally:
+        con.close()
+    assert statuses == ["interrupted", "completed"]
 
 
 def test_figures(clean):
