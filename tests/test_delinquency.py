@@ -1,6 +1,6 @@
 """Delinquency: each contract rule on small hand-checked ledgers, through the real SQL.
 
-Every figure below was worked out by hand from the rules in ``shared/contract.md``.
+Every figure below was worked out by hand from the rules in ``docs/contract.md``.
 The scenarios, one loan each unless said otherwise:
 
 | test | what it exercises |

@@ -2,7 +2,7 @@
 
 Everything that names a feed, a column, an allowed value, a bucket or a tier reads it
 from here: the readers, the expectation suites, the transforms, the generator and the
-docs. The meanings are those of ``shared/contract.md``.
+docs. The meanings are those of ``docs/contract.md``.
 """
 
 from __future__ import annotations

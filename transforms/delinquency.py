@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 MONEY = pl.Decimal(14, 2)
 
 # Regulation X milestones, in days after the due date of the oldest unpaid installment
-# (domain.md §1.3, §1.6, §7). "More than 120 days" is reached on day 121.
+# (docs/regulation.md: "Early intervention", "Related Regulation Z rules"). "More than 120 days" is reached on day 121.
 LIVE_CONTACT_DAYS = 36
 WRITTEN_NOTICE_DAYS = 45
 PAST_120_DAYS = 121

@@ -6,7 +6,8 @@
   ``templates/letters`` files) as a list of blocks for the HTML and PDF layouts.
 - :func:`check`: the compliance checklist (data) against a letter's plain text.
 
-The rules (settings ``[letters]``, ``shared/domain.md`` §1.3, §1.8, §6):
+The rules (settings ``[letters]``; ``docs/regulation.md``: "Early intervention", "The HUD
+counseling notice", "Debt collection"):
 
 - Regulation X early-intervention notice: closed-end second liens on a principal
   residence from ``notice_from_day`` days past due (so it is out by day 45), at most

@@ -1,6 +1,6 @@
 """Metro 2 credit-reporting codes for a loan's days past due.
 
-The table is the one in ``shared/domain.md`` §2.4 and §7 (vendor guides, SECONDARY):
+The table is the one in ``docs/regulation.md``, "Credit reporting (Metro 2 and FCRA)" (vendor guides, secondary sources):
 Account Status (Field 17A) by days past due, and the Payment Rating (Field 17B) on the
 same 0-6 scale that the 24-month Payment History Profile uses. Closed-account statuses
 (13, 65, 88, 89, 94, 95), collection (93, ``G``) and charge-off (97, ``L``) are decided
