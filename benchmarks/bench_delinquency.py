@@ -160,13 +160,18 @@ def status_step(db: Path, as_of: date, split: dict[str, float] | None = None):
     try:
         net_paid = con.sql(query("net_paid"), params={"as_of": as_of}).pl()
         loans = con.sql(f"SELECT {LOAN_COLUMNS} FROM loans").pl()
-        changes = con.sql("SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes").pl()
+        changes = con.sql(
+            "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes"
+        ).pl()
     finally:
         con.close()
     fetched = time.perf_counter()
     status = loan_status(loans, changes, net_paid, as_of)
     if split is not None:
-        split.update(sql_seconds=round(fetched - start, 3), engine_seconds=round(time.perf_counter() - fetched, 3))
+        split.update(
+            sql_seconds=round(fetched - start, 3),
+            engine_seconds=round(time.perf_counter() - fetched, 3),
+        )
     return status
 
 
@@ -180,9 +185,15 @@ def case_status(db: Path, repeat: int) -> dict[str, Any]:
     split: dict[str, float] = {}
     status_step(db, AS_OF, split)
     counts = status["bucket"].value_counts().sort("bucket")
-    return {"seconds": seconds, "first_run_seconds": first_seconds, **split,
-            "peak_rss_mb": peak_first, "peak_rss_mb_after_repeats": round(peak_rss_mb(), 1),
-            "loans_reported": status.height, "buckets": dict(counts.iter_rows())}
+    return {
+        "seconds": seconds,
+        "first_run_seconds": first_seconds,
+        **split,
+        "peak_rss_mb": peak_first,
+        "peak_rss_mb_after_repeats": round(peak_rss_mb(), 1),
+        "loans_reported": status.height,
+        "buckets": dict(counts.iter_rows()),
+    }
 
 
 def case_history(db: Path) -> dict[str, Any]:
@@ -191,18 +202,27 @@ def case_history(db: Path) -> dict[str, Any]:
     start = time.perf_counter()
     con = connect(db)
     try:
-        running = con.sql(query("net_paid_month_ends"),
-                          params={"from_date": month_ends[0], "to_date": month_ends[-1]}).pl()
+        running = con.sql(
+            query("net_paid_month_ends"),
+            params={"from_date": month_ends[0], "to_date": month_ends[-1]},
+        ).pl()
         loans = con.sql(f"SELECT {LOAN_COLUMNS}, current_balance FROM loans").pl()
-        changes = con.sql("SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes").pl()
+        changes = con.sql(
+            "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes"
+        ).pl()
     finally:
         con.close()
     fetched = time.perf_counter()
     history = loan_status_history(loans, changes, running, month_ends)
     done = time.perf_counter()
-    return {"seconds": round(done - start, 3), "sql_seconds": round(fetched - start, 3),
-            "engine_seconds": round(done - fetched, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
-            "rows": history.height, "month_ends": len(month_ends)}
+    return {
+        "seconds": round(done - start, 3),
+        "sql_seconds": round(fetched - start, 3),
+        "engine_seconds": round(done - fetched, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "rows": history.height,
+        "month_ends": len(month_ends),
+    }
 
 
 def pandas_status(con: duckdb.DuckDBPyConnection, as_of: date, step: int):
@@ -229,7 +249,10 @@ def pandas_status(con: duckdb.DuckDBPyConnection, as_of: date, step: int):
     loans = loans[loans["status"] == "active"].copy()
     loans["net_paid"] = loans["loan_id"].map(net).fillna(0.0)
     changes["effective_due_date"] = pd.to_datetime(changes["effective_due_date"])
-    changes_by_loan = {loan_id: group.sort_values("effective_due_date") for loan_id, group in changes.groupby("loan_id")}
+    changes_by_loan = {
+        loan_id: group.sort_values("effective_due_date")
+        for loan_id, group in changes.groupby("loan_id")
+    }
 
     def one(row):
         first = pd.Timestamp(row["first_payment_date"])
@@ -251,8 +274,14 @@ def pandas_status(con: duckdb.DuckDBPyConnection, as_of: date, step: int):
             elif oldest is None:
                 oldest = due_date
         days = (as_of_ts - oldest).days if oldest is not None else 0
-        return pd.Series({"installments_due": due, "installments_paid": paid, "days_past_due": days,
-                          "amount_past_due": round(cum - row["net_paid"], 2) if oldest is not None else 0.0})
+        return pd.Series(
+            {
+                "installments_due": due,
+                "installments_paid": paid,
+                "days_past_due": days,
+                "amount_past_due": round(cum - row["net_paid"], 2) if oldest is not None else 0.0,
+            }
+        )
 
     out = pd.concat([loans[["loan_id"]], loans.apply(one, axis=1)], axis=1)
     return out, fetch_seconds, time.perf_counter() - compute_start
@@ -283,10 +312,24 @@ def case_check(db: Path, loans: int) -> dict[str, Any]:
     expected, _, _ = pandas_status(con, AS_OF, step)
     con.close()
     got = status_step(db, AS_OF).filter(pl.col("loan_id").is_in(list(expected["loan_id"])))
-    ours = {r["loan_id"]: (r["installments_due"], r["installments_paid"], r["days_past_due"],
-                           float(r["amount_past_due"])) for r in got.to_dicts()}
-    theirs = {r.loan_id: (r.installments_due, r.installments_paid, r.days_past_due, round(r.amount_past_due, 2))
-              for r in expected.itertuples()}
+    ours = {
+        r["loan_id"]: (
+            r["installments_due"],
+            r["installments_paid"],
+            r["days_past_due"],
+            float(r["amount_past_due"]),
+        )
+        for r in got.to_dicts()
+    }
+    theirs = {
+        r.loan_id: (
+            r.installments_due,
+            r.installments_paid,
+            r.days_past_due,
+            round(r.amount_past_due, 2),
+        )
+        for r in expected.itertuples()
+    }
     disagree = sum(ours.get(k) != v for k, v in theirs.items()) + len(set(ours) - set(theirs))
     return {"loans_compared": len(theirs), "disagreements": disagree}
 
@@ -296,8 +339,22 @@ def case_check(db: Path, loans: int) -> dict[str, Any]:
 
 def run_case(case: str, db: Path, args) -> dict[str, Any]:
     """Run one case in a fresh interpreter and return its figures."""
-    command = [sys.executable, __file__, "--case", case, "--db", str(db), "--loans", str(args.loans),
-               "--months", str(args.months), "--sample", str(args.sample), "--repeat", str(args.repeat)]
+    command = [
+        sys.executable,
+        __file__,
+        "--case",
+        case,
+        "--db",
+        str(db),
+        "--loans",
+        str(args.loans),
+        "--months",
+        str(args.months),
+        "--sample",
+        str(args.sample),
+        "--repeat",
+        str(args.repeat),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -312,7 +369,9 @@ def main() -> None:
     p.add_argument("--sample", type=int, default=50_000, help="loans the pandas case runs on")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--skip-history", action="store_true")
-    p.add_argument("--case", choices=["build", "status", "history", "pandas", "check"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--case", choices=["build", "status", "history", "pandas", "check"], help=argparse.SUPPRESS
+    )
     p.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
 
@@ -329,7 +388,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-delinquency-") as tmp:
         db = Path(tmp) / "bench.duckdb"
-        print(f"building a warehouse of {args.loans:,} loans x {args.months} months ...", flush=True)
+        print(
+            f"building a warehouse of {args.loans:,} loans x {args.months} months ...", flush=True
+        )
         # Built in its own process too: on Linux a child's peak RSS starts from its
         # parent's resident size, so the driver must stay small.
         built = run_case("build", db, args)
@@ -347,11 +408,15 @@ def main() -> None:
             "pandas_note": (
                 f"pandas ran on {cases['pandas']['sample_loans']:,} loans; its compute time was "
                 f"scaled by {args.loans / cases['pandas']['sample_loans']:.0f}x and the sample's "
-                "fetch time added unscaled" if cases["pandas"]["extrapolated"] else "pandas ran on every loan"
+                "fetch time added unscaled"
+                if cases["pandas"]["extrapolated"]
+                else "pandas ran on every loan"
             ),
         }
-    print(f"\nstatus step: {cases['status']['seconds']} s, {cases['status']['peak_rss_mb']} MiB peak; "
-          f"pandas: {cases['pandas']['seconds']} s; speed-up {speedup:.1f}x")
+    print(
+        f"\nstatus step: {cases['status']['seconds']} s, {cases['status']['peak_rss_mb']} MiB peak; "
+        f"pandas: {cases['pandas']['seconds']} s; speed-up {speedup:.1f}x"
+    )
     print(f"  {cases['comparison']['pandas_note']}")
     report("delinquency", cases, args)
 

@@ -46,8 +46,10 @@ def build(data: Path, db: Path, out: Path, as_of: date) -> dict[str, Any]:
 
     night = Night(data=data, db=db, out=out, as_of=as_of, run_id=f"bench-{as_of}")
     figures: dict[str, Any] = {}
-    for name, step in (("ingest", lambda: ingest.run(night)),
-                       ("delinquency", lambda: delinquency.run(night, Settings()))):
+    for name, step in (
+        ("ingest", lambda: ingest.run(night)),
+        ("delinquency", lambda: delinquency.run(night, Settings())),
+    ):
         started = time.perf_counter()
         step()
         figures[f"{name}_seconds"] = round(time.perf_counter() - started, 1)
@@ -69,15 +71,33 @@ def flags_once(data: Path, db: Path, out: Path, as_of: date) -> dict[str, Any]:
     started, cpu = time.perf_counter(), time.process_time()
     counts = flags.run(night, settings)
     seconds = round(time.perf_counter() - started, 3)
-    return {"seconds": seconds, "cpu_seconds": round(time.process_time() - cpu, 2),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-            "flagged": counts["flagged"], "in_queue": counts["in_queue"]}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": round(time.process_time() - cpu, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "flagged": counts["flagged"],
+        "in_queue": counts["in_queue"],
+    }
 
 
-def run_case(case: str, args: argparse.Namespace, data: Path, db: Path, as_of: date) -> dict[str, Any]:
+def run_case(
+    case: str, args: argparse.Namespace, data: Path, db: Path, as_of: date
+) -> dict[str, Any]:
     """Run one case in a fresh interpreter (so its peak memory is its own)."""
-    command = [sys.executable, __file__, "--case", case, "--data", str(data), "--db", str(db),
-               "--out", str(args.work / f"out-flags-{args.loans}"), "--as-of", as_of.isoformat()]
+    command = [
+        sys.executable,
+        __file__,
+        "--case",
+        case,
+        "--data",
+        str(data),
+        "--db",
+        str(db),
+        "--out",
+        str(args.work / f"out-flags-{args.loans}"),
+        "--as-of",
+        as_of.isoformat(),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
@@ -112,8 +132,11 @@ def main() -> None:
     db, ready = warehouse_paths(args.work, args.loans, args.months)
     built: dict[str, Any] = {}
     if args.rebuild or not ready.exists() or ready.read_text().strip() != as_of.isoformat():
-        print(f"building a warehouse of {args.loans:,} loans x {args.months} months "
-              f"(night {as_of}) ...", flush=True)
+        print(
+            f"building a warehouse of {args.loans:,} loans x {args.months} months "
+            f"(night {as_of}) ...",
+            flush=True,
+        )
         ready.unlink(missing_ok=True)
         staging = db.with_name(db.name + ".building")
         staging.unlink(missing_ok=True)
@@ -121,7 +144,9 @@ def main() -> None:
         shutil.rmtree(args.work / f"out-flags-{args.loans}", ignore_errors=True)
         built = run_case("build", args, folder.data, staging, as_of)
         staging.replace(db)
-        shutil.rmtree(staging.with_name(staging.name + ".tmp"), ignore_errors=True)  # DuckDB's spill folder
+        shutil.rmtree(
+            staging.with_name(staging.name + ".tmp"), ignore_errors=True
+        )  # DuckDB's spill folder
         ready.write_text(as_of.isoformat() + "\n")
         print(f"  built: {built}", flush=True)
     else:
@@ -130,8 +155,11 @@ def main() -> None:
     runs = []
     for i in range(args.repeat):
         figures = run_case("flags", args, folder.data, db, as_of)
-        print(f"  run {i + 1}: {figures['seconds']} s ({figures['cpu_seconds']} s of CPU), "
-              f"{figures['peak_rss_mb']} MiB", flush=True)
+        print(
+            f"  run {i + 1}: {figures['seconds']} s ({figures['cpu_seconds']} s of CPU), "
+            f"{figures['peak_rss_mb']} MiB",
+            flush=True,
+        )
         runs.append(figures)
     best = min(runs, key=lambda f: f["seconds"])
     case = {

@@ -1,6 +1,6 @@
 """The generator at scale: time, peak memory and size of a landing folder.
 
-    uv run python benchmarks/bench_generate.py --loans 1000000 --months 24 [--baseline FILE]
+uv run python benchmarks/bench_generate.py --loans 1000000 --months 24 [--baseline FILE]
 """
 
 from __future__ import annotations
@@ -26,12 +26,29 @@ def main() -> None:
     with timed() as t:
         summary = generate(out, loans=args.loans, months=args.months)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    rows = (summary.loans + summary.borrowers + summary.payments + summary.reversals
-            + summary.payment_changes + summary.senior_liens + summary.loss_mit)
-    report("generate", {f"{args.loans}_loans_{args.months}_months": {
-        "seconds": t["seconds"], "peak_rss_mb": round(peak_rss_mb()), "rows": rows,
-        "ledger_rows": summary.payments + summary.reversals, "ledger_files": summary.ledger_files,
-        "disk_mb": round(size / 2**20)}}, args)
+    rows = (
+        summary.loans
+        + summary.borrowers
+        + summary.payments
+        + summary.reversals
+        + summary.payment_changes
+        + summary.senior_liens
+        + summary.loss_mit
+    )
+    report(
+        "generate",
+        {
+            f"{args.loans}_loans_{args.months}_months": {
+                "seconds": t["seconds"],
+                "peak_rss_mb": round(peak_rss_mb()),
+                "rows": rows,
+                "ledger_rows": summary.payments + summary.reversals,
+                "ledger_files": summary.ledger_files,
+                "disk_mb": round(size / 2**20),
+            }
+        },
+        args,
+    )
     if not args.out:
         shutil.rmtree(out.parent)
 

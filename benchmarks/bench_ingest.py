@@ -31,9 +31,13 @@ def _case(db: Path, data: Path) -> dict:
     seconds = time.perf_counter() - started
     con.close()
     totals = summary.totals()
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb()),
-            "rows_loaded": totals["rows_loaded"], "rows_quarantined": totals["rows_quarantined"],
-            "files_loaded": totals["files_loaded"]}
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "rows_loaded": totals["rows_loaded"],
+        "rows_quarantined": totals["rows_quarantined"],
+        "files_loaded": totals["files_loaded"],
+    }
 
 
 def main() -> None:
@@ -63,8 +67,12 @@ def main() -> None:
 
 
 def _run(db: Path, data: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--case", str(db), str(data)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--case", str(db), str(data)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

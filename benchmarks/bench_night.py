@@ -64,14 +64,19 @@ print("SUMMARY " + json.dumps(summary, default=str))
 
 def run(data: Path, db: Path, out: Path, as_of) -> dict:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", NIGHT, str(data), str(db), str(out), as_of.isoformat()],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", NIGHT, str(data), str(db), str(out), as_of.isoformat()],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
         sys.exit(f"the night of {as_of} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     line = next(x for x in done.stdout.splitlines() if x.startswith("SUMMARY "))
     summary = json.loads(line.removeprefix("SUMMARY "))
-    figures = {"process_seconds": round(time.perf_counter() - started, 2),
-               "flow_seconds": summary["wall_seconds"]}
+    figures = {
+        "process_seconds": round(time.perf_counter() - started, 2),
+        "flow_seconds": summary["wall_seconds"],
+    }
     steps = summary["steps"]
     for name, counts in steps.items():
         figures[f"{name}_seconds"] = counts["seconds"]
@@ -95,15 +100,28 @@ def main() -> None:
     p.add_argument("--loans", type=int, default=100_000)
     p.add_argument("--months", type=int, default=24)
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "lienwatch-bench")
-    p.add_argument("--history", type=int, default=1, metavar="N",
-                   help="nights the warehouse holds before the steady night: the first night loads "
-                        "the ledger up to N days before the last day, then a night runs for each day "
-                        "in between (default 1: the first night only)")
-    p.add_argument("--repeat", type=int, default=1, metavar="R",
-                   help="time the steady night R times, each from the same warehouse; the figures "
-                        "are the run with the median flow time, with every run's flow seconds beside")
-    p.add_argument("--steady-only", action="store_true",
-                   help="reuse the warehouse kept after an earlier run's history nights and time the steady night alone")
+    p.add_argument(
+        "--history",
+        type=int,
+        default=1,
+        metavar="N",
+        help="nights the warehouse holds before the steady night: the first night loads "
+        "the ledger up to N days before the last day, then a night runs for each day "
+        "in between (default 1: the first night only)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="R",
+        help="time the steady night R times, each from the same warehouse; the figures "
+        "are the run with the median flow time, with every run's flow seconds beside",
+    )
+    p.add_argument(
+        "--steady-only",
+        action="store_true",
+        help="reuse the warehouse kept after an earlier run's history nights and time the steady night alone",
+    )
     args = p.parse_args()
     from benchmarks.nightly_folder import prepare
 
@@ -118,7 +136,9 @@ def main() -> None:
         bench += "_steady"  # saved apart from the whole run's nights
     else:
         db.unlink(missing_ok=True)
-        cases[f"initial_{args.loans}"] = run(folder.data, db, out, folder.days[0] - timedelta(days=1))
+        cases[f"initial_{args.loans}"] = run(
+            folder.data, db, out, folder.days[0] - timedelta(days=1)
+        )
         for day in folder.days[:-1]:  # the history nights: run, not reported
             folder.release(day)
             run(folder.data, db, out, day)

@@ -59,7 +59,9 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def report(bench: str, cases: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     """Print ``cases`` ({case: {figure: value}}), save them and compare with a baseline."""
-    print(f"\n{bench} on {platform.machine()} ({_cores()} cores), python {platform.python_version()}")
+    print(
+        f"\n{bench} on {platform.machine()} ({_cores()} cores), python {platform.python_version()}"
+    )
     for case, figures in cases.items():
         shown = ", ".join(f"{k}={v}" for k, v in figures.items())
         print(f"  {case}: {shown}")
@@ -90,7 +92,9 @@ def _compare(base: dict[str, Any], now: dict[str, Any], tolerance: float) -> int
             lower_is_better = key.endswith(("seconds", "_mb", "_s"))
             regressed = change > tolerance if lower_is_better else False
             worse += regressed
-            print(f"  {case}.{key}: {old} -> {value} ({change:+.1%}){'  REGRESSION' if regressed else ''}")
+            print(
+                f"  {case}.{key}: {old} -> {value} ({change:+.1%}){'  REGRESSION' if regressed else ''}"
+            )
     return 1 if worse else 0
 
 

@@ -50,8 +50,12 @@ def prepare(root: Path, loans: int, months: int, days: int = 1, seed: int = 7) -
         generate(data, loans=loans, months=months, seed=seed)
     held.mkdir(parents=True, exist_ok=True)
     # Hold back the last ``days`` days (more than an earlier run held, if it asks for more).
-    files = sorted({f.name: f for f in [*held.glob("payments_*.csv"),
-                                        *(data / "payments").glob("payments_*.csv")]}.values())
+    files = sorted(
+        {
+            f.name: f
+            for f in [*held.glob("payments_*.csv"), *(data / "payments").glob("payments_*.csv")]
+        }.values()
+    )
     wanted = [f.name for f in files[-days:]]
     for name in wanted:
         if not (held / name).exists():

@@ -10,10 +10,10 @@ mapping) so that the same flow runs from ``lienwatch run``, from ``lienwatch ser
 a schedule, and from a Prefect deployment (``prefect.yaml``).
 """
 
-
 import os
 import resource
 import time
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,13 @@ def _transient(task, task_run, state) -> bool:
 
 
 # ---- ingest: landing folder -> payments, snapshots, quarantine, ingested_files
-@task(name="ingest", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient,
-      cache_policy=NONE)
+@task(
+    name="ingest",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=_transient,
+    cache_policy=NONE,
+)
 def ingest_task(night: Night) -> dict:
     return ingest.run(night)
 
@@ -93,7 +98,7 @@ def letters_step(night: Night, settings: Settings) -> dict:
     payloads, config = prepared["payloads"], settings.letters
     if config.fan_out == "dask" and payloads:
         size = config.chunk_size
-        chunks = [payloads[i:i + size] for i in range(0, len(payloads), size)]
+        chunks = [payloads[i : i + size] for i in range(0, len(payloads), size)]
         futures = letters_render_task.map(chunks, unmapped(prepared["folder"]), unmapped(1))
         rendered = [result for future in futures for result in future.result()]
     else:
@@ -118,7 +123,8 @@ def record_end_task(night: Night, status: str, counts: dict, reason: str | None 
     record.end(night, status, counts, reason)
 
 
-STEPS = (
+# (name, the task or function that runs it, whether it takes the settings besides the night)
+STEPS: tuple[tuple[str, Callable[..., dict], bool], ...] = (
     ("ingest", ingest_task, False),
     ("delinquency", delinquency_task, True),
     ("flags", flags_task, True),
@@ -141,11 +147,15 @@ def nightly(
     """One night. ``as_of`` defaults to today in the schedule's time zone."""
     # Everything the night creates (warehouse, folders, letters) is readable by its owner only.
     os.umask(0o077)
-    cfg = Settings.model_validate(settings) if settings is not None else load_settings(
-        Path(config) if config else None)
+    cfg = (
+        Settings.model_validate(settings)
+        if settings is not None
+        else load_settings(Path(config) if config else None)
+    )
     day = as_of or datetime.now(ZoneInfo(cfg.schedule.timezone)).date()
-    night = Night(data=Path(data), db=Path(db), out=Path(out), as_of=day,
-                  run_id=run_id or new_run_id(day))
+    night = Night(
+        data=Path(data), db=Path(db), out=Path(out), as_of=day, run_id=run_id or new_run_id(day)
+    )
     with writer_lock(night.db):
         return _night(night, cfg).as_dict()
 
@@ -164,8 +174,7 @@ def _night(night: Night, settings: Settings) -> NightSummary:
             # CPU seconds of the process's threads (DuckDB's and polars' included): steadier
             # than wall time on a shared machine.
             counts["cpu_seconds"] = round(time.process_time() - cpu, 2)
-            counts["peak_rss_mb"] = round(
-                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            counts["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
             summary.steps[name] = counts
     except Exception as exc:
         summary.status = "failed"
@@ -173,9 +182,15 @@ def _night(night: Night, settings: Settings) -> NightSummary:
         logger.error("night %s failed: %s", night.as_of, reason)
         try:
             record_end_task(night, "failed", summary.steps, reason)
-        except Exception as unrecorded:  # a full disk fails the record too: the night's own reason goes on
-            logger.error("night %s: the failure could not be recorded in the warehouse (%s); "
-                         "the next night marks the run interrupted", night.as_of, one_line(unrecorded))
+        except (
+            Exception
+        ) as unrecorded:  # a full disk fails the record too: the night's own reason goes on
+            logger.error(
+                "night %s: the failure could not be recorded in the warehouse (%s); "
+                "the next night marks the run interrupted",
+                night.as_of,
+                one_line(unrecorded),
+            )
         raise
     path = record.write_summary(night, summary)
     record_end_task(night, "completed", summary.steps)
@@ -194,7 +209,9 @@ def _publish(summary: NightSummary, path: Path) -> None:
         if isinstance(value, int | float | str)
     ]
     key = f"night-{night.as_of.isoformat()}"
-    create_table_artifact(table=rows, key=f"{key}-figures", description=f"lienwatch night {night.as_of}")
+    create_table_artifact(
+        table=rows, key=f"{key}-figures", description=f"lienwatch night {night.as_of}"
+    )
     create_markdown_artifact(
         markdown="```\n" + summary.text() + "\n```\n\nSummary file: `" + str(path) + "`",
         key=key,
@@ -213,6 +230,15 @@ def configured(settings: Settings):
         runner = DaskTaskRunner(address=config.dask_address)
     else:
         workers = config.render_workers or os.cpu_count() or 1
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
-                                                "processes": True, "dashboard_address": None})
-    return nightly.with_options(task_runner=runner)
+        runner = DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
+        )
+    # DaskTaskRunner subclasses the bare TaskRunner, whose future type then defaults to
+    # PrefectConcurrentFuture, while with_options asks for TaskRunner[PrefectFuture[Any]]
+    # (prefect_dask 0.3.7 / Prefect 3.8.8 annotations); the runner is what Prefect expects.
+    return nightly.with_options(task_runner=runner)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ import os
 import sys
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, overload
 
 import typer
 
@@ -48,7 +48,17 @@ def _echo_nights(nights) -> None:
         _fail(one_line(exc))
 
 
+@overload
+def _parse_date(value: str, name: str) -> date: ...
+
+
+@overload
+def _parse_date(value: str | None, name: str) -> date | None: ...
+
+
 def _parse_date(value: str | None, name: str) -> date | None:
+    """The date ``value`` names (None when it is None); a value that is not one stops the
+    command."""
     if value is None:
         return None
     try:
@@ -105,10 +115,17 @@ def backfill(
     prefect_local.start_early()
     from lienwatch.entry import run_backfill
 
-    _echo_nights(lambda: run_backfill(
-        settings, data=data or settings.paths.data, db=db or settings.paths.db,
-        out=out or settings.paths.out, start=first, end=last, force=force,
-    ))
+    _echo_nights(
+        lambda: run_backfill(
+            settings,
+            data=data or settings.paths.data,
+            db=db or settings.paths.db,
+            out=out or settings.paths.out,
+            start=first,
+            end=last,
+            force=force,
+        )
+    )
 
 
 @app.command()
@@ -133,8 +150,13 @@ def serve(
     typer.echo(
         f"serving lienwatch-nightly on '{settings.schedule.cron}' ({settings.schedule.timezone})"
     )
-    serve_nights(settings, data=data or settings.paths.data, db=db or settings.paths.db,
-                 out=out or settings.paths.out, config=config)
+    serve_nights(
+        settings,
+        data=data or settings.paths.data,
+        db=db or settings.paths.db,
+        out=out or settings.paths.out,
+        config=config,
+    )
 
 
 @app.command()
@@ -143,7 +165,9 @@ def backtest(
     end: Annotated[str, typer.Option("--to", help="Last month end to replay, YYYY-MM-DD.")],
     db: Annotated[Path | None, typer.Option("--db", help="DuckDB warehouse file.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Where the report goes.")] = None,
-    horizon: Annotated[int, typer.Option("--horizon", min=1, max=24, help="Months of follow-up.")] = 6,
+    horizon: Annotated[
+        int, typer.Option("--horizon", min=1, max=24, help="Months of follow-up.")
+    ] = 6,
     config: ConfigOption = None,
 ) -> None:
     """Replay month ends and report how the flags predicted 90+ days past due."""
@@ -152,8 +176,14 @@ def backtest(
     from lienwatch.backtest import run_backtest
 
     try:
-        _, report = run_backtest(settings, db or settings.paths.db,
-                                     out or settings.paths.out / "backtest", first, last, horizon)
+        _, report = run_backtest(
+            settings,
+            db or settings.paths.db,
+            out or settings.paths.out / "backtest",
+            first,
+            last,
+            horizon,
+        )
     except LienwatchError as exc:
         _fail(str(exc))
     typer.echo(report.read_text())
@@ -173,7 +203,7 @@ def generate(
     """Write a synthetic landing folder in the contract's format (deterministic by seed)."""
     from lienwatch.generate import generate as write_folder
 
-    kwargs = {}
+    kwargs: dict[str, date] = {}
     if end_date:
         kwargs["end_date"] = _parse_date(end_date, "--end-date")
     summary = write_folder(out, loans=loans, months=months, seed=seed, **kwargs)
@@ -191,19 +221,31 @@ def demo(
     from lienwatch.entry import latest_ledger_date, run_backfill
 
     data, db, out = settings.paths.data, settings.paths.db, settings.paths.out
+
     def demo_nights():
         last = latest_ledger_date(data)
-        return run_backfill(settings, data=data, db=db, out=out,
-                            start=last - timedelta(days=nights - 1), end=last, force=True,
-                            business_days_only=False)
+        return run_backfill(
+            settings,
+            data=data,
+            db=db,
+            out=out,
+            start=last - timedelta(days=nights - 1),
+            end=last,
+            force=True,
+            business_days_only=False,
+        )
 
     _echo_nights(demo_nights)
     last_night = out.resolve() / latest_ledger_date(data).isoformat()
     typer.echo("")
     typer.echo(f"warehouse: {db.resolve()}")
     typer.echo(f"outputs:   {out.resolve()}")
-    typer.echo(f"letters:   {last_night / 'letters'} (mail manifest: {last_night / 'mail_manifest.csv'})")
-    typer.echo(f"review:    {last_night / 'review.html'} (call list, queue.csv, queue.xlsx alongside)")
+    typer.echo(
+        f"letters:   {last_night / 'letters'} (mail manifest: {last_night / 'mail_manifest.csv'})"
+    )
+    typer.echo(
+        f"review:    {last_night / 'review.html'} (call list, queue.csv, queue.xlsx alongside)"
+    )
 
 
 @app.command("settings")

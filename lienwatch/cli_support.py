@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
 from lienwatch.settings import Settings, SettingsError, load_settings
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Stop the command with its one-line reason on stderr (exit code 2)."""
     typer.echo(f"lienwatch: {message}", err=True)
     raise typer.Exit(code=2)

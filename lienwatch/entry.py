@@ -32,7 +32,9 @@ def prefect_local_mode() -> None:
         os.environ.setdefault(key, value)
 
 
-def run_night(settings: Settings, *, data: Path, db: Path, out: Path, as_of: date) -> dict[str, Any]:
+def run_night(
+    settings: Settings, *, data: Path, db: Path, out: Path, as_of: date
+) -> dict[str, Any]:
     """Run one night through the Prefect flow (local mode); raise on failure."""
     prefect_local_mode()
     with writer_lock(db), prefect_local.local_server() as server_ready:
@@ -50,11 +52,18 @@ def run_night(settings: Settings, *, data: Path, db: Path, out: Path, as_of: dat
             import fastapi.encoders  # noqa: F401
 
             server_ready()
-        return configured(settings)(data=str(data), db=str(db), out=str(out), as_of=as_of,
-                       settings=settings.model_dump(mode="json"))
+        return configured(settings)(
+            data=str(data),
+            db=str(db),
+            out=str(out),
+            as_of=as_of,
+            settings=settings.model_dump(mode="json"),
+        )
 
 
-def serve_nights(settings: Settings, *, data: Path, db: Path, out: Path, config: Path | None) -> None:
+def serve_nights(
+    settings: Settings, *, data: Path, db: Path, out: Path, config: Path | None
+) -> None:
     """Serve the nightly flow on the settings' schedule until stopped (needs a Prefect server)."""
     from prefect.schedules import Cron
 
@@ -80,7 +89,12 @@ def completed_nights(db: Path) -> set[date]:
     except duckdb.Error:
         return set()
     try:
-        return {r[0] for r in con.execute("SELECT as_of_date FROM runs WHERE status = 'completed'").fetchall()}
+        return {
+            r[0]
+            for r in con.execute(
+                "SELECT as_of_date FROM runs WHERE status = 'completed'"
+            ).fetchall()
+        }
     except duckdb.Error:
         return set()
     finally:
@@ -88,8 +102,15 @@ def completed_nights(db: Path) -> set[date]:
 
 
 def run_backfill(
-    settings: Settings, *, data: Path, db: Path, out: Path, start: date, end: date,
-    force: bool = False, business_days_only: bool = True,
+    settings: Settings,
+    *,
+    data: Path,
+    db: Path,
+    out: Path,
+    start: date,
+    end: date,
+    force: bool = False,
+    business_days_only: bool = True,
 ) -> Iterator[str]:
     """Run each (business) date from ``start`` to ``end`` in order; yield a line per night."""
     done = set() if force else completed_nights(db)

@@ -40,98 +40,209 @@ class Failure:
     severity: str
 
 
-def _e(gx: Any, kind: str, rule: str, message: str, column: str | None = None,
-       severity: str = "error", **kwargs: Any) -> Any:
+def _e(
+    gx: Any,
+    kind: str,
+    rule: str,
+    message: str,
+    column: str | None = None,
+    severity: str = "error",
+    **kwargs: Any,
+) -> Any:
     cls = getattr(gx.expectations, kind)
     if column is not None and "column_A" not in kwargs:
         kwargs.setdefault("column", column)
-    return cls(meta={"rule": rule, "column": column, "message": message, "severity": severity},
-               **kwargs)
+    return cls(
+        meta={"rule": rule, "column": column, "message": message, "severity": severity}, **kwargs
+    )
 
 
 def _common(gx: Any, feed: Feed) -> list[Any]:
     suite = []
     for column in feed.columns:
         if column.required:
-            suite.append(_e(gx, "ExpectColumnToExist", "column", f"{column.name} column", column.name))
+            suite.append(
+                _e(gx, "ExpectColumnToExist", "column", f"{column.name} column", column.name)
+            )
         if not column.nullable:
-            suite.append(_e(gx, "ExpectColumnValuesToNotBeNull", "required",
-                            f"{column.name} is empty", column.name))
+            suite.append(
+                _e(
+                    gx,
+                    "ExpectColumnValuesToNotBeNull",
+                    "required",
+                    f"{column.name} is empty",
+                    column.name,
+                )
+            )
         if column.allowed is not None:
             allowed = list(column.allowed)
-            suite.append(_e(gx, "ExpectColumnValuesToBeInSet", "allowed_values",
-                            f"{column.name} must be one of {', '.join(map(str, allowed))}",
-                            column.name, value_set=allowed))
+            suite.append(
+                _e(
+                    gx,
+                    "ExpectColumnValuesToBeInSet",
+                    "allowed_values",
+                    f"{column.name} must be one of {', '.join(map(str, allowed))}",
+                    column.name,
+                    value_set=allowed,
+                )
+            )
         if column.kind == "date":
-            suite.append(_e(gx, "ExpectColumnValuesToBeBetween", "plausible_date",
-                            f"{column.name} is not between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}",
-                            column.name, min_value=EARLIEST, max_value=LATEST))
-    suite.append(_flag(gx, "_dup", "unique",
-                       f"{' + '.join(feed.key)} repeats an earlier row of this file", feed.key[0]))
+            suite.append(
+                _e(
+                    gx,
+                    "ExpectColumnValuesToBeBetween",
+                    "plausible_date",
+                    f"{column.name} is not between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}",
+                    column.name,
+                    min_value=EARLIEST,
+                    max_value=LATEST,
+                )
+            )
+    suite.append(
+        _flag(
+            gx,
+            "_dup",
+            "unique",
+            f"{' + '.join(feed.key)} repeats an earlier row of this file",
+            feed.key[0],
+        )
+    )
     return suite
 
 
-def _flag(gx: Any, flag: str, rule: str, message: str, column: str | None,
-          severity: str = "error") -> Any:
+def _flag(
+    gx: Any, flag: str, rule: str, message: str, column: str | None, severity: str = "error"
+) -> Any:
     """An expectation that a boolean check column computed in SQL is false everywhere."""
     return gx.expectations.ExpectColumnValuesToBeInSet(
-        column=flag, value_set=[False],
+        column=flag,
+        value_set=[False],
         meta={"rule": rule, "column": column, "message": message, "severity": severity},
     )
 
 
 def _positive(gx: Any, column: str, strict: bool = True, maximum: float | None = None) -> Any:
     word = "greater than 0" if strict else "0 or more"
-    return _e(gx, "ExpectColumnValuesToBeBetween", "range", f"{column} must be {word}", column,
-              min_value=0, strict_min=strict, max_value=maximum)
+    return _e(
+        gx,
+        "ExpectColumnValuesToBeBetween",
+        "range",
+        f"{column} must be {word}",
+        column,
+        min_value=0,
+        strict_min=strict,
+        max_value=maximum,
+    )
 
 
 def _loans(gx: Any) -> list[Any]:
     return [
         _positive(gx, "scheduled_payment"),
-        _e(gx, "ExpectColumnValuesToBeBetween", "range", "term_months must be 1 to 600",
-           "term_months", min_value=1, max_value=600),
-        _e(gx, "ExpectColumnValuesToBeBetween", "range", "interest_rate must be 0 to 30 percent",
-           "interest_rate", min_value=0, max_value=30),
+        _e(
+            gx,
+            "ExpectColumnValuesToBeBetween",
+            "range",
+            "term_months must be 1 to 600",
+            "term_months",
+            min_value=1,
+            max_value=600,
+        ),
+        _e(
+            gx,
+            "ExpectColumnValuesToBeBetween",
+            "range",
+            "interest_rate must be 0 to 30 percent",
+            "interest_rate",
+            min_value=0,
+            max_value=30,
+        ),
         _positive(gx, "original_balance", strict=False),
         _positive(gx, "current_balance", strict=False),
         _positive(gx, "property_value"),
         _positive(gx, "senior_lien_balance", strict=False),
-        _e(gx, "ExpectColumnValuesToMatchRegex", "format", "property_state must be a 2-letter code",
-           "property_state", regex=r"^[A-Z]{2}$"),
-        _e(gx, "ExpectColumnPairValuesAToBeGreaterThanB", "date_order",
-           "first_payment_date is before origination_date", "first_payment_date",
-           column_A="first_payment_date", column_B="origination_date", or_equal=True,
-           ignore_row_if="either_value_is_missing"),
-        _flag(gx, "_borrower_unknown", "reference", "borrower_id is not in borrowers", "borrower_id"),
-        _flag(gx, "_draw_end_not_heloc", "consistency",
-              "draw_period_end is set on a loan that is not a HELOC", "draw_period_end",
-              severity="warning"),
+        _e(
+            gx,
+            "ExpectColumnValuesToMatchRegex",
+            "format",
+            "property_state must be a 2-letter code",
+            "property_state",
+            regex=r"^[A-Z]{2}$",
+        ),
+        _e(
+            gx,
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            "date_order",
+            "first_payment_date is before origination_date",
+            "first_payment_date",
+            column_A="first_payment_date",
+            column_B="origination_date",
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+        ),
+        _flag(
+            gx, "_borrower_unknown", "reference", "borrower_id is not in borrowers", "borrower_id"
+        ),
+        _flag(
+            gx,
+            "_draw_end_not_heloc",
+            "consistency",
+            "draw_period_end is set on a loan that is not a HELOC",
+            "draw_period_end",
+            severity="warning",
+        ),
     ]
 
 
 def _borrowers(gx: Any) -> list[Any]:
     return [
-        _e(gx, "ExpectColumnValuesToMatchRegex", "format", "state must be a 2-letter code",
-           "state", regex=r"^[A-Z]{2}$"),
-        _e(gx, "ExpectColumnValuesToMatchRegex", "format", "zip is not a 5 or 9 digit ZIP code",
-           "zip", regex=r"^\d{5}(?:-?\d{4})?$", severity="warning"),
-        _flag(gx, "_bankruptcy_date_without_flag", "consistency",
-              "bankruptcy_filed_date is set but bankruptcy is false", "bankruptcy_filed_date",
-              severity="warning"),
+        _e(
+            gx,
+            "ExpectColumnValuesToMatchRegex",
+            "format",
+            "state must be a 2-letter code",
+            "state",
+            regex=r"^[A-Z]{2}$",
+        ),
+        _e(
+            gx,
+            "ExpectColumnValuesToMatchRegex",
+            "format",
+            "zip is not a 5 or 9 digit ZIP code",
+            "zip",
+            regex=r"^\d{5}(?:-?\d{4})?$",
+            severity="warning",
+        ),
+        _flag(
+            gx,
+            "_bankruptcy_date_without_flag",
+            "consistency",
+            "bankruptcy_filed_date is set but bankruptcy is false",
+            "bankruptcy_filed_date",
+            severity="warning",
+        ),
     ]
 
 
 def _payments(gx: Any) -> list[Any]:
     return [
         _positive(gx, "amount"),
-        _flag(gx, "_loaded_before", "already_loaded",
-              "txn_id was already taken in from an earlier file", "txn_id", severity="duplicate"),
+        _flag(
+            gx,
+            "_loaded_before",
+            "already_loaded",
+            "txn_id was already taken in from an earlier file",
+            "txn_id",
+            severity="duplicate",
+        ),
         _flag(gx, "_loan_unknown", "reference", "loan_id is not a known loan", "loan_id"),
         gx.expectations.ExpectColumnValuesToBeNull(
             column="_reversal_problem",
-            meta={"rule": "reversal", "column": "reverses_txn_id", "severity": "error",
-                  "message": "reversal does not match a payment it can undo"},
+            meta={
+                "rule": "reversal",
+                "column": "reverses_txn_id",
+                "severity": "error",
+                "message": "reversal does not match a payment it can undo",
+            },
         ),
     ]
 
@@ -145,8 +256,15 @@ def _payment_changes(gx: Any) -> list[Any]:
 
 def _senior_liens(gx: Any) -> list[Any]:
     return [
-        _e(gx, "ExpectColumnValuesToBeBetween", "range", "senior_days_past_due must be 0 to 36500",
-           "senior_days_past_due", min_value=0, max_value=36500),
+        _e(
+            gx,
+            "ExpectColumnValuesToBeBetween",
+            "range",
+            "senior_days_past_due must be 0 to 36500",
+            "senior_days_past_due",
+            min_value=0,
+            max_value=36500,
+        ),
         _flag(gx, "_loan_unknown", "reference", "loan_id is not a known loan", "loan_id"),
     ]
 
@@ -154,11 +272,25 @@ def _senior_liens(gx: Any) -> list[Any]:
 def _loss_mit(gx: Any) -> list[Any]:
     return [
         _flag(gx, "_loan_unknown", "reference", "loan_id is not a known loan", "loan_id"),
-        _e(gx, "ExpectColumnPairValuesAToBeGreaterThanB", "date_order",
-           "closed_date is before opened_date", "closed_date", column_A="closed_date",
-           column_B="opened_date", or_equal=True, ignore_row_if="either_value_is_missing"),
-        _flag(gx, "_closed_without_date", "consistency", "a closed case has no closed_date",
-              "closed_date", severity="warning"),
+        _e(
+            gx,
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            "date_order",
+            "closed_date is before opened_date",
+            "closed_date",
+            column_A="closed_date",
+            column_B="opened_date",
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+        ),
+        _flag(
+            gx,
+            "_closed_without_date",
+            "consistency",
+            "a closed case has no closed_date",
+            "closed_date",
+            severity="warning",
+        ),
     ]
 
 
@@ -236,14 +368,22 @@ def validate(feed_name: str, frame: pd.DataFrame) -> tuple[list[Failure], dict[s
             raise RuntimeError(
                 f"{feed_name}: expectation {item.expectation_config.type} on "
                 f"{item.expectation_config.kwargs.get('column')} could not run: "
-                f"{info.get('exception_message', info)}")
+                f"{info.get('exception_message', info)}"
+            )
         message = meta.get("message", item.expectation_config.type)
         per_row = frame["_reversal_problem"] if meta.get("rule") == "reversal" else None
         for entry in keys:
             key = entry[frame.index.name] if isinstance(entry, dict) else entry
             text = message if per_row is None else f"{message}: {per_row.loc[key]}"
-            failures.append(Failure(int(key), meta.get("column"), meta.get("rule", "?"), text,
-                                    meta.get("severity", "error")))
+            failures.append(
+                Failure(
+                    int(key),
+                    meta.get("column"),
+                    meta.get("rule", "?"),
+                    text,
+                    meta.get("severity", "error"),
+                )
+            )
     payload = result.to_json_dict()
     for item in payload.get("results", []):  # row lists can be long; the counts stay
         item.get("result", {}).pop("unexpected_index_list", None)

@@ -276,7 +276,9 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, inspected: Inspected, table: 
             {"path": str(inspected.file.path)},
         )
     except duckdb.Error as exc:
-        raise FeedError(inspected.file.name, f"cannot be read as Parquet ({_first_line(exc)})") from None
+        raise FeedError(
+            inspected.file.name, f"cannot be read as Parquet ({_first_line(exc)})"
+        ) from None
     rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     return StagedFile(inspected, table, rows)
 
@@ -307,21 +309,23 @@ NUMBER_FORMATS = {
 
 def _typed(column: Column) -> tuple[str, str | None, str]:
     """(typed expression, failure condition or None, rule) for one text column."""
-    raw = f'NULLIF(TRIM("{column.name}"), \'\')'
+    raw = f"NULLIF(TRIM(\"{column.name}\"), '')"
     if column.kind == "text":
         return raw, None, "type"
     if column.kind in NUMBER_FORMATS:
         pattern, target = NUMBER_FORMATS[column.kind]
         ok = f"regexp_full_match({raw}, '{pattern}')"
-        return f"CASE WHEN {ok} THEN CAST({raw} AS {target}) END", f"NOT {ok}", f"type:{column.kind}"
+        return (
+            f"CASE WHEN {ok} THEN CAST({raw} AS {target}) END",
+            f"NOT {ok}",
+            f"type:{column.kind}",
+        )
     if column.kind == "date":
         ok = rf"(regexp_full_match({raw}, '\d{{4}}-\d{{2}}-\d{{2}}') AND TRY_CAST({raw} AS DATE) IS NOT NULL)"
         return f"CASE WHEN {ok} THEN CAST({raw} AS DATE) END", f"NOT {ok}", "type:date"
     if column.kind == "bool":
         word = f"lower({raw})"
-        expr = (
-            f"CASE WHEN {word} IN {TRUE_WORDS} THEN TRUE WHEN {word} IN {FALSE_WORDS} THEN FALSE END"
-        )
+        expr = f"CASE WHEN {word} IN {TRUE_WORDS} THEN TRUE WHEN {word} IN {FALSE_WORDS} THEN FALSE END"
         return expr, f"{word} NOT IN {TRUE_WORDS + FALSE_WORDS}", "type:bool"
     raise ValueError(column.kind)
 
@@ -349,7 +353,7 @@ def typed_select(feed: Feed, present: list[str], table: str) -> str:
             continue
         expr, bad, rule = _typed(column)
         selects.append(f"{expr} AS {column.name}")
-        raw = f'NULLIF(TRIM("{column.name}"), \'\')'
+        raw = f"NULLIF(TRIM(\"{column.name}\"), '')"
         if not column.nullable:
             checks.append(
                 f"CASE WHEN {raw} IS NULL THEN {{'column_name': '{column.name}', 'rule': 'required', "

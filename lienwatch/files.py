@@ -21,7 +21,7 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
         os.fchmod(fd, 0o600)  # a leftover temporary file keeps its mode through O_TRUNC
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         if durable:
             os.fsync(fd)
     finally:

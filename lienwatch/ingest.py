@@ -43,8 +43,20 @@ from transforms.contract import FEEDS, Feed
 SNAPSHOT_ORDER = ("borrowers", "loans", "payment_changes", "senior_liens", "loss_mit")
 BATCH_BYTES = 48 << 20  # ledger files validated together, at most this much CSV at once
 KEY_SCALE = 10_000_000_000
-QUARANTINE_COLUMNS = ("feed", "source_file", "row_number", "error", "raw", "column_name", "rule",
-                      "severity", "load_id", "quarantined_at")  # row key = file position * KEY_SCALE + row number
+QUARANTINE_COLUMNS = (
+    "feed",
+    "source_file",
+    "row_number",
+    "error",
+    "raw",
+    "column_name",
+    "rule",
+    "severity",
+    "load_id",
+    "quarantined_at",
+)  # row key = file position * KEY_SCALE + row number
+# one quarantine row, in QUARANTINE_COLUMNS' order (raw and column_name are unknown for some)
+QuarantineRow = tuple[str, str, int, str, str | None, str | None, str, str, int, datetime]
 
 
 @dataclass
@@ -85,8 +97,12 @@ def ingest(
     results_dir: Path | None = None,
 ) -> IngestSummary:
     """Take the landing folder ``data`` into the warehouse behind ``con``."""
-    known = {path: (FileStat(*stat), sha) for path, *stat, sha in con.execute(
-        "SELECT path, size, mtime_ns, ctime_ns, inode, sha256 FROM landing_files_read").fetchall()}
+    known = {
+        path: (FileStat(*stat), sha)
+        for path, *stat, sha in con.execute(
+            "SELECT path, size, mtime_ns, ctime_ns, inode, sha256 FROM landing_files_read"
+        ).fetchall()
+    }
     checked = [inspect(f, known) for f in discover(data)]
     _remember_reads(con, checked, known)
     summary = IngestSummary()
@@ -99,15 +115,19 @@ def ingest(
     return summary
 
 
-def _remember_reads(con: duckdb.DuckDBPyConnection, checked: list[Inspected],
-                    known: dict[str, tuple[FileStat, str]]) -> None:
+def _remember_reads(
+    con: duckdb.DuckDBPyConnection, checked: list[Inspected], known: dict[str, tuple[FileStat, str]]
+) -> None:
     """Record the stat and hash of each file read whole tonight (see ``feeds.inspect``)."""
     read = [(str(i.file.path.resolve()), i.stat, i.sha256) for i in checked if i.stat is not None]
     fresh = [(path, stat, sha) for path, stat, sha in read if known.get(path) != (stat, sha)]
     if not fresh:
         return
     rows = pd.DataFrame(
-        [(path, stat.size, stat.mtime_ns, stat.ctime_ns, stat.inode, sha) for path, stat, sha in fresh],
+        [
+            (path, stat.size, stat.mtime_ns, stat.ctime_ns, stat.inode, sha)
+            for path, stat, sha in fresh
+        ],
         columns=["path", "size", "mtime_ns", "ctime_ns", "inode", "sha256"],
     )
     con.register("_read", rows)
@@ -260,7 +280,11 @@ def _ledger(con, files: list[Inspected], run_id, as_of, results_dir) -> list[Fil
         for position, _ in enumerate(staged):
             with transaction(con):
                 load_id = next_load_id(con)
-                path = _save_result(results_dir, "payments", load_id, result) if position == 0 else None
+                path = (
+                    _save_result(results_dir, "payments", load_id, result)
+                    if position == 0
+                    else None
+                )
                 cols = ", ".join(FEEDS["payments"].column_names)
                 con.execute(
                     f"""INSERT INTO payments ({cols}, source_file, row_number, load_id)
@@ -268,8 +292,11 @@ def _ledger(con, files: list[Inspected], run_id, as_of, results_dir) -> list[Fil
                     WHERE _key // {KEY_SCALE} = $position
                       AND _key NOT IN (SELECT key FROM stg_failed)
                     ORDER BY _key""",
-                    {"source": staged[position].inspected.file.name, "load_id": load_id,
-                     "position": position},
+                    {
+                        "source": staged[position].inspected.file.name,
+                        "load_id": load_id,
+                        "position": position,
+                    },
                 )
                 results.append(batch.record(con, position, load_id, run_id, as_of, path))
         for s in staged:
@@ -278,7 +305,8 @@ def _ledger(con, files: list[Inspected], run_id, as_of, results_dir) -> list[Fil
 
 
 def _batches(files: list[Inspected]) -> Iterable[list[Inspected]]:
-    group, size = [], 0
+    group: list[Inspected] = []
+    size = 0
     for f in files:
         if group and size + f.bytes > BATCH_BYTES:
             yield group
@@ -320,23 +348,29 @@ class _Batch:
 
     def validate(self, con: duckdb.DuckDBPyConnection) -> dict:
         """Run the feed's suite; remember the failed rows; return the validation result."""
-        view = con.execute(
-            "SELECT * EXCLUDE (raw, errors, row_number) FROM stg_checked ORDER BY _key"
-        ).df().set_index("_key")
+        view = (
+            con.execute("SELECT * EXCLUDE (raw, errors, row_number) FROM stg_checked ORDER BY _key")
+            .df()
+            .set_index("_key")
+        )
         for column in self.feed.columns:
             if column.kind in ("money", "rate"):
                 view[column.name] = view[column.name].astype("float64")
             elif column.kind == "date":
                 view[column.name] = pd.to_datetime(view[column.name])
         failures, result = expectations.validate(self.feed.name, view)
-        cell = con.execute(
-            "SELECT _key, errors FROM stg_typed WHERE len(errors) > 0"
-        ).fetchall()
+        cell = con.execute("SELECT _key, errors FROM stg_typed WHERE len(errors) > 0").fetchall()
         for key, errors in cell:
             first = errors[0]
-            failures.append(expectations.Failure(
-                key, first["column_name"], first["rule"],
-                "; ".join(e["message"] for e in errors), "error"))
+            failures.append(
+                expectations.Failure(
+                    key,
+                    first["column_name"],
+                    first["rule"],
+                    "; ".join(e["message"] for e in errors),
+                    "error",
+                )
+            )
         blocking = [f for f in failures if f.severity != "warning"]
         for f in blocking:
             self.failed.setdefault(f.key, []).append(f)
@@ -356,42 +390,92 @@ class _Batch:
         staged = self.staged[position]
         name = staged.inspected.file.name
         now = datetime.now(UTC).replace(tzinfo=None)
-        rows = []
+        rows: list[QuarantineRow] = []
         for row_number, reason, line in staged.rejects:
-            rows.append((self.feed.name, name, row_number, reason, line, None, "structure",
-                         "error", load_id, now))
+            rows.append(
+                (
+                    self.feed.name,
+                    name,
+                    row_number,
+                    reason,
+                    line,
+                    None,
+                    "structure",
+                    "error",
+                    load_id,
+                    now,
+                )
+            )
         lo, hi = position * KEY_SCALE, (position + 1) * KEY_SCALE
-        raw = dict(con.execute(
-            "SELECT _key, raw FROM stg_typed WHERE _key >= $lo AND _key < $hi "
-            "AND _key IN (SELECT key FROM stg_failed)", {"lo": lo, "hi": hi}).fetchall())
+        raw = dict(
+            con.execute(
+                "SELECT _key, raw FROM stg_typed WHERE _key >= $lo AND _key < $hi "
+                "AND _key IN (SELECT key FROM stg_failed)",
+                {"lo": lo, "hi": hi},
+            ).fetchall()
+        )
         for key in sorted(k for k in self.failed if lo <= k < hi):
             found = sorted(self.failed[key], key=_precedence)
             first = found[0]
-            rows.append((self.feed.name, name, key - lo, "; ".join(f.message for f in found),
-                         raw.get(key), first.column_name, first.rule, first.severity, load_id, now))
+            rows.append(
+                (
+                    self.feed.name,
+                    name,
+                    key - lo,
+                    "; ".join(f.message for f in found),
+                    raw.get(key),
+                    first.column_name,
+                    first.rule,
+                    first.severity,
+                    load_id,
+                    now,
+                )
+            )
         if rows:
             frame = pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
             con.register("stg_quarantine", frame)
             con.execute("INSERT INTO quarantine BY NAME SELECT * FROM stg_quarantine")
             con.unregister("stg_quarantine")
         loaded = con.execute(
-            "SELECT count(*) FROM " + (self.feed.name if self.feed.snapshot else "payments")
-            + " WHERE load_id = $load_id", {"load_id": load_id}).fetchall()[0][0]
+            "SELECT count(*) FROM "
+            + (self.feed.name if self.feed.snapshot else "payments")
+            + " WHERE load_id = $load_id",
+            {"load_id": load_id},
+        ).fetchall()[0][0]
         if staged.rows_read != loaded + len(rows):
             raise LienwatchError(
                 f"{name}: {staged.rows_read} rows read but {loaded} loaded and {len(rows)} "
-                "quarantined; nothing was loaded from it")
+                "quarantined; nothing was loaded from it"
+            )
         con.execute(
             """INSERT INTO ingested_files VALUES ($load_id, $name, $sha, $feed, $read, $loaded,
                $quarantined, $now, $run_id, $as_of, $bytes, $extra, $result)""",
-            {"load_id": load_id, "name": name, "sha": staged.inspected.sha256,
-             "feed": self.feed.name, "read": staged.rows_read, "loaded": loaded,
-             "quarantined": len(rows), "now": now, "run_id": run_id, "as_of": as_of,
-             "bytes": staged.inspected.bytes, "extra": list(staged.inspected.extra_columns),
-             "result": str(result_path) if result_path else None},
+            {
+                "load_id": load_id,
+                "name": name,
+                "sha": staged.inspected.sha256,
+                "feed": self.feed.name,
+                "read": staged.rows_read,
+                "loaded": loaded,
+                "quarantined": len(rows),
+                "now": now,
+                "run_id": run_id,
+                "as_of": as_of,
+                "bytes": staged.inspected.bytes,
+                "extra": list(staged.inspected.extra_columns),
+                "result": str(result_path) if result_path else None,
+            },
         )
-        return FileResult(name, self.feed.name, "loaded", staged.rows_read, loaded, len(rows),
-                          load_id, str(result_path) if result_path else None)
+        return FileResult(
+            name,
+            self.feed.name,
+            "loaded",
+            staged.rows_read,
+            loaded,
+            len(rows),
+            load_id,
+            str(result_path) if result_path else None,
+        )
 
 
 def _precedence(failure: expectations.Failure) -> tuple[int, str]:

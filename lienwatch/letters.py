@@ -38,10 +38,34 @@ if not (TEMPLATES / "letters").is_dir():  # installed wheel: templates ship insi
 LETTERS = TEMPLATES / "letters"
 
 MONTHS = {
-    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-           "October", "November", "December"),
-    "es": ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
-           "octubre", "noviembre", "diciembre"),
+    "en": (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+    "es": (
+        "enero",
+        "febrero",
+        "marzo",
+        "abril",
+        "mayo",
+        "junio",
+        "julio",
+        "agosto",
+        "septiembre",
+        "octubre",
+        "noviembre",
+        "diciembre",
+    ),
 }
 LABELS = {
     "en": {"page": "Page", "of": "of", "account": "Loan account ending in"},
@@ -63,7 +87,11 @@ TERMS = {
 
 def date_text(day: date, language: str) -> str:
     month = MONTHS[language][day.month - 1]
-    return f"{month} {day.day}, {day.year}" if language == "en" else f"{day.day} de {month} de {day.year}"
+    return (
+        f"{month} {day.day}, {day.year}"
+        if language == "en"
+        else f"{day.day} de {month} de {day.year}"
+    )
 
 
 def money(value: Decimal | float | None) -> str:
@@ -88,15 +116,20 @@ def _one_line(value: Any) -> Any:
 
 @cache
 def _text_env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False,
-                              undefined=jinja2.StrictUndefined, finalize=_one_line,
-                              keep_trailing_newline=True)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        finalize=_one_line,
+        keep_trailing_newline=True,
+    )
 
 
 @cache
 def _html_env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                              undefined=jinja2.StrictUndefined)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
+    )
 
 
 @cache
@@ -116,16 +149,26 @@ def compose(letter: dict[str, Any]) -> dict[str, Any]:
     from transforms.letters import blocks
 
     language, template = letter["language"], letter["template"]
-    text = _text_env().get_template(f"letters/{language}/{template}.txt.j2").render(**letter["context"])
+    text = (
+        _text_env()
+        .get_template(f"letters/{language}/{template}.txt.j2")
+        .render(**letter["context"])
+    )
     first, _, body = text.partition("\n")
     if not first.startswith("subject:"):
-        raise ValueError(f"letters/{language}/{template}.txt.j2: the first line must be 'subject: ...'")
+        raise ValueError(
+            f"letters/{language}/{template}.txt.j2: the first line must be 'subject: ...'"
+        )
     subject = " ".join(first.removeprefix("subject:").split())
     context = letter["context"]
     return {
-        "title": subject, "subject": subject, "language": language,
-        "servicer": context["s"], "labels": LABELS[language],
-        "address": context["address"], "date_text": context["date_text"],
+        "title": subject,
+        "subject": subject,
+        "language": language,
+        "servicer": context["s"],
+        "labels": LABELS[language],
+        "address": context["address"],
+        "date_text": context["date_text"],
         "account_ref": context["loan"]["account_ref"],
         "blocks": blocks(body),
     }
@@ -134,8 +177,17 @@ def compose(letter: dict[str, Any]) -> dict[str, Any]:
 def document_text(doc: dict[str, Any]) -> str:
     """Every word the reader sees, in order (what the checklist reads)."""
     s = doc["servicer"]
-    parts = [s["name"], *s["mailing_address"], s["team_name"], s["team_phone"], s["website"],
-             *doc["address"], doc["date_text"], doc["account_ref"], doc["subject"]]
+    parts = [
+        s["name"],
+        *s["mailing_address"],
+        s["team_name"],
+        s["team_phone"],
+        s["website"],
+        *doc["address"],
+        doc["date_text"],
+        doc["account_ref"],
+        doc["subject"],
+    ]
     for b in doc["blocks"]:
         parts += [b.get("lead", ""), b["text"]]
     parts.append(s["address_inline"])
@@ -150,9 +202,16 @@ def render(letter: dict[str, Any], folder: Path) -> dict[str, Any]:
     from transforms.letters import check
 
     doc = compose(letter)
-    problems = check(document_text(doc), letter["template"], letter["language"], checklist(), letter["checks"])
-    result = {"letter_id": letter["letter_id"], "problems": problems, "pdf_path": None, "html_path": None,
-              "pages": None}
+    problems = check(
+        document_text(doc), letter["template"], letter["language"], checklist(), letter["checks"]
+    )
+    result = {
+        "letter_id": letter["letter_id"],
+        "problems": problems,
+        "pdf_path": None,
+        "html_path": None,
+        "pages": None,
+    }
     if problems:
         return result
     html = _html_env().get_template("letters/layout.html.j2").render(d=doc)
@@ -160,8 +219,13 @@ def render(letter: dict[str, Any], folder: Path) -> dict[str, Any]:
     data = PHONE.sub("(\\1)\u00a0\\2", json.dumps(doc, ensure_ascii=False))
     # Dated the night (not the moment of rendering): a rerun writes the same bytes.
     # Untagged: the PDF is for print; the HTML beside it is the accessible version.
-    pdf = _compiler().compile(sys_inputs={"letter": data}, timestamp=letter["timestamp"], pdf_tags=False)
-    pdf_path, html_path = folder / f"{letter['letter_id']}.pdf", folder / f"{letter['letter_id']}.html"
+    pdf = _compiler().compile(
+        sys_inputs={"letter": data}, timestamp=letter["timestamp"], pdf_tags=False
+    )
+    pdf_path, html_path = (
+        folder / f"{letter['letter_id']}.pdf",
+        folder / f"{letter['letter_id']}.html",
+    )
     # made durable a chunk at a time, before the letters are reported as rendered (and so
     # before the warehouse records them): after a crash, a letter called generated is whole
     write_atomic(html_path, html.encode("utf-8"), durable=False)
@@ -179,26 +243,35 @@ def _pages(pdf: bytes) -> int:
 
 def _render_chunk(letters: list[dict[str, Any]], folder: str) -> list[dict[str, Any]]:
     results = [render(letter, Path(folder)) for letter in letters]
-    make_durable([r[key] for r in results for key in ("pdf_path", "html_path") if r[key]], Path(folder))
+    make_durable(
+        [r[key] for r in results for key in ("pdf_path", "html_path") if r[key]], Path(folder)
+    )
     return results
 
 
-def render_all(letters: list[dict[str, Any]], folder: Path, workers: int | None = None) -> list[dict[str, Any]]:
+def render_all(
+    letters: list[dict[str, Any]], folder: Path, workers: int | None = None
+) -> list[dict[str, Any]]:
     """Render every letter into ``folder``, over ``workers`` processes (default: every core).
     The results come back in the order of ``letters``."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Letters of one template and language in a row: the compiler reuses their laid-out paragraphs.
-    order = sorted(range(len(letters)), key=lambda i: (letters[i]["template"], letters[i]["language"]))
+    order = sorted(
+        range(len(letters)), key=lambda i: (letters[i]["template"], letters[i]["language"])
+    )
     ordered = [letters[i] for i in order]
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(letters) < 200:
         done = _render_chunk(ordered, str(folder))
     else:
         size = max(50, len(letters) // (workers * 4) + 1)
-        chunks = [ordered[i:i + size] for i in range(0, len(ordered), size)]
+        chunks = [ordered[i : i + size] for i in range(0, len(ordered), size)]
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            done = [result for chunk in pool.map(_render_chunk, chunks, [str(folder)] * len(chunks))
-                    for result in chunk]
+            done = [
+                result
+                for chunk in pool.map(_render_chunk, chunks, [str(folder)] * len(chunks))
+                for result in chunk
+            ]
     results: list[dict[str, Any]] = [{}] * len(letters)
     for position, result in zip(order, done, strict=True):
         results[position] = result
@@ -210,12 +283,21 @@ def render_all(letters: list[dict[str, Any]], folder: Path, workers: int | None 
 
 def servicer_block(settings, language: str) -> dict[str, Any]:
     s = settings.servicer
-    return {"name": s.name, "mailing_address": list(s.mailing_address),
-            "address_inline": ", ".join(s.mailing_address), "team_name": s.team_name,
-            "team_phone": s.team_phone, "team_hours": s.team_hours_es if language == "es" else s.team_hours, "website": s.website, "email": s.email}
+    return {
+        "name": s.name,
+        "mailing_address": list(s.mailing_address),
+        "address_inline": ", ".join(s.mailing_address),
+        "team_name": s.team_name,
+        "team_phone": s.team_phone,
+        "team_hours": s.team_hours_es if language == "es" else s.team_hours,
+        "website": s.website,
+        "email": s.email,
+    }
 
 
-def option_entries(rows: list[dict[str, Any]], catalogue, language: str, state: str, limit: int) -> list[dict]:
+def option_entries(
+    rows: list[dict[str, Any]], catalogue, language: str, state: str, limit: int
+) -> list[dict]:
     """The options a letter shows: eligible, offered, by rank; counseling has its own section."""
     entries = []
     by_code = catalogue.by_code()
@@ -224,63 +306,118 @@ def option_entries(rows: list[dict[str, Any]], catalogue, language: str, state: 
         if option is None or not option.offer or row["option_code"] == "housing_counseling":
             continue
         pattern = TERMS[language].get(option.terms)
-        terms = pattern.format(
-            plan_months=row["plan_months"], plan_payment=money(row["plan_payment"]),
-            plan_last_payment=money(row["plan_last_payment"]), amount=money(row["amount"]),
-        ) if pattern and row["plan_months"] is not None else ""
+        terms = (
+            pattern.format(
+                plan_months=row["plan_months"],
+                plan_payment=money(row["plan_payment"]),
+                plan_last_payment=money(row["plan_last_payment"]),
+                amount=money(row["amount"]),
+            )
+            if pattern and row["plan_months"] is not None
+            else ""
+        )
         notes = list(getattr(option.notes, language))
         if option.notes_states is not None and state not in option.notes_states:
             notes = []
-        entries.append({"code": option.code, "name": getattr(option.name, language),
-                        "description": getattr(option.description, language), "terms": terms, "notes": notes})
+        entries.append(
+            {
+                "code": option.code,
+                "name": getattr(option.name, language),
+                "description": getattr(option.description, language),
+                "terms": terms,
+                "notes": notes,
+            }
+        )
         if len(entries) >= limit:
             break
     return entries
 
 
-def letter_payload(row: dict[str, Any], options: list[dict], servicer: dict[str, Any], as_of: date) -> dict:
+def letter_payload(
+    row: dict[str, Any], options: list[dict], servicer: dict[str, Any], as_of: date
+) -> dict:
     """Everything one letter needs, as plain data (sent to a rendering process)."""
     language = row["language"]
     name = " ".join(part for part in (row["first_name"], row["last_name"]) if part)
     city_line = f"{row['city']}, {row['state']} {row['zip']}"
-    address = [name, row["address_line1"], *([row["address_line2"]] if row["address_line2"] else []), city_line]
+    address = [
+        name,
+        row["address_line1"],
+        *([row["address_line2"]] if row["address_line2"] else []),
+        city_line,
+    ]
     change = None
     if row.get("next_change_amount") is not None and row.get("installment_amount") is not None:
-        change = {"from_amount": money(row["installment_amount"]), "to_amount": money(row["next_change_amount"]),
-                  "date": date_text(row["next_change_date"], language)}
+        change = {
+            "from_amount": money(row["installment_amount"]),
+            "to_amount": money(row["next_change_amount"]),
+            "date": date_text(row["next_change_date"], language),
+        }
     context = {
         "b": {"name": name},
         "s": servicer,
         "address": [_one_line(line) for line in address],
         "date_text": date_text(as_of, language),
-        "loan": {"last4": row["loan_id"][-4:], "account_ref": last4(row["loan_id"]),
-                 "days_past_due": row["days_past_due"], "amount_past_due": money(row["amount_past_due"]),
-                 "oldest_due": date_text(row["oldest_unpaid_due_date"], language)
-                 if row["oldest_unpaid_due_date"] else ""},
+        "loan": {
+            "last4": row["loan_id"][-4:],
+            "account_ref": last4(row["loan_id"]),
+            "days_past_due": row["days_past_due"],
+            "amount_past_due": money(row["amount_past_due"]),
+            "oldest_due": date_text(row["oldest_unpaid_due_date"], language)
+            if row["oldest_unpaid_due_date"]
+            else "",
+        },
         "options": options,
         "change": change,
     }
     return {
-        "letter_id": row["letter_id"], "template": row["template"], "language": language, "context": context,
+        "letter_id": row["letter_id"],
+        "template": row["template"],
+        "language": language,
+        "context": context,
         "timestamp": calendar.timegm(as_of.timetuple()),
-        "checks": {"team_phone": servicer["team_phone"], "mailing_line": servicer["mailing_address"][0],
-                   "first_option": options[0]["name"] if options else "(no option to show)"},
+        "checks": {
+            "team_phone": servicer["team_phone"],
+            "mailing_line": servicer["mailing_address"][0],
+            "first_option": options[0]["name"] if options else "(no option to show)",
+        },
     }
 
 
-MANIFEST_COLUMNS = ("letter_id", "name", "address_line1", "address_line2", "city", "state", "zip",
-                    "template", "language", "pages", "file")
+MANIFEST_COLUMNS = (
+    "letter_id",
+    "name",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "zip",
+    "template",
+    "language",
+    "pages",
+    "file",
+)
 
 
 def write_manifest(path: Path, rows: list[dict[str, Any]]) -> None:
     """The mail manifest for the print-and-mail vendor, written atomically."""
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        text, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(path, text.getvalue().encode("utf-8"))
 
 
 def results_frame(results: list[dict[str, Any]]) -> pl.DataFrame:
-    return pl.DataFrame(results, schema={"letter_id": pl.String, "problems": pl.List(pl.String),
-                                         "pdf_path": pl.String, "html_path": pl.String, "pages": pl.Int64})
+    return pl.DataFrame(
+        results,
+        schema={
+            "letter_id": pl.String,
+            "problems": pl.List(pl.String),
+            "pdf_path": pl.String,
+            "html_path": pl.String,
+            "pages": pl.Int64,
+        },
+    )

@@ -42,8 +42,14 @@ class NightSummary:
 
     def as_dict(self) -> dict[str, Any]:
         n = self.night
-        return {"as_of_date": n.as_of.isoformat(), "run_id": n.run_id, "status": self.status,
-                "steps": self.steps, "warehouse": str(n.db), "outputs": str(n.night_dir)}
+        return {
+            "as_of_date": n.as_of.isoformat(),
+            "run_id": n.run_id,
+            "status": self.status,
+            "steps": self.steps,
+            "warehouse": str(n.db),
+            "outputs": str(n.night_dir),
+        }
 
     def text(self) -> str:
         return summary_text(self.as_dict())

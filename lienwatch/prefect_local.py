@@ -47,12 +47,30 @@ def _command(port: int) -> list[str]:
     spec = importlib.util.find_spec("prefect")  # finds the package without importing it
     if spec is None or spec.origin is None:
         raise LienwatchError("Prefect is not installed in this environment")
-    return [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parents[1]),
-            "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "error", "--lifespan", "on"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(Path(spec.origin).parents[1]),
+        "--factory",
+        "prefect.server.api.server:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "error",
+        "--lifespan",
+        "on",
+    ]
 
 
-SERVER_ENVIRONMENT = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+SERVER_ENVIRONMENT = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+}
 # Unless PREFECT_SERVER_ANALYTICS_ENABLED is set: the night's server (and so Prefect in the
 # night's process, which asks it) sends no usage statistics anywhere. A servicer's nightly
 # job makes no outside calls it was not asked to make.
@@ -106,8 +124,14 @@ def start_early() -> None:
     process imports the rest. :func:`local_server` reads Prefect's settings later and stops
     this server unused if they configure an API (in a profile, say)."""
     global _server, _unconfirmed
-    if _server is None and "prefect" not in sys.modules and not os.environ.get("PREFECT_API_URL") and (
-            os.environ.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "true").lower() not in ("0", "false")):
+    if (
+        _server is None
+        and "prefect" not in sys.modules
+        and not os.environ.get("PREFECT_API_URL")
+        and (
+            os.environ.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "true").lower() not in ("0", "false")
+        )
+    ):
         _server, _unconfirmed = _start(), True
 
 
@@ -143,8 +167,10 @@ def local_server() -> Iterator[Callable[[], None] | None]:
     # heartbeats: they let a server with background services mark a crashed run, which
     # the temporary server (no services) never does, and a night ending waits up to a
     # second for the heartbeat thread to stop.
-    with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_UI_URL: ""},
-                            set_defaults={"flows.heartbeat_frequency": None}):
+    with temporary_settings(
+        updates={PREFECT_API_URL: url, PREFECT_UI_URL: ""},
+        set_defaults={"flows.heartbeat_frequency": None},
+    ):
         yield lambda: _wait_for(process, url)
 
 
@@ -154,8 +180,12 @@ def _wait_for(process: subprocess.Popen, url: str) -> None:
     while not _healthy(url):
         code = process.poll()
         if code is not None:
-            raise LienwatchError(f"Prefect's temporary server exited at start (exit {code})"
-                                 + ("; its port was taken" if code == PORT_IN_USE else ""))
+            raise LienwatchError(
+                f"Prefect's temporary server exited at start (exit {code})"
+                + ("; its port was taken" if code == PORT_IN_USE else "")
+            )
         if time.monotonic() > deadline:
-            raise LienwatchError(f"Prefect's temporary server did not answer within {STARTUP_TIMEOUT_SECONDS} s")
+            raise LienwatchError(
+                f"Prefect's temporary server did not answer within {STARTUP_TIMEOUT_SECONDS} s"
+            )
         time.sleep(0.1)

@@ -35,7 +35,10 @@ review_app = typer.Typer(
 )
 
 Loan = Annotated[str, typer.Option("--loan", help="The loan's id.")]
-Db = Annotated[Path | None, typer.Option("--db", help="DuckDB warehouse file (default: the settings' paths.db).")]
+Db = Annotated[
+    Path | None,
+    typer.Option("--db", help="DuckDB warehouse file (default: the settings' paths.db)."),
+]
 By = Annotated[str | None, typer.Option("--by", help="The analyst (default: $USER).")]
 Note = Annotated[str | None, typer.Option("--note", help="Free text kept with the decision.")]
 At = Annotated[
@@ -46,35 +49,61 @@ Letter = Annotated[
     str | None,
     typer.Option("--letter", help="One letter (its letter_id) instead of all the loan's letters."),
 ]
-Config = Annotated[Path | None, typer.Option("--config", help="Settings file (default: ./lienwatch.toml when present).")]
+Config = Annotated[
+    Path | None,
+    typer.Option("--config", help="Settings file (default: ./lienwatch.toml when present)."),
+]
 
 
 def _when(at: str | None, settings: Settings) -> datetime:
     """The time of the decision on the schedule's clock (naive local time)."""
     if at is None:
-        return datetime.now(ZoneInfo(settings.schedule.timezone)).replace(tzinfo=None, microsecond=0)
+        return datetime.now(ZoneInfo(settings.schedule.timezone)).replace(
+            tzinfo=None, microsecond=0
+        )
     try:
         return datetime.fromisoformat(at).replace(tzinfo=None)
     except ValueError:
         _fail(f"--at: not a date or time in YYYY-MM-DD[THH:MM] form: {at!r}")
 
 
-def _record(kind: str, loan: str, db: Path | None, by: str | None, at: str | None, config: Path | None,
-            **fields) -> None:
+def _record(
+    kind: str,
+    loan: str,
+    db: Path | None,
+    by: str | None,
+    at: str | None,
+    config: Path | None,
+    **fields,
+) -> None:
     settings = _settings(config)
     analyst = by if by is not None else os.environ.get("USER", "")
     try:
-        row = decisions.record_decision(db or settings.paths.db, kind=kind, loan_id=loan, made_by=analyst,
-                                     made_at=_when(at, settings), **fields)
+        row = decisions.record_decision(
+            db or settings.paths.db,
+            kind=kind,
+            loan_id=loan,
+            made_by=analyst,
+            made_at=_when(at, settings),
+            **fields,
+        )
     except LienwatchError as exc:
         _fail(str(exc))
-    typer.echo(f"{row['decision_id']}: {kind} on {loan} by {row['made_by']} at "
-               f"{row['made_at']:%Y-%m-%d %H:%M}")
+    typer.echo(
+        f"{row['decision_id']}: {kind} on {loan} by {row['made_by']} at "
+        f"{row['made_at']:%Y-%m-%d %H:%M}"
+    )
 
 
 @review_app.command()
-def contact(loan: Loan, note: Note = None, db: Db = None, by: By = None, at: At = None,
-            config: Config = None) -> None:
+def contact(
+    loan: Loan,
+    note: Note = None,
+    db: Db = None,
+    by: By = None,
+    at: At = None,
+    config: Config = None,
+) -> None:
     """Live contact made with the borrower: the loan leaves the call list."""
     _record("contact", loan, db, by, at, config, note=note)
 
@@ -82,9 +111,17 @@ def contact(loan: Loan, note: Note = None, db: Db = None, by: By = None, at: At 
 @review_app.command()
 def promise(
     loan: Loan,
-    when: Annotated[str, typer.Option("--date", help="The date the borrower promised to pay by, YYYY-MM-DD.")],
-    amount: Annotated[str, typer.Option("--amount", help="The amount promised, in dollars (e.g. 450.00).")],
-    note: Note = None, db: Db = None, by: By = None, at: At = None, config: Config = None,
+    when: Annotated[
+        str, typer.Option("--date", help="The date the borrower promised to pay by, YYYY-MM-DD.")
+    ],
+    amount: Annotated[
+        str, typer.Option("--amount", help="The amount promised, in dollars (e.g. 450.00).")
+    ],
+    note: Note = None,
+    db: Db = None,
+    by: By = None,
+    at: At = None,
+    config: Config = None,
 ) -> None:
     """A promise to pay: checked against the ledger each night (kept, broken or pending)."""
     try:
@@ -97,26 +134,56 @@ def promise(
         dollars = Decimal("NaN")
     if not dollars.is_finite():
         _fail(f"--amount: not an amount in dollars: {amount!r}")
-    _record("promise", loan, db, by, at, config, promise_date=promised, promise_amount=dollars, note=note)
+    _record(
+        "promise",
+        loan,
+        db,
+        by,
+        at,
+        config,
+        promise_date=promised,
+        promise_amount=dollars,
+        note=note,
+    )
 
 
 @review_app.command()
-def application(loan: Loan, note: Note = None, db: Db = None, by: By = None, at: At = None,
-                config: Config = None) -> None:
+def application(
+    loan: Loan,
+    note: Note = None,
+    db: Db = None,
+    by: By = None,
+    at: At = None,
+    config: Config = None,
+) -> None:
     """A hardship application received: the loan counts as in loss mitigation from the next night."""
     _record("application", loan, db, by, at, config, note=note)
 
 
 @review_app.command()
-def hold(loan: Loan, letter: Letter = None, note: Note = None, db: Db = None, by: By = None,
-         at: At = None, config: Config = None) -> None:
+def hold(
+    loan: Loan,
+    letter: Letter = None,
+    note: Note = None,
+    db: Db = None,
+    by: By = None,
+    at: At = None,
+    config: Config = None,
+) -> None:
     """Hold the loan's letters (or one letter and its later ones of the same template) until released."""
     _record("hold", loan, db, by, at, config, letter_id=letter, note=note)
 
 
 @review_app.command()
-def release(loan: Loan, letter: Letter = None, note: Note = None, db: Db = None, by: By = None,
-            at: At = None, config: Config = None) -> None:
+def release(
+    loan: Loan,
+    letter: Letter = None,
+    note: Note = None,
+    db: Db = None,
+    by: By = None,
+    at: At = None,
+    config: Config = None,
+) -> None:
     """Lift the loan's holds (or only the hold on one letter)."""
     _record("release", loan, db, by, at, config, letter_id=letter, note=note)
 
@@ -125,7 +192,10 @@ def release(loan: Loan, letter: Letter = None, note: Note = None, db: Db = None,
 def add_note(
     loan: Loan,
     text: Annotated[str, typer.Option("--note", help="The note.")],
-    db: Db = None, by: By = None, at: At = None, config: Config = None,
+    db: Db = None,
+    by: By = None,
+    at: At = None,
+    config: Config = None,
 ) -> None:
     """A note on the account, shown in its case history."""
     _record("note", loan, db, by, at, config, note=text)

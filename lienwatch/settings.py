@@ -36,7 +36,9 @@ class Servicer(_Section):
         ("PO Box 4410", "Sacramento, CA 95812"),
         description="Servicer mailing address lines (Regulation X §1024.39(b)(2)(ii)).",
     )
-    team_name: str = Field("Homeowner Assistance Team", description="The assigned loss-mitigation team.")
+    team_name: str = Field(
+        "Homeowner Assistance Team", description="The assigned loss-mitigation team."
+    )
     team_phone: str = Field("(800) 555-0142", description="Direct phone of the assigned team.")
     team_hours: str = Field(
         "Monday to Friday, 8 a.m. to 8 p.m., Saturday 9 a.m. to 1 p.m. Pacific time",
@@ -84,15 +86,55 @@ class Risk(_Section):
     signals present, plus ``weight_per_day_past_due`` for each day past due.
     """
 
-    senior_dpd_threshold: int = Field(30, ge=1, le=365, description="Senior lien days past due that raise the senior_lien_delinquent signal.")
-    nsf_lookback_days: int = Field(90, ge=1, le=730, description="A returned (NSF) payment within this many days raises returned_payment.")
-    payment_rise_ratio: Decimal = Field(Decimal("1.20"), gt=1, le=10, description="A scheduled payment rising to at least this multiple of the current one raises payment_shock.")
-    payment_rise_horizon_days: int = Field(90, ge=1, le=365, description="How far ahead a scheduled payment rise is looked for.")
-    drift_min_days: int = Field(5, ge=1, le=60, description="Days late of the latest installment from which a steadily rising lateness raises paying_later.")
-    late_days_threshold: int = Field(15, ge=1, le=60, description="An installment paid more than this many days after its due date counts as paid late.")
-    cltv_threshold: Decimal = Field(Decimal("1.00"), gt=0, le=5, description="Combined LTV (senior balance + this balance over value) above which underwater is raised.")
-    review_capacity: int = Field(500, ge=1, description="How many flagged loans the team can review in a morning; the queue beyond it is cut by tier then score, and counted.")
-    review_page_rows: int = Field(5_000, ge=1, description="Most flagged loans the review page and queue.xlsx carry: the queue, then the calls due, then the rest in queue order. Every flagged loan is in queue.csv; the page says how many it leaves out.")
+    senior_dpd_threshold: int = Field(
+        30,
+        ge=1,
+        le=365,
+        description="Senior lien days past due that raise the senior_lien_delinquent signal.",
+    )
+    nsf_lookback_days: int = Field(
+        90,
+        ge=1,
+        le=730,
+        description="A returned (NSF) payment within this many days raises returned_payment.",
+    )
+    payment_rise_ratio: Decimal = Field(
+        Decimal("1.20"),
+        gt=1,
+        le=10,
+        description="A scheduled payment rising to at least this multiple of the current one raises payment_shock.",
+    )
+    payment_rise_horizon_days: int = Field(
+        90, ge=1, le=365, description="How far ahead a scheduled payment rise is looked for."
+    )
+    drift_min_days: int = Field(
+        5,
+        ge=1,
+        le=60,
+        description="Days late of the latest installment from which a steadily rising lateness raises paying_later.",
+    )
+    late_days_threshold: int = Field(
+        15,
+        ge=1,
+        le=60,
+        description="An installment paid more than this many days after its due date counts as paid late.",
+    )
+    cltv_threshold: Decimal = Field(
+        Decimal("1.00"),
+        gt=0,
+        le=5,
+        description="Combined LTV (senior balance + this balance over value) above which underwater is raised.",
+    )
+    review_capacity: int = Field(
+        500,
+        ge=1,
+        description="How many flagged loans the team can review in a morning; the queue beyond it is cut by tier then score, and counted.",
+    )
+    review_page_rows: int = Field(
+        5_000,
+        ge=1,
+        description="Most flagged loans the review page and queue.xlsx carry: the queue, then the calls due, then the rest in queue order. Every flagged loan is in queue.csv; the page says how many it leaves out.",
+    )
     weights: dict[str, Decimal] = Field(
         default_factory=lambda: {
             "senior_lien_delinquent": Decimal("30"),
@@ -106,7 +148,9 @@ class Risk(_Section):
         },
         description="Score weight of each signal (reason code to points).",
     )
-    weight_per_day_past_due: Decimal = Field(Decimal("0.5"), ge=0, description="Score points per day past due.")
+    weight_per_day_past_due: Decimal = Field(
+        Decimal("0.5"), ge=0, description="Score points per day past due."
+    )
 
     @field_validator("weights")
     @classmethod
@@ -134,18 +178,69 @@ class Options(_Section):
 class Letters(_Section):
     """Which letter goes to whom and when (Regulation X §1024.39, 12 U.S.C. 1701x(c)(5))."""
 
-    notice_from_day: int = Field(30, ge=1, le=45, description="Days past due from which the Regulation X early intervention notice is sent (it must be out by day 45).")
-    notice_every_days: int = Field(180, ge=180, le=365, description="At most one early intervention notice (any form) per loan in this many days.")
-    heloc_counseling_from_day: int = Field(30, ge=1, le=45, description="Days past due from which a HELOC gets the HUD counseling notice (due within 45 days of the missed payment).")
-    heloc_counseling_every_days: int = Field(90, ge=1, le=365, description="At most one counseling notice per HELOC in this many days (and one per delinquency).")
-    imminent_default_every_days: int = Field(60, ge=1, le=365, description="At most one imminent-default letter per loan in this many days.")
-    early_warning_every_days: int = Field(90, ge=1, le=365, description="At most one courtesy (early-warning) letter per loan in this many days.")
-    min_gap_days: int = Field(14, ge=0, le=90, description="No borrower gets two letters within this many days.")
-    render: bool = Field(True, description="false: a dry run that records each letter decision (as suppressed, 'dry run') without writing letters.")
-    max_options: int = Field(4, ge=1, le=12, description="Options shown in a letter (by rank), besides housing counseling.")
-    render_workers: int = Field(0, ge=0, le=256, description="Processes that render letters (or local Dask workers); 0 uses every core.")
-    fan_out: Literal["processes", "dask"] = Field("processes", description="Where letter rendering fans out: a local process pool, or Dask through Prefect's Dask task runner (docs/scaling.md).")
-    dask_address: str | None = Field(None, description="Scheduler address of an existing Dask cluster (tcp://host:8786); unset starts a local cluster.")
+    notice_from_day: int = Field(
+        30,
+        ge=1,
+        le=45,
+        description="Days past due from which the Regulation X early intervention notice is sent (it must be out by day 45).",
+    )
+    notice_every_days: int = Field(
+        180,
+        ge=180,
+        le=365,
+        description="At most one early intervention notice (any form) per loan in this many days.",
+    )
+    heloc_counseling_from_day: int = Field(
+        30,
+        ge=1,
+        le=45,
+        description="Days past due from which a HELOC gets the HUD counseling notice (due within 45 days of the missed payment).",
+    )
+    heloc_counseling_every_days: int = Field(
+        90,
+        ge=1,
+        le=365,
+        description="At most one counseling notice per HELOC in this many days (and one per delinquency).",
+    )
+    imminent_default_every_days: int = Field(
+        60,
+        ge=1,
+        le=365,
+        description="At most one imminent-default letter per loan in this many days.",
+    )
+    early_warning_every_days: int = Field(
+        90,
+        ge=1,
+        le=365,
+        description="At most one courtesy (early-warning) letter per loan in this many days.",
+    )
+    min_gap_days: int = Field(
+        14, ge=0, le=90, description="No borrower gets two letters within this many days."
+    )
+    render: bool = Field(
+        True,
+        description="false: a dry run that records each letter decision (as suppressed, 'dry run') without writing letters.",
+    )
+    max_options: int = Field(
+        4,
+        ge=1,
+        le=12,
+        description="Options shown in a letter (by rank), besides housing counseling.",
+    )
+    render_workers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Processes that render letters (or local Dask workers); 0 uses every core.",
+    )
+    fan_out: Literal["processes", "dask"] = Field(
+        "processes",
+        description="Where letter rendering fans out: a local process pool, or Dask through Prefect's Dask task runner (docs/scaling.md).",
+    )
+    dask_address: str | None = Field(
+        None,
+        description="Scheduler address of an existing Dask cluster (tcp://host:8786); unset starts a local cluster.",
+    )
     chunk_size: int = Field(250, ge=1, le=100_000, description="Letters per Dask rendering task.")
 
 
@@ -211,8 +306,16 @@ def settings_reference() -> str:
     ]
     for section_name, section_field in Settings.model_fields.items():
         section_cls = section_field.annotation
-        lines += [f"## [{section_name}]", "", inspect.cleandoc(section_cls.__doc__ or ""), "",
-                  "| key | default | meaning |", "|---|---|---|"]
+        # every field of Settings is one section, annotated with its _Section subclass
+        assert isinstance(section_cls, type) and issubclass(section_cls, _Section)
+        lines += [
+            f"## [{section_name}]",
+            "",
+            inspect.cleandoc(section_cls.__doc__ or ""),
+            "",
+            "| key | default | meaning |",
+            "|---|---|---|",
+        ]
         default = section_field.default
         for key, field_info in section_cls.model_fields.items():
             value = getattr(default, key)

@@ -191,7 +191,9 @@ def _schema() -> list[str]:
 MEMORY_LIMIT = "3GB"  # DuckDB spills to disk beyond this instead of growing the process
 
 
-def connect(db: Path, *, read_only: bool = False, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    db: Path, *, read_only: bool = False, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
     """Open the warehouse; create it (owner-only) and its schema when writing."""
     if read_only and not db.exists():
         raise LienwatchError(f"{db}: no warehouse at this path")
@@ -243,19 +245,28 @@ def as_arrow(rows: pl.DataFrame) -> pa.Table:
     return rows.to_arrow(compat_level=pl.CompatLevel.newest())
 
 
-def frame(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
+def frame(
+    con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] | None = None
+) -> pl.DataFrame:
     """A query's rows as a polars frame."""
     return con.sql(query, params=params or {}).pl()
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = $t", {"t": table}
-    ).fetchall()[0][0])
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = $t", {"t": table}
+        ).fetchall()[0][0]
+    )
 
 
-def replace_night(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame, night: date,
-                  column: str = "as_of_date") -> None:
+def replace_night(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: pl.DataFrame,
+    night: date,
+    column: str = "as_of_date",
+) -> None:
     """Replace ``table``'s rows of one night (those whose ``column`` is ``night``) by ``rows``.
 
     Run inside :func:`transaction`: a night's rows are swapped all at once, so a rerun
@@ -275,8 +286,13 @@ def append(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame) -> No
     _write(con, table, rows, None, {})
 
 
-def _write(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame, delete: str | None,
-           params: dict[str, Any]) -> None:
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: pl.DataFrame,
+    delete: str | None,
+    params: dict[str, Any],
+) -> None:
     con.register("_frame", as_arrow(rows))
     try:
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _frame LIMIT 0")

@@ -19,8 +19,14 @@ L2,B2,2,heloc,2023-05-01,2023-06-01,400.00,240,9.25,50000.00,49000.00,CA,primary
 PAYMENT_HEADER = "txn_id,loan_id,posted_date,amount,txn_type,reverses_txn_id,return_reason\n"
 
 
-def landing(root: Path, payments: dict[str, str | bytes] | None = None, *,
-            loans: str = LOANS, borrowers: str = BORROWERS, **optional: str) -> Path:
+def landing(
+    root: Path,
+    payments: dict[str, str | bytes] | None = None,
+    *,
+    loans: str = LOANS,
+    borrowers: str = BORROWERS,
+    **optional: str,
+) -> Path:
     """Write a landing folder under ``root``: snapshots, optional feeds and ledger files."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "loans.csv").write_text(loans, encoding="utf-8")

@@ -27,17 +27,43 @@ class TestRunCommand:
         """A night that cannot complete exits 2 with exactly one line on stderr, naming the file."""
         data = landing(tmp_path / "in", {"p.csv": ledger("T1,L1,2024-03-01,250.00,payment,,")})
         (data / "borrowers.csv").unlink()
-        done = run("run", "--data", str(data), "--db", str(tmp_path / "wh.duckdb"),
-                   "--out", str(tmp_path / "out"), "--as-of", "2024-06-03", cwd=tmp_path)
+        done = run(
+            "run",
+            "--data",
+            str(data),
+            "--db",
+            str(tmp_path / "wh.duckdb"),
+            "--out",
+            str(tmp_path / "out"),
+            "--as-of",
+            "2024-06-03",
+            cwd=tmp_path,
+        )
         assert done.returncode == 2
         assert done.stderr.splitlines() == ["lienwatch: borrowers.csv: required feed is missing"]
 
     def test_completed_night_exits_zero_and_says_where(self, tmp_path):
         """A night with quarantined rows still exits 0 and prints where its outputs are."""
-        data = landing(tmp_path / "in", {"p.csv": ledger("T1,L1,2024-03-01,250.00,payment,,",
-                                                         "T2,L1,2024-02-30,250.00,payment,,")})
-        done = run("run", "--data", str(data), "--db", str(tmp_path / "wh.duckdb"),
-                   "--out", str(tmp_path / "out"), "--as-of", "2024-06-03", cwd=tmp_path)
+        data = landing(
+            tmp_path / "in",
+            {
+                "p.csv": ledger(
+                    "T1,L1,2024-03-01,250.00,payment,,", "T2,L1,2024-02-30,250.00,payment,,"
+                )
+            },
+        )
+        done = run(
+            "run",
+            "--data",
+            str(data),
+            "--db",
+            str(tmp_path / "wh.duckdb"),
+            "--out",
+            str(tmp_path / "out"),
+            "--as-of",
+            "2024-06-03",
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, done.stderr
         assert done.stderr == ""
         assert "rows_quarantined 1" in done.stdout
@@ -51,14 +77,18 @@ class TestRunCommand:
         assert done.stderr.startswith("lienwatch: lienwatch.toml: risk.review_capacity: ")
         (tmp_path / "lienwatch.toml").unlink()
         done = run("run", "--as-of", "2024-13-01", cwd=tmp_path)
-        assert done.stderr.strip() == "lienwatch: --as-of: not a date in YYYY-MM-DD form: '2024-13-01'"
+        assert (
+            done.stderr.strip() == "lienwatch: --as-of: not a date in YYYY-MM-DD form: '2024-13-01'"
+        )
 
 
 class TestLocalServer:
     def test_a_configured_api_is_used_as_it_is(self):
         """With a Prefect API configured (a server, the test harness), no server is started."""
-        with (temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}),
-              prefect_local.local_server() as ready):
+        with (
+            temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}),
+            prefect_local.local_server() as ready,
+        ):
             assert ready is None  # nothing to wait for
             assert PREFECT_API_URL.value() == "http://127.0.0.1:9/api"
         assert prefect_local._server is None
@@ -68,7 +98,8 @@ class TestLocalServer:
         profile configures an API after all, that server is stopped unused and the API is
         used."""
         (tmp_path / "profiles.toml").write_text(
-            'active = "team"\n[profiles.team]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n')
+            'active = "team"\n[profiles.team]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n'
+        )
         code = """
 import lienwatch.prefect_local as p
 started = []
@@ -79,13 +110,20 @@ with p.local_server() as ready:
     print(ready is None, PREFECT_API_URL.value(), len(started), started[0][0].poll() is not None, p._server)
 """
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env.update(PREFECT_PROFILES_PATH=str(tmp_path / "profiles.toml"), PREFECT_HOME=str(tmp_path / "home"))
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        env.update(
+            PREFECT_PROFILES_PATH=str(tmp_path / "profiles.toml"),
+            PREFECT_HOME=str(tmp_path / "home"),
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == ["True", "http://127.0.0.1:9/api", "1", "True", "None"]
 
     @pytest.mark.parametrize(("configured", "expected"), [(None, "None"), ("60", "60")])
-    def test_the_temporary_server_gets_no_heartbeats_unless_asked(self, tmp_path, configured, expected):
+    def test_the_temporary_server_gets_no_heartbeats_unless_asked(
+        self, tmp_path, configured, expected
+    ):
         """Heartbeats let a server's services mark a crashed run; the temporary server runs
         none, so a local night sends none, unless Prefect's setting asks for them."""
         code = """
@@ -102,7 +140,9 @@ with p.local_server() as ready:
         env["PREFECT_HOME"] = str(tmp_path / "home")
         if configured:
             env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = configured
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == ["True", expected]
 

@@ -31,6 +31,7 @@ import polars as pl
 import pytest
 
 from lienwatch.sql import query
+from tests.helpers import changes_frame, ledger, loans_frame, net_paid
 from transforms.contract import BUCKETS
 from transforms.delinquency import (
     STATUS_COLUMNS,
@@ -44,14 +45,6 @@ from transforms.delinquency import (
     roll_rates,
     spell_tail,
 )
-
-LOAN_SCHEMA = {
-    "loan_id": pl.String, "borrower_id": pl.String, "lien_position": pl.Int64,
-    "product": pl.String, "origination_date": pl.Date, "first_payment_date": pl.Date,
-    "scheduled_payment": pl.Decimal(14, 2), "term_months": pl.Int64,
-    "current_balance": pl.Decimal(14, 2), "status": pl.String,
-}
-CHANGE_SCHEMA = {"loan_id": pl.String, "effective_due_date": pl.Date, "scheduled_payment": pl.Decimal(14, 2)}
 
 # --------------------------------------------------------------------------- builders
 
@@ -68,22 +61,6 @@ def reverse(payment: tuple, posted: date) -> tuple:
     return (f"R{next(_ids)}", payment[1], posted, payment[3], "reversal", payment[0])
 
 
-def ledger(rows: Iterable[tuple]) -> duckdb.DuckDBPyConnection:
-    """An in-memory warehouse whose payments table holds ``rows``."""
-    con = duckdb.connect()
-    con.execute(
-        """CREATE TABLE payments (txn_id VARCHAR, loan_id VARCHAR, posted_date DATE,
-        amount DECIMAL(14,2), txn_type VARCHAR, reverses_txn_id VARCHAR, return_reason VARCHAR,
-        source_file VARCHAR, row_number BIGINT, loaded_at TIMESTAMP)"""
-    )
-    rows = list(rows)
-    if rows:
-        con.executemany(
-            "INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, NULL, 'test.csv', 1, NULL)", rows
-        )
-    return con
-
-
 def loan(
     loan_id: str = "L",
     first: date = date(2024, 1, 1),
@@ -96,26 +73,17 @@ def loan(
 ) -> dict:
     """One loan master row (contract columns used by the engine)."""
     return dict(
-        loan_id=loan_id, borrower_id=f"B-{loan_id}", lien_position=lien, product="closed_end",
-        origination_date=originated or first - timedelta(days=30), first_payment_date=first,
-        scheduled_payment=D(payment), term_months=term, current_balance=D(balance), status=status,
+        loan_id=loan_id,
+        borrower_id=f"B-{loan_id}",
+        lien_position=lien,
+        product="closed_end",
+        origination_date=originated or first - timedelta(days=30),
+        first_payment_date=first,
+        scheduled_payment=D(payment),
+        term_months=term,
+        current_balance=D(balance),
+        status=status,
     )
-
-
-def loans_frame(*loans: dict) -> pl.DataFrame:
-    return pl.DataFrame(list(loans), schema=LOAN_SCHEMA)
-
-
-def changes_frame(*changes: tuple) -> pl.DataFrame:
-    """Payment changes from (loan_id, effective_due_date, amount)."""
-    return pl.DataFrame(
-        [(c[0], c[1], D(c[2])) for c in changes], schema=CHANGE_SCHEMA, orient="row"
-    )
-
-
-def net_paid(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
-    """net_paid.sql run on ``con`` as of ``as_of``."""
-    return con.sql(query("net_paid"), params={"as_of": as_of}).pl()
 
 
 def status(
@@ -128,7 +96,9 @@ def status(
     """loan_status over a ledger of ``rows``, through the real SQL."""
     loans = [loans] if isinstance(loans, dict) else loans
     con = ledger(rows)
-    return loan_status(loans_frame(*loans), changes_frame(*changes), net_paid(con, as_of), as_of, tolerance)
+    return loan_status(
+        loans_frame(*loans), changes_frame(*changes), net_paid(con, as_of), as_of, tolerance
+    )
 
 
 def one(loan_row: dict, rows: Iterable[tuple], as_of: date, **kwargs) -> dict:
@@ -152,7 +122,10 @@ class TestNetPaidSql:
         con = ledger([pay("A", date(2024, 1, 5), "10.00"), pay("A", date(2024, 1, 6), "20.00")])
         row = net_paid(con, date(2024, 1, 5)).row(0, named=True)
         assert (row["net_paid"], row["payment_count"], row["last_payment_date"]) == (
-            D("10.00"), 1, date(2024, 1, 5))
+            D("10.00"),
+            1,
+            date(2024, 1, 5),
+        )
 
     def test_reversal_posted_after_as_of_does_not_count_yet(self):
         """A payment reversed after the as-of date still counts as of that date."""
@@ -160,8 +133,13 @@ class TestNetPaidSql:
         con = ledger([p, reverse(p, date(2024, 1, 20))])
         assert net_paid(con, date(2024, 1, 19))["net_paid"].to_list() == [D("100.00")]
         row = net_paid(con, date(2024, 1, 20)).row(0, named=True)
-        assert (row["net_paid"], row["gross_paid"], row["reversed_amount"], row["reversal_count"],
-                row["last_reversal_date"]) == (D("0.00"), D("100.00"), D("100.00"), 1, date(2024, 1, 20))
+        assert (
+            row["net_paid"],
+            row["gross_paid"],
+            row["reversed_amount"],
+            row["reversal_count"],
+            row["last_reversal_date"],
+        ) == (D("0.00"), D("100.00"), D("100.00"), 1, date(2024, 1, 20))
 
     def test_reversal_of_a_payment_posted_after_as_of_is_ignored(self):
         """A reversal counts only once the payment it names is posted: net paid never drops below zero."""
@@ -174,16 +152,29 @@ class TestNetPaidSql:
     def test_payment_reversed_twice_is_undone_once(self):
         """Two reversals of one payment take its amount off once."""
         p = pay("A", date(2024, 1, 5), "100.00")
-        con = ledger([p, pay("A", date(2024, 1, 6), "30.00"), reverse(p, date(2024, 1, 7)),
-                      reverse(p, date(2024, 1, 8))])
+        con = ledger(
+            [
+                p,
+                pay("A", date(2024, 1, 6), "30.00"),
+                reverse(p, date(2024, 1, 7)),
+                reverse(p, date(2024, 1, 8)),
+            ]
+        )
         row = net_paid(con, date(2024, 1, 31)).row(0, named=True)
         assert (row["net_paid"], row["reversal_count"], row["last_reversal_date"]) == (
-            D("30.00"), 1, date(2024, 1, 7))
+            D("30.00"),
+            1,
+            date(2024, 1, 7),
+        )
 
     def test_reversal_naming_no_payment_is_ignored(self):
         """A reversal of a txn_id the ledger does not hold changes nothing."""
-        con = ledger([pay("A", date(2024, 1, 5), "100.00"),
-                      ("R-x", "A", date(2024, 1, 6), D("100.00"), "reversal", "nope")])
+        con = ledger(
+            [
+                pay("A", date(2024, 1, 5), "100.00"),
+                ("R-x", "A", date(2024, 1, 6), D("100.00"), "reversal", "nope"),
+            ]
+        )
         assert net_paid(con, date(2024, 1, 31))["net_paid"].to_list() == [D("100.00")]
 
     def test_last_payment_date_counts_reversed_payments(self):
@@ -192,7 +183,10 @@ class TestNetPaidSql:
         con = ledger([pay("A", date(2024, 1, 5), "100.00"), p, reverse(p, date(2024, 2, 9))])
         row = net_paid(con, date(2024, 3, 1)).row(0, named=True)
         assert (row["last_payment_date"], row["payment_count"], row["reversal_count"]) == (
-            date(2024, 2, 5), 2, 1)
+            date(2024, 2, 5),
+            2,
+            1,
+        )
 
 
 class TestNetPaidMonthEndsSql:
@@ -202,18 +196,43 @@ class TestNetPaidMonthEndsSql:
         p2 = pay("A", date(2024, 2, 5), "100.00")
         p3 = pay("B", date(2024, 3, 31), "40.00")
         p4 = pay("B", date(2024, 5, 2), "60.00")
-        return ledger([p1, p2, reverse(p2, date(2024, 3, 2)), p3, p4, reverse(p4, date(2024, 4, 30)),
-                       pay("C", date(2024, 7, 1), "1.00")])
+        return ledger(
+            [
+                p1,
+                p2,
+                reverse(p2, date(2024, 3, 2)),
+                p3,
+                p4,
+                reverse(p4, date(2024, 4, 30)),
+                pay("C", date(2024, 7, 1), "1.00"),
+            ]
+        )
 
     def test_same_figures_as_net_paid_at_each_month_end(self, con):
         """At every month end, the running rollup equals net_paid.sql run for that date."""
-        running = con.sql(query("net_paid_month_ends"),
-                          params={"from_date": date(2024, 1, 1), "to_date": date(2024, 6, 30)}).pl()
+        running = con.sql(
+            query("net_paid_month_ends"),
+            params={"from_date": date(2024, 1, 1), "to_date": date(2024, 6, 30)},
+        ).pl()
         month_ends = sorted(running["as_of_date"].unique().to_list())
-        assert month_ends == [date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31),
-                              date(2024, 4, 30), date(2024, 5, 31), date(2024, 6, 30)]
-        columns = ["loan_id", "net_paid", "gross_paid", "reversed_amount", "payment_count",
-                   "reversal_count", "last_payment_date", "last_reversal_date"]
+        assert month_ends == [
+            date(2024, 1, 31),
+            date(2024, 2, 29),
+            date(2024, 3, 31),
+            date(2024, 4, 30),
+            date(2024, 5, 31),
+            date(2024, 6, 30),
+        ]
+        columns = [
+            "loan_id",
+            "net_paid",
+            "gross_paid",
+            "reversed_amount",
+            "payment_count",
+            "reversal_count",
+            "last_payment_date",
+            "last_reversal_date",
+        ]
         for month_end in month_ends:
             expected = net_paid(con, month_end).select(columns).sort("loan_id")
             got = running.filter(pl.col("as_of_date") == month_end).select(columns).sort("loan_id")
@@ -222,14 +241,18 @@ class TestNetPaidMonthEndsSql:
     def test_one_row_per_loan_per_month_end_from_first_payment(self):
         """A loan has rows from the month end after its first payment; none before, none after to_date."""
         con = ledger([pay("A", date(2024, 3, 31), "10.00")])
-        running = con.sql(query("net_paid_month_ends"),
-                          params={"from_date": date(2024, 1, 31), "to_date": date(2024, 5, 30)}).pl()
+        running = con.sql(
+            query("net_paid_month_ends"),
+            params={"from_date": date(2024, 1, 31), "to_date": date(2024, 5, 30)},
+        ).pl()
         assert running["as_of_date"].to_list() == [date(2024, 3, 31), date(2024, 4, 30)]
 
     def test_reversal_in_a_later_month_takes_the_money_off_then(self, con):
         """A payment in February reversed in March counts at the end of February only."""
-        running = con.sql(query("net_paid_month_ends"),
-                          params={"from_date": date(2024, 1, 1), "to_date": date(2024, 3, 31)}).pl()
+        running = con.sql(
+            query("net_paid_month_ends"),
+            params={"from_date": date(2024, 1, 1), "to_date": date(2024, 3, 31)},
+        ).pl()
         a = running.filter(pl.col("loan_id") == "A").sort("as_of_date")["net_paid"].to_list()
         assert a == [D("100.00"), D("200.00"), D("100.00")]
 
@@ -243,10 +266,16 @@ class TestDueDates:
         [
             (date(2024, 1, 29), [date(2024, 1, 29), date(2024, 2, 29), date(2024, 3, 29)]),
             (date(2024, 1, 30), [date(2024, 1, 30), date(2024, 2, 29), date(2024, 3, 30)]),
-            (date(2024, 1, 31), [date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31), date(2024, 4, 30)]),
+            (
+                date(2024, 1, 31),
+                [date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31), date(2024, 4, 30)],
+            ),
             (date(2023, 1, 29), [date(2023, 1, 29), date(2023, 2, 28), date(2023, 3, 29)]),
             (date(2023, 1, 30), [date(2023, 1, 30), date(2023, 2, 28), date(2023, 3, 30)]),
-            (date(2023, 1, 31), [date(2023, 1, 31), date(2023, 2, 28), date(2023, 3, 31), date(2023, 4, 30)]),
+            (
+                date(2023, 1, 31),
+                [date(2023, 1, 31), date(2023, 2, 28), date(2023, 3, 31), date(2023, 4, 30)],
+            ),
             (date(2023, 12, 31), [date(2023, 12, 31), date(2024, 1, 31), date(2024, 2, 29)]),
         ],
     )
@@ -265,7 +294,10 @@ class TestDueDates:
         rows = [pay("L", date(2024, 1, 29), "100.00"), pay("L", date(2024, 2, 29), "100.00")]
         row = one(loan(first=date(2024, 1, 29)), rows, date(2024, 2, 29))
         assert (row["installments_due"], row["days_past_due"], row["next_due_date"]) == (
-            2, 0, date(2024, 3, 29))
+            2,
+            0,
+            date(2024, 3, 29),
+        )
 
 
 class TestPaymentApplication:
@@ -274,12 +306,20 @@ class TestPaymentApplication:
         first = loan(first=date(2024, 1, 1), payment="2000.00")
         row = one(first, [], date(2024, 1, 31))
         assert (row["days_past_due"], row["bucket"], row["oldest_unpaid_due_date"]) == (
-            30, "30-59", date(2024, 1, 1))
+            30,
+            "30-59",
+            date(2024, 1, 1),
+        )
         rows = [pay("L", date(2024, 2, 3), "2000.00")]
         row = one(first, rows, date(2024, 2, 4))
-        assert (row["installments_due"], row["installments_paid"], row["oldest_unpaid_due_date"],
-                row["days_past_due"], row["bucket"], row["amount_past_due"]) == (
-            2, 1, date(2024, 2, 1), 3, "1-29", D("2000.00"))
+        assert (
+            row["installments_due"],
+            row["installments_paid"],
+            row["oldest_unpaid_due_date"],
+            row["days_past_due"],
+            row["bucket"],
+            row["amount_past_due"],
+        ) == (2, 1, date(2024, 2, 1), 3, "1-29", D("2000.00"))
 
     @pytest.mark.parametrize(
         ("first", "as_of", "days", "bucket"),
@@ -293,48 +333,89 @@ class TestPaymentApplication:
     def test_missed_month_end_due_date(self, first, as_of, days, bucket):
         """Due Jan 31 and missed: days count from Jan 31 (leap year: 30 on Mar 1; common: on Mar 2)."""
         row = one(loan(first=first), [], as_of)
-        assert (row["oldest_unpaid_due_date"], row["days_past_due"], row["bucket"],
-                row["installments_due"], row["amount_past_due"]) == (first, days, bucket, 2, D("200.00"))
+        assert (
+            row["oldest_unpaid_due_date"],
+            row["days_past_due"],
+            row["bucket"],
+            row["installments_due"],
+            row["amount_past_due"],
+        ) == (first, days, bucket, 2, D("200.00"))
 
     def test_payment_on_the_due_date(self):
         """A payment posted on the due date pays that installment the same day."""
-        row = one(loan(first=date(2024, 1, 15)), [pay("L", date(2024, 1, 15), "100.00")], date(2024, 1, 15))
-        assert (row["installments_due"], row["installments_paid"], row["days_past_due"],
-                row["oldest_unpaid_due_date"], row["next_due_date"]) == (1, 1, 0, None, date(2024, 2, 15))
+        row = one(
+            loan(first=date(2024, 1, 15)),
+            [pay("L", date(2024, 1, 15), "100.00")],
+            date(2024, 1, 15),
+        )
+        assert (
+            row["installments_due"],
+            row["installments_paid"],
+            row["days_past_due"],
+            row["oldest_unpaid_due_date"],
+            row["next_due_date"],
+        ) == (1, 1, 0, None, date(2024, 2, 15))
 
     def test_unpaid_on_the_due_date_is_zero_days_but_behind(self):
         """Unpaid on its due date: 0 days past due, 'current' (no oldest unpaid date), the amount owed shown."""
         row = one(loan(first=date(2024, 1, 15)), [], date(2024, 1, 15))
-        assert (row["installments_paid"], row["oldest_unpaid_due_date"], row["days_past_due"],
-                row["bucket"], row["amount_past_due"]) == (0, None, 0, "current", D("100.00"))
+        assert (
+            row["installments_paid"],
+            row["oldest_unpaid_due_date"],
+            row["days_past_due"],
+            row["bucket"],
+            row["amount_past_due"],
+        ) == (0, None, 0, "current", D("100.00"))
 
     def test_partial_payments_add_up(self):
         """Three partials (40 + 35 + 25) complete January; until the last, the 75.00 waits in suspense."""
         rows = [pay("L", date(2024, 1, 3), "40.00"), pay("L", date(2024, 1, 10), "35.00")]
         row = one(loan(), rows, date(2024, 1, 20))
-        assert (row["installments_paid"], row["days_past_due"], row["suspense_amount"],
-                row["amount_past_due"]) == (0, 19, D("75.00"), D("25.00"))
+        assert (
+            row["installments_paid"],
+            row["days_past_due"],
+            row["suspense_amount"],
+            row["amount_past_due"],
+        ) == (0, 19, D("75.00"), D("25.00"))
         row = one(loan(), [*rows, pay("L", date(2024, 1, 25), "25.00")], date(2024, 1, 25))
-        assert (row["installments_paid"], row["days_past_due"], row["suspense_amount"],
-                row["amount_past_due"]) == (1, 0, D("0.00"), D("0.00"))
+        assert (
+            row["installments_paid"],
+            row["days_past_due"],
+            row["suspense_amount"],
+            row["amount_past_due"],
+        ) == (1, 0, D("0.00"), D("0.00"))
 
     def test_paid_ahead(self):
         """350 paid by Feb 10 with two installments due: current, 150 held as paid ahead."""
         row = one(loan(), [pay("L", date(2024, 1, 1), "350.00")], date(2024, 2, 10))
-        assert (row["installments_due"], row["installments_paid"], row["days_past_due"],
-                row["suspense_amount"], row["net_paid"], row["total_due"]) == (
-            2, 2, 0, D("150.00"), D("350.00"), D("200.00"))
+        assert (
+            row["installments_due"],
+            row["installments_paid"],
+            row["days_past_due"],
+            row["suspense_amount"],
+            row["net_paid"],
+            row["total_due"],
+        ) == (2, 2, 0, D("150.00"), D("350.00"), D("200.00"))
 
     def test_paid_ahead_covers_later_due_dates(self):
         """Paid 3 months ahead in January: still current on Mar 31, with nothing more paid."""
         row = one(loan(), [pay("L", date(2024, 1, 1), "300.00")], date(2024, 3, 31))
-        assert (row["installments_paid"], row["days_past_due"], row["suspense_amount"]) == (3, 0, D("0.00"))
+        assert (row["installments_paid"], row["days_past_due"], row["suspense_amount"]) == (
+            3,
+            0,
+            D("0.00"),
+        )
 
     def test_no_payments(self):
         """A loan absent from the ledger has paid nothing: behind from its first due date."""
         row = one(loan(), [], date(2024, 3, 15))
-        assert (row["installments_due"], row["installments_paid"], row["net_paid"],
-                row["days_past_due"], row["amount_past_due"]) == (3, 0, D("0.00"), 74, D("300.00"))
+        assert (
+            row["installments_due"],
+            row["installments_paid"],
+            row["net_paid"],
+            row["days_past_due"],
+            row["amount_past_due"],
+        ) == (3, 0, D("0.00"), 74, D("300.00"))
 
 
 class TestReversals:
@@ -342,32 +423,52 @@ class TestReversals:
         """A returned January payment: January unpaid again from the reversal's date on."""
         p = pay("L", date(2024, 1, 2), "100.00")
         row = one(loan(), [p, reverse(p, date(2024, 1, 12))], date(2024, 1, 31))
-        assert (row["net_paid"], row["installments_paid"], row["days_past_due"]) == (D("0.00"), 0, 30)
+        assert (row["net_paid"], row["installments_paid"], row["days_past_due"]) == (
+            D("0.00"),
+            0,
+            30,
+        )
 
     def test_reversal_posted_after_as_of(self):
         """The same ledger as of Jan 11: the reversal is not yet posted, January is paid."""
         p = pay("L", date(2024, 1, 2), "100.00")
         row = one(loan(), [p, reverse(p, date(2024, 1, 12))], date(2024, 1, 11))
-        assert (row["net_paid"], row["installments_paid"], row["days_past_due"]) == (D("100.00"), 1, 0)
+        assert (row["net_paid"], row["installments_paid"], row["days_past_due"]) == (
+            D("100.00"),
+            1,
+            0,
+        )
 
     def test_reversal_of_a_payment_posted_after_as_of(self):
         """A reversal dated before its own payment takes nothing off before that payment posts."""
         p = pay("L", date(2024, 2, 20), "100.00")
         rows = [pay("L", date(2024, 1, 2), "100.00"), p, reverse(p, date(2024, 2, 10))]
         row = one(loan(), rows, date(2024, 2, 15))
-        assert (row["net_paid"], row["installments_paid"], row["days_past_due"]) == (D("100.00"), 1, 14)
+        assert (row["net_paid"], row["installments_paid"], row["days_past_due"]) == (
+            D("100.00"),
+            1,
+            14,
+        )
 
 
 class TestPaymentChanges:
     def test_amount_changes_from_the_installment_due_on_the_effective_date(self):
         """100 a month, then 150 from the Mar 1 installment: 350 due by Mar 31; 300 paid leaves March short."""
-        rows = [pay("L", date(2024, 1, 1), "100.00"), pay("L", date(2024, 2, 1), "100.00"),
-                pay("L", date(2024, 3, 1), "100.00")]
+        rows = [
+            pay("L", date(2024, 1, 1), "100.00"),
+            pay("L", date(2024, 2, 1), "100.00"),
+            pay("L", date(2024, 3, 1), "100.00"),
+        ]
         row = one(loan(), rows, date(2024, 3, 31), changes=[("L", date(2024, 3, 1), "150.00")])
-        assert (row["total_due"], row["installments_paid"], row["oldest_unpaid_due_date"],
-                row["days_past_due"], row["amount_past_due"], row["suspense_amount"],
-                row["installment_amount"]) == (
-            D("350.00"), 2, date(2024, 3, 1), 30, D("50.00"), D("100.00"), D("150.00"))
+        assert (
+            row["total_due"],
+            row["installments_paid"],
+            row["oldest_unpaid_due_date"],
+            row["days_past_due"],
+            row["amount_past_due"],
+            row["suspense_amount"],
+            row["installment_amount"],
+        ) == (D("350.00"), 2, date(2024, 3, 1), 30, D("50.00"), D("100.00"), D("150.00"))
 
     def test_change_effective_between_due_dates_starts_at_the_next_one(self):
         """A change effective Feb 10 applies from the Mar 1 installment (the first due on or after it)."""
@@ -378,11 +479,19 @@ class TestPaymentChanges:
         """Two changes: 120 from Feb, 90 from Apr; as of Mar 1 Jan-Mar sum to 340, current payment 120."""
         changes = [("L", date(2024, 2, 1), "120.00"), ("L", date(2024, 4, 1), "90.00")]
         row = one(loan(), [pay("L", date(2024, 1, 1), "340.00")], date(2024, 3, 1), changes=changes)
-        assert (row["total_due"], row["installments_paid"], row["installment_amount"],
-                row["days_past_due"]) == (D("340.00"), 3, D("120.00"), 0)
+        assert (
+            row["total_due"],
+            row["installments_paid"],
+            row["installment_amount"],
+            row["days_past_due"],
+        ) == (D("340.00"), 3, D("120.00"), 0)
         row = one(loan(), [pay("L", date(2024, 1, 1), "340.00")], date(2024, 4, 2), changes=changes)
-        assert (row["total_due"], row["installments_paid"], row["days_past_due"],
-                row["amount_past_due"]) == (D("430.00"), 3, 1, D("90.00"))
+        assert (
+            row["total_due"],
+            row["installments_paid"],
+            row["days_past_due"],
+            row["amount_past_due"],
+        ) == (D("430.00"), 3, 1, D("90.00"))
 
     def test_change_before_the_first_due_date_replaces_the_base_payment(self):
         """A change effective before installment 0 sets every installment's amount."""
@@ -393,13 +502,23 @@ class TestPaymentChanges:
 class TestTolerance:
     @pytest.mark.parametrize(
         ("tolerance", "paid", "days", "past_due"),
-        [(D("1.00"), 1, 0, D("0.00")), (D("0.50"), 1, 0, D("0.00")),
-         (D("0.49"), 0, 9, D("0.50")), (D("0"), 0, 9, D("0.50"))],
+        [
+            (D("1.00"), 1, 0, D("0.00")),
+            (D("0.50"), 1, 0, D("0.00")),
+            (D("0.49"), 0, 9, D("0.50")),
+            (D("0"), 0, 9, D("0.50")),
+        ],
     )
     def test_fifty_cents_short(self, tolerance, paid, days, past_due):
         """99.50 paid on a 100.00 installment: current within the tolerance, past due beyond it."""
-        row = one(loan(), [pay("L", date(2024, 1, 1), "99.50")], date(2024, 1, 10), tolerance=tolerance)
-        assert (row["installments_paid"], row["days_past_due"], row["amount_past_due"]) == (paid, days, past_due)
+        row = one(
+            loan(), [pay("L", date(2024, 1, 1), "99.50")], date(2024, 1, 10), tolerance=tolerance
+        )
+        assert (row["installments_paid"], row["days_past_due"], row["amount_past_due"]) == (
+            paid,
+            days,
+            past_due,
+        )
 
     def test_tolerance_with_more_than_cents_is_refused(self):
         """A tolerance finer than a cent is a settings error, not silently rounded."""
@@ -411,35 +530,64 @@ class TestSchedule:
     def test_before_the_first_due_date(self):
         """Not yet at its first due date: nothing due, current, next due is the first due date."""
         row = one(loan(first=date(2024, 3, 1)), [], date(2024, 2, 29))
-        assert (row["installments_due"], row["days_past_due"], row["bucket"], row["next_due_date"],
-                row["total_due"], row["installment_amount"]) == (
-            0, 0, "current", date(2024, 3, 1), D("0.00"), D("100.00"))
+        assert (
+            row["installments_due"],
+            row["days_past_due"],
+            row["bucket"],
+            row["next_due_date"],
+            row["total_due"],
+            row["installment_amount"],
+        ) == (0, 0, "current", date(2024, 3, 1), D("0.00"), D("100.00"))
 
     def test_money_before_the_first_due_date_is_suspense(self):
         """A payment before anything is due is held as paid ahead."""
-        row = one(loan(first=date(2024, 3, 1)), [pay("L", date(2024, 2, 1), "60.00")], date(2024, 2, 29))
+        row = one(
+            loan(first=date(2024, 3, 1)), [pay("L", date(2024, 2, 1), "60.00")], date(2024, 2, 29)
+        )
         assert row["suspense_amount"] == D("60.00")
 
     def test_installments_stop_at_the_term(self):
         """A 3-month loan from Jan 1 2024: 3 due on Dec 31, none after; past due from the first missed."""
         row = one(loan(term=3), [pay("L", date(2024, 1, 1), "100.00")], date(2024, 12, 31))
-        assert (row["installments_due"], row["installments_paid"], row["total_due"],
-                row["oldest_unpaid_due_date"], row["next_due_date"], row["installment_amount"]) == (
-            3, 1, D("300.00"), date(2024, 2, 1), None, D("100.00"))
+        assert (
+            row["installments_due"],
+            row["installments_paid"],
+            row["total_due"],
+            row["oldest_unpaid_due_date"],
+            row["next_due_date"],
+            row["installment_amount"],
+        ) == (3, 1, D("300.00"), date(2024, 2, 1), None, D("100.00"))
 
     def test_term_paid_in_full(self):
         """Every installment of the term paid: current, with nothing next due."""
         row = one(loan(term=2), [pay("L", date(2024, 1, 1), "200.00")], date(2024, 6, 1))
-        assert (row["installments_due"], row["installments_paid"], row["days_past_due"],
-                row["next_due_date"], row["suspense_amount"]) == (2, 2, 0, None, D("0.00"))
+        assert (
+            row["installments_due"],
+            row["installments_paid"],
+            row["days_past_due"],
+            row["next_due_date"],
+            row["suspense_amount"],
+        ) == (2, 2, 0, None, D("0.00"))
 
 
 class TestBuckets:
     @pytest.mark.parametrize(
         ("days", "bucket"),
-        [(0, "current"), (1, "1-29"), (29, "1-29"), (30, "30-59"), (59, "30-59"), (60, "60-89"),
-         (89, "60-89"), (90, "90-119"), (119, "90-119"), (120, "120-179"), (179, "120-179"),
-         (180, "180+"), (400, "180+")],
+        [
+            (0, "current"),
+            (1, "1-29"),
+            (29, "1-29"),
+            (30, "30-59"),
+            (59, "30-59"),
+            (60, "60-89"),
+            (89, "60-89"),
+            (90, "90-119"),
+            (119, "90-119"),
+            (120, "120-179"),
+            (179, "120-179"),
+            (180, "180+"),
+            (400, "180+"),
+        ],
     )
     def test_bucket_boundaries(self, days, bucket):
         """Days past due counted from the first unpaid due date land in the contract's bucket."""
@@ -450,7 +598,10 @@ class TestBuckets:
     def test_every_bucket_name_is_the_contracts(self):
         """The engine only produces bucket names from transforms.contract.BUCKETS."""
         first = date(2023, 1, 15)
-        loans = [loan(loan_id=f"L{d}", first=first - timedelta(days=d)) for d in (0, 5, 35, 65, 95, 125, 185)]
+        loans = [
+            loan(loan_id=f"L{d}", first=first - timedelta(days=d))
+            for d in (0, 5, 35, 65, 95, 125, 185)
+        ]
         got = status(loans, [], first)
         assert sorted(got["bucket"].to_list(), key=BUCKETS.index) == list(BUCKETS)
 
@@ -458,23 +609,42 @@ class TestBuckets:
 class TestMetro2:
     @pytest.mark.parametrize(
         ("days", "account_status", "rating"),
-        [(0, "11", "0"), (29, "11", "0"), (30, "71", "1"), (59, "71", "1"), (60, "78", "2"),
-         (89, "78", "2"), (90, "80", "3"), (119, "80", "3"), (120, "82", "4"), (149, "82", "4"),
-         (150, "83", "5"), (179, "83", "5"), (180, "84", "6")],
+        [
+            (0, "11", "0"),
+            (29, "11", "0"),
+            (30, "71", "1"),
+            (59, "71", "1"),
+            (60, "78", "2"),
+            (89, "78", "2"),
+            (90, "80", "3"),
+            (119, "80", "3"),
+            (120, "82", "4"),
+            (149, "82", "4"),
+            (150, "83", "5"),
+            (179, "83", "5"),
+            (180, "84", "6"),
+        ],
     )
     def test_codes_by_days_past_due(self, days, account_status, rating):
         """Account Status 11/71/78/80/82/83/84 and Payment Rating 0-6 by days past due."""
         first = date(2023, 1, 15)
         row = one(loan(first=first), [], first + timedelta(days=days))
-        assert (row["metro2_account_status"], row["metro2_payment_rating"]) == (account_status, rating)
+        assert (row["metro2_account_status"], row["metro2_payment_rating"]) == (
+            account_status,
+            rating,
+        )
 
 
 class TestMilestones:
     def test_milestones_count_from_the_oldest_unpaid_due_date(self):
         """Jan 1 missed: live contact by Feb 6, written notice by Feb 15, default Mar 31, >120 on May 1 (2024)."""
         row = one(loan(), [], date(2024, 1, 20))
-        assert (row["live_contact_due_date"], row["written_notice_due_date"], row["default_date"],
-                row["past_120_date"]) == (date(2024, 2, 6), date(2024, 2, 15), date(2024, 3, 31), date(2024, 5, 1))
+        assert (
+            row["live_contact_due_date"],
+            row["written_notice_due_date"],
+            row["default_date"],
+            row["past_120_date"],
+        ) == (date(2024, 2, 6), date(2024, 2, 15), date(2024, 3, 31), date(2024, 5, 1))
 
     def test_payment_moves_the_milestones_forward(self):
         """Once January is paid, the milestones count from February (comment 31-2)."""
@@ -484,24 +654,41 @@ class TestMilestones:
     def test_no_milestones_when_current(self):
         """A current loan has no milestone dates."""
         row = one(loan(), [pay("L", date(2024, 1, 1), "100.00")], date(2024, 1, 20))
-        assert [row[c] for c in ("live_contact_due_date", "written_notice_due_date", "default_date",
-                                 "past_120_date")] == [None] * 4
+        assert [
+            row[c]
+            for c in (
+                "live_contact_due_date",
+                "written_notice_due_date",
+                "default_date",
+                "past_120_date",
+            )
+        ] == [None] * 4
 
 
 class TestPopulation:
     def test_only_active_loans(self):
         """Paid-off, charged-off, foreclosure and transferred loans are not reported."""
-        loans = [loan(loan_id=s, status=s) for s in ("active", "paid_off", "charged_off", "foreclosure", "transferred")]
+        loans = [
+            loan(loan_id=s, status=s)
+            for s in ("active", "paid_off", "charged_off", "foreclosure", "transferred")
+        ]
         assert status(loans, [], date(2024, 2, 1))["loan_id"].to_list() == ["active"]
 
     def test_not_yet_originated(self):
         """A loan originated after the as-of date (a replayed night) is not reported."""
-        loans = [loan(loan_id="old"), loan(loan_id="new", first=date(2024, 6, 1), originated=date(2024, 5, 1))]
+        loans = [
+            loan(loan_id="old"),
+            loan(loan_id="new", first=date(2024, 6, 1), originated=date(2024, 5, 1)),
+        ]
         assert status(loans, [], date(2024, 4, 30))["loan_id"].to_list() == ["old"]
 
     def test_columns_and_types(self):
         """The output has STATUS_COLUMNS, in order, with their types; money is Decimal(14, 2)."""
-        got = status([loan(loan_id="A"), loan(loan_id="B")], [pay("A", date(2024, 1, 1), "100.00")], date(2024, 2, 2))
+        got = status(
+            [loan(loan_id="A"), loan(loan_id="B")],
+            [pay("A", date(2024, 1, 1), "100.00")],
+            date(2024, 2, 2),
+        )
         assert dict(got.schema) == STATUS_COLUMNS
         assert got["as_of_date"].unique().to_list() == [date(2024, 2, 2)]
 
@@ -517,7 +704,9 @@ class TestPopulation:
         """An empty payment_changes frame without column types is no payment change."""
         con = ledger([])
         untyped = pl.DataFrame({"loan_id": [], "effective_due_date": [], "scheduled_payment": []})
-        got = loan_status(loans_frame(loan()), untyped, net_paid(con, date(2024, 2, 1)), date(2024, 2, 1))
+        got = loan_status(
+            loans_frame(loan()), untyped, net_paid(con, date(2024, 2, 1)), date(2024, 2, 1)
+        )
         assert got["total_due"].to_list() == [D("200.00")]
 
     def test_loan_with_no_active_rows(self):
@@ -529,11 +718,18 @@ class TestPopulation:
 # --------------------------------------------------------------------------- history
 
 
-def history_of(loans: list[dict], rows: list[tuple], month_ends: list[date],
-               changes: Iterable[tuple] = (), loans_frame_: pl.DataFrame | None = None) -> pl.DataFrame:
+def history_of(
+    loans: list[dict],
+    rows: list[tuple],
+    month_ends: list[date],
+    changes: Iterable[tuple] = (),
+    loans_frame_: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     con = ledger(rows)
-    running = con.sql(query("net_paid_month_ends"),
-                      params={"from_date": min(month_ends), "to_date": max(month_ends)}).pl()
+    running = con.sql(
+        query("net_paid_month_ends"),
+        params={"from_date": min(month_ends), "to_date": max(month_ends)},
+    ).pl()
     frame = loans_frame_ if loans_frame_ is not None else loans_frame(*loans)
     return loan_status_history(frame, changes_frame(*changes), running, month_ends)
 
@@ -545,10 +741,19 @@ class TestHistory:
     def test_same_figures_as_loan_status_at_each_month_end(self):
         """The history at a month end is exactly loan_status as of that date (one implementation)."""
         p = pay("A", date(2024, 2, 1), "100.00")
-        rows = [pay("A", date(2024, 1, 1), "100.00"), p, reverse(p, date(2024, 3, 3)),
-                pay("B", date(2024, 1, 20), "250.00"), pay("C", date(2024, 4, 2), "30.00")]
-        loans = [loan(loan_id="A"), loan(loan_id="B", first=date(2024, 1, 31)), loan(loan_id="C", term=2),
-                 loan(loan_id="D", first=date(2024, 3, 15))]
+        rows = [
+            pay("A", date(2024, 1, 1), "100.00"),
+            p,
+            reverse(p, date(2024, 3, 3)),
+            pay("B", date(2024, 1, 20), "250.00"),
+            pay("C", date(2024, 4, 2), "30.00"),
+        ]
+        loans = [
+            loan(loan_id="A"),
+            loan(loan_id="B", first=date(2024, 1, 31)),
+            loan(loan_id="C", term=2),
+            loan(loan_id="D", first=date(2024, 3, 15)),
+        ]
         changes = [("A", date(2024, 3, 1), "110.00")]
         history = history_of(loans, rows, MONTH_ENDS, changes)
         assert history.height == 4 * 4 - 1  # D is originated on Feb 14
@@ -559,14 +764,25 @@ class TestHistory:
 
     def test_snapshots_per_month_end(self):
         """With an as_of_date column, each month end uses the loan master as it stood then."""
-        snapshots = pl.concat([
-            loans_frame(loan(loan_id="A"), loan(loan_id="B")).with_columns(pl.lit(MONTH_ENDS[0]).alias("as_of_date")),
-            loans_frame(loan(loan_id="A"), loan(loan_id="B", status="paid_off"),
-                        loan(loan_id="C", payment="50.00")).with_columns(pl.lit(MONTH_ENDS[1]).alias("as_of_date")),
-        ])
+        snapshots = pl.concat(
+            [
+                loans_frame(loan(loan_id="A"), loan(loan_id="B")).with_columns(
+                    pl.lit(MONTH_ENDS[0]).alias("as_of_date")
+                ),
+                loans_frame(
+                    loan(loan_id="A"),
+                    loan(loan_id="B", status="paid_off"),
+                    loan(loan_id="C", payment="50.00"),
+                ).with_columns(pl.lit(MONTH_ENDS[1]).alias("as_of_date")),
+            ]
+        )
         history = history_of([], [], MONTH_ENDS[:2], loans_frame_=snapshots)
         assert history.select("as_of_date", "loan_id").rows() == [
-            (MONTH_ENDS[0], "A"), (MONTH_ENDS[0], "B"), (MONTH_ENDS[1], "A"), (MONTH_ENDS[1], "C")]
+            (MONTH_ENDS[0], "A"),
+            (MONTH_ENDS[0], "B"),
+            (MONTH_ENDS[1], "A"),
+            (MONTH_ENDS[1], "C"),
+        ]
         assert history.filter(pl.col("loan_id") == "C")["total_due"].to_list() == [D("100.00")]
 
     def test_no_month_ends(self):
@@ -578,8 +794,14 @@ class TestHistory:
 def observations(*rows: tuple) -> pl.DataFrame:
     """A history from (as_of_date, loan_id, days_past_due, oldest_unpaid_due_date, balance)."""
     frame = pl.DataFrame(
-        rows, schema={"as_of_date": pl.Date, "loan_id": pl.String, "days_past_due": pl.Int32,
-                      "oldest_unpaid_due_date": pl.Date, "current_balance": pl.Decimal(14, 2)},
+        rows,
+        schema={
+            "as_of_date": pl.Date,
+            "loan_id": pl.String,
+            "days_past_due": pl.Int32,
+            "oldest_unpaid_due_date": pl.Date,
+            "current_balance": pl.Decimal(14, 2),
+        },
         orient="row",
     )
     return frame.with_columns(bucket_of(pl.col("days_past_due")).alias("bucket"))
@@ -591,48 +813,78 @@ J, F, M, A = MONTH_ENDS
 class TestBucketTransitions:
     def test_one_row_per_spell(self):
         """current -> 30-59 -> 30-59 -> current gives three spells; the last one open."""
-        history = observations((J, "L", 0, None, None), (F, "L", 30, J, None), (M, "L", 40, F, None),
-                               (A, "L", 0, None, None))
+        history = observations(
+            (J, "L", 0, None, None),
+            (F, "L", 30, J, None),
+            (M, "L", 40, F, None),
+            (A, "L", 0, None, None),
+        )
         assert bucket_transitions(history).rows() == [
-            ("L", "current", J, F), ("L", "30-59", F, A), ("L", "current", A, None)]
+            ("L", "current", J, F),
+            ("L", "30-59", F, A),
+            ("L", "current", A, None),
+        ]
 
     def test_leaving_the_portfolio_closes_the_spell(self):
         """A loan no longer reported at the next date leaves its bucket on that date."""
-        history = observations((J, "L", 0, None, None), (F, "L", 5, F, None), (F, "K", 0, None, None),
-                               (M, "K", 0, None, None))
+        history = observations(
+            (J, "L", 0, None, None),
+            (F, "L", 5, F, None),
+            (F, "K", 0, None, None),
+            (M, "K", 0, None, None),
+        )
         assert bucket_transitions(history).filter(pl.col("loan_id") == "L").rows() == [
-            ("L", "current", J, F), ("L", "1-29", F, M)]
+            ("L", "current", J, F),
+            ("L", "1-29", F, M),
+        ]
 
     def test_return_after_an_absence_is_a_new_spell(self):
         """Absent at one date and back in the same bucket: two spells, not one."""
-        history = observations((J, "L", 0, None, None), (F, "K", 0, None, None), (M, "L", 0, None, None))
+        history = observations(
+            (J, "L", 0, None, None), (F, "K", 0, None, None), (M, "L", 0, None, None)
+        )
         assert bucket_transitions(history).filter(pl.col("loan_id") == "L").rows() == [
-            ("L", "current", J, F), ("L", "current", M, None)]
+            ("L", "current", J, F),
+            ("L", "current", M, None),
+        ]
 
 
 class TestCurrentDelinquencyStart:
     def test_start_of_the_unbroken_run(self):
         """Delinquent since the Jan 15 due date, rolling forward without curing: starts Jan 15."""
-        history = observations((J, "L", 16, date(2024, 1, 15), None), (F, "L", 14, date(2024, 2, 15), None),
-                               (M, "L", 45, date(2024, 2, 15), None))
+        history = observations(
+            (J, "L", 16, date(2024, 1, 15), None),
+            (F, "L", 14, date(2024, 2, 15), None),
+            (M, "L", 45, date(2024, 2, 15), None),
+        )
         assert current_delinquency_start(history).rows() == [("L", M, date(2024, 1, 15), J)]
 
     def test_a_cure_starts_a_new_run(self):
         """Current in February, behind again in March: the delinquency starts at March's oldest unpaid date."""
-        history = observations((J, "L", 16, date(2024, 1, 15), None), (F, "L", 0, None, None),
-                               (M, "L", 16, date(2024, 3, 15), None))
+        history = observations(
+            (J, "L", 16, date(2024, 1, 15), None),
+            (F, "L", 0, None, None),
+            (M, "L", 16, date(2024, 3, 15), None),
+        )
         assert current_delinquency_start(history).rows() == [("L", M, date(2024, 3, 15), M)]
 
     def test_empty_history(self):
         """No observations: no rows, with the documented columns."""
         got = current_delinquency_start(observations())
-        assert got.is_empty() and got.columns == ["loan_id", "as_of_date", "delinquency_start_date",
-                                                  "first_observed_date"]
+        assert got.is_empty() and got.columns == [
+            "loan_id",
+            "as_of_date",
+            "delinquency_start_date",
+            "first_observed_date",
+        ]
 
     def test_only_loans_delinquent_at_the_latest_date(self):
         """Current, and gone, loans have no current delinquency."""
-        history = observations((J, "gone", 40, date(2023, 12, 15), None), (F, "ok", 0, None, None),
-                               (F, "late", 3, date(2024, 2, 26), None))
+        history = observations(
+            (J, "gone", 40, date(2023, 12, 15), None),
+            (F, "ok", 0, None, None),
+            (F, "late", 3, date(2024, 2, 26), None),
+        )
         assert current_delinquency_start(history)["loan_id"].to_list() == ["late"]
 
 
@@ -651,22 +903,35 @@ class TestNightlyTail:
                 if rng.random() < 0.1:
                     continue  # not reported that day
                 dpd = rng.choice([0, 0, 0, 5, 31, 45, 61, 95, 130, 200])
-                rows.append((when, f"L{loan:03d}", dpd, when - timedelta(days=dpd) if dpd else None, None))
+                rows.append(
+                    (when, f"L{loan:03d}", dpd, when - timedelta(days=dpd) if dpd else None, None)
+                )
         history = observations(*rows)
-        months, night = history.filter(pl.col("as_of_date") < tonight), history.filter(pl.col("as_of_date") == tonight)
+        months, night = (
+            history.filter(pl.col("as_of_date") < tonight),
+            history.filter(pl.col("as_of_date") == tonight),
+        )
 
         base = bucket_transitions(months)
         closing, opening = spell_tail(base.filter(pl.col("left_date").is_null()), night, tonight)
-        extended = pl.concat([
-            base.with_columns(pl.when(pl.col("left_date").is_null() & pl.col("loan_id").is_in(closing["loan_id"].implode()))
-                              .then(pl.lit(tonight)).otherwise(pl.col("left_date")).alias("left_date")),
-            opening,
-        ]).sort("loan_id", "entered_date")
+        extended = pl.concat(
+            [
+                base.with_columns(
+                    pl.when(
+                        pl.col("left_date").is_null()
+                        & pl.col("loan_id").is_in(closing["loan_id"].implode())
+                    )
+                    .then(pl.lit(tonight))
+                    .otherwise(pl.col("left_date"))
+                    .alias("left_date")
+                ),
+                opening,
+            ]
+        ).sort("loan_id", "entered_date")
         assert extended.equals(bucket_transitions(history).sort("loan_id", "entered_date"))
 
         starts = delinquency_start_tail(current_delinquency_start(months), night, tonight)
         assert starts.equals(current_delinquency_start(history))
-
 
     @pytest.mark.parametrize("seed", range(3))
     def test_parts_of_the_loans_give_the_whole_history_s_spells(self, seed):
@@ -676,30 +941,49 @@ class TestNightlyTail:
         import random
 
         rng = random.Random(seed)
-        rows = [(when, f"L{loan:02d}", dpd, when - timedelta(days=dpd) if dpd else None, None)
-                for loan in range(40) for when in MONTH_ENDS
-                if rng.random() < 0.8 and (dpd := rng.choice([0, 0, 5, 31, 61, 95])) is not None]
+        rows = [
+            (when, f"L{loan:02d}", dpd, when - timedelta(days=dpd) if dpd else None, None)
+            for loan in range(40)
+            for when in MONTH_ENDS
+            if rng.random() < 0.8 and (dpd := rng.choice([0, 0, 5, 31, 61, 95])) is not None
+        ]
         history = observations(*rows)
         dates = sorted(set(history["as_of_date"].to_list()))
-        parts = [history.filter(pl.col("loan_id").is_in([f"L{i:02d}" for i in range(k, 40, 7)])) for k in range(7)]
-        assert pl.concat([bucket_transitions(p, dates) for p in parts]).sort("loan_id", "entered_date").equals(
-            bucket_transitions(history))
-        assert pl.concat([current_delinquency_start(p, dates) for p in parts]).sort("loan_id").equals(
-            current_delinquency_start(history))
+        parts = [
+            history.filter(pl.col("loan_id").is_in([f"L{i:02d}" for i in range(k, 40, 7)]))
+            for k in range(7)
+        ]
+        assert (
+            pl.concat([bucket_transitions(p, dates) for p in parts])
+            .sort("loan_id", "entered_date")
+            .equals(bucket_transitions(history))
+        )
+        assert (
+            pl.concat([current_delinquency_start(p, dates) for p in parts])
+            .sort("loan_id")
+            .equals(current_delinquency_start(history))
+        )
         # a part whose one loan was last reported in February: it leaves at the next date
         # of the whole history, and is not delinquent at its latest date
         lone = observations((J, "Z", 31, J, None), (F, "Z", 61, J, None))
-        assert bucket_transitions(lone, list(MONTH_ENDS)).rows() == [("Z", "30-59", J, F), ("Z", "60-89", F, M)]
+        assert bucket_transitions(lone, list(MONTH_ENDS)).rows() == [
+            ("Z", "30-59", J, F),
+            ("Z", "60-89", F, M),
+        ]
         assert current_delinquency_start(lone, list(MONTH_ENDS)).is_empty()
 
 
 class TestRollRates:
     def history(self) -> pl.DataFrame:
         return observations(
-            (F, "a", 0, None, D("100.00")), (M, "a", 0, None, D("90.00")),
-            (F, "b", 0, None, D("200.00")), (M, "b", 31, F, D("200.00")),
-            (F, "c", 35, J, D("300.00")), (M, "c", 65, J, D("300.00")),
-            (F, "d", 40, J, D("400.00")), (M, "d", 0, None, D("380.00")),
+            (F, "a", 0, None, D("100.00")),
+            (M, "a", 0, None, D("90.00")),
+            (F, "b", 0, None, D("200.00")),
+            (M, "b", 31, F, D("200.00")),
+            (F, "c", 35, J, D("300.00")),
+            (M, "c", 65, J, D("300.00")),
+            (F, "d", 40, J, D("400.00")),
+            (M, "d", 0, None, D("380.00")),
             (F, "e", 0, None, D("500.00")),
             (F, "f", 10, F, D("600.00")),
             (M, "g", 0, None, D("700.00")),
@@ -721,7 +1005,9 @@ class TestRollRates:
         shares = {(r["from_bucket"], r["to_bucket"]): r["share"] for r in got.to_dicts()}
         assert shares[("current", "30-59")] == pytest.approx(1 / 3)
         assert shares[("30-59", "60-89")] == pytest.approx(0.5)
-        balance_shares = {(r["from_bucket"], r["to_bucket"]): r["balance_share"] for r in got.to_dicts()}
+        balance_shares = {
+            (r["from_bucket"], r["to_bucket"]): r["balance_share"] for r in got.to_dicts()
+        }
         assert balance_shares[("30-59", "60-89")] == pytest.approx(300 / 700)
         assert got["month_end_date"].unique().to_list() == [M]
 
@@ -730,7 +1016,10 @@ class TestRollRates:
         got = roll_rates(self.history().drop("current_balance"), M)
         assert got["balance"].null_count() == got.height
         assert got.filter(pl.col("from_bucket") == "current")["to_bucket"].to_list() == [
-            "current", "30-59", "exited"]
+            "current",
+            "30-59",
+            "exited",
+        ]
 
     def test_refuses_a_missing_month_end(self):
         """Asking for a month end the history lacks (or its previous one) is an error, not an empty matrix."""

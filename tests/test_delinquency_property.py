@@ -13,14 +13,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lienwatch.sql import query
-from tests.test_delinquency import changes_frame, ledger, loans_frame, net_paid
+from tests.helpers import changes_frame, ledger, loans_frame, net_paid
 from transforms.contract import BUCKET_LOWER_DAYS, BUCKETS, LOAN_STATUSES
 from transforms.delinquency import loan_status, loan_status_history
 
 CENT = D("0.01")
-MONEY_COLUMNS = ("amount_past_due", "installment_amount", "net_paid", "suspense_amount", "total_due")
-METRO2 = ((180, "84", "6"), (150, "83", "5"), (120, "82", "4"), (90, "80", "3"), (60, "78", "2"),
-          (30, "71", "1"), (0, "11", "0"))
+MONEY_COLUMNS = (
+    "amount_past_due",
+    "installment_amount",
+    "net_paid",
+    "suspense_amount",
+    "total_due",
+)
+METRO2 = (
+    (180, "84", "6"),
+    (150, "83", "5"),
+    (120, "82", "4"),
+    (90, "80", "3"),
+    (60, "78", "2"),
+    (30, "71", "1"),
+    (0, "11", "0"),
+)
 
 # --------------------------------------------------------------------------- the reference
 
@@ -32,7 +45,9 @@ def add_months(first: date, k: int) -> date:
     return date(year, month, min(first.day, calendar.monthrange(year, month)[1]))
 
 
-def reference_status(loan: dict, changes: list[tuple], txns: list[tuple], as_of: date, tolerance: D) -> dict:
+def reference_status(
+    loan: dict, changes: list[tuple], txns: list[tuple], as_of: date, tolerance: D
+) -> dict:
     """One loan's status, walking the ledger and the installments one by one."""
     posted = [t for t in txns if t[1] == loan["loan_id"] and t[2] <= as_of]
     reversed_ids = {t[5] for t in txns if t[4] == "reversal" and t[2] <= as_of}
@@ -41,13 +56,22 @@ def reference_status(loan: dict, changes: list[tuple], txns: list[tuple], as_of:
     def amount(due: date) -> D:
         latest = None
         for loan_id, effective, value in changes:
-            if loan_id == loan["loan_id"] and effective <= due and (latest is None or effective >= latest[0]):
+            if (
+                loan_id == loan["loan_id"]
+                and effective <= due
+                and (latest is None or effective >= latest[0])
+            ):
                 latest = (effective, value)
         return D(latest[1]) if latest else loan["scheduled_payment"]
 
     term = loan["term_months"]
-    schedule = [(add_months(loan["first_payment_date"], k), amount(add_months(loan["first_payment_date"], k)))
-                for k in range(term)]
+    schedule = [
+        (
+            add_months(loan["first_payment_date"], k),
+            amount(add_months(loan["first_payment_date"], k)),
+        )
+        for k in range(term)
+    ]
     due = [(d, a) for d, a in schedule if d <= as_of]
     paid, running, cum_paid = 0, D("0"), D("0")
     for _, a in due:
@@ -62,8 +86,11 @@ def reference_status(loan: dict, changes: list[tuple], txns: list[tuple], as_of:
     # Unpaid on its own due date is not yet past due: current, no oldest unpaid date.
     oldest = due[paid][0] if behind and due[paid][0] < as_of else None
     days = (as_of - oldest).days if oldest else 0
-    bucket = next(name for lower, name in reversed(list(zip(BUCKET_LOWER_DAYS, BUCKETS, strict=True)))
-                  if days >= lower)
+    bucket = next(
+        name
+        for lower, name in reversed(list(zip(BUCKET_LOWER_DAYS, BUCKETS, strict=True)))
+        if days >= lower
+    )
     _, account_status, rating = next(row for row in METRO2 if days >= row[0])
 
     def after(n: int) -> date | None:
@@ -126,13 +153,20 @@ def books(draw) -> Book:
         loan_id = f"L{i}"
         first = draw(first_payment_dates())
         scheduled = draw(cents)
-        loans.append(dict(
-            loan_id=loan_id, borrower_id=f"B{i}", lien_position=draw(st.sampled_from([1, 2])),
-            product="closed_end", origination_date=first - timedelta(days=draw(st.integers(1, 60))), first_payment_date=first,
-            scheduled_payment=scheduled, term_months=draw(st.integers(1, 40)),
-            current_balance=D("1000.00"),
-            status=draw(st.sampled_from(["active", "active", "active", *LOAN_STATUSES[1:]])),
-        ))
+        loans.append(
+            dict(
+                loan_id=loan_id,
+                borrower_id=f"B{i}",
+                lien_position=draw(st.sampled_from([1, 2])),
+                product="closed_end",
+                origination_date=first - timedelta(days=draw(st.integers(1, 60))),
+                first_payment_date=first,
+                scheduled_payment=scheduled,
+                term_months=draw(st.integers(1, 40)),
+                current_balance=D("1000.00"),
+                status=draw(st.sampled_from(["active", "active", "active", *LOAN_STATUSES[1:]])),
+            )
+        )
         for _ in range(draw(st.integers(0, 3))):
             effective = first + timedelta(days=draw(st.integers(-40, 700)))
             changes.append((loan_id, effective, str(draw(cents))))
@@ -143,10 +177,26 @@ def books(draw) -> Book:
                     when = add_months(first, k) + timedelta(days=draw(st.integers(-5, 20)))
                     payments.append((f"{loan_id}-S{k}", loan_id, when, scheduled, "payment", None))
         for j in range(draw(st.integers(0, 12))):
-            amount = draw(st.one_of(
-                cents, st.sampled_from([scheduled, scheduled * 2, scheduled - CENT if scheduled > CENT else scheduled])))
-            payment = (f"{loan_id}-P{j}", loan_id, START + timedelta(days=draw(days_from_start)), amount,
-                       "payment", None)
+            amount = draw(
+                st.one_of(
+                    cents,
+                    st.sampled_from(
+                        [
+                            scheduled,
+                            scheduled * 2,
+                            scheduled - CENT if scheduled > CENT else scheduled,
+                        ]
+                    ),
+                )
+            )
+            payment = (
+                f"{loan_id}-P{j}",
+                loan_id,
+                START + timedelta(days=draw(days_from_start)),
+                amount,
+                "payment",
+                None,
+            )
             payments.append(payment)
         for j, payment in enumerate(payments):
             if draw(st.integers(0, 4)) == 0:  # about one payment in five is returned
@@ -166,14 +216,23 @@ def books(draw) -> Book:
 
 def reported(book: Book, as_of: date) -> list[dict]:
     """The loans a status as of ``as_of`` reports: active and originated by then."""
-    return [loan for loan in book.loans if loan["status"] == "active" and loan["origination_date"] <= as_of]
+    return [
+        loan
+        for loan in book.loans
+        if loan["status"] == "active" and loan["origination_date"] <= as_of
+    ]
 
 
 def engine(book: Book, as_of: date | None = None) -> pl.DataFrame:
     as_of = as_of or book.as_of
     con = ledger(book.txns)
-    return loan_status(loans_frame(*book.loans), changes_frame(*book.changes), net_paid(con, as_of),
-                       as_of, book.tolerance)
+    return loan_status(
+        loans_frame(*book.loans),
+        changes_frame(*book.changes),
+        net_paid(con, as_of),
+        as_of,
+        book.tolerance,
+    )
 
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -197,14 +256,24 @@ class TestAgainstReference:
         """The month-end history (running SQL + the same engine) equals the reference at each month end."""
         month_ends = [date(2023, m, calendar.monthrange(2023, m)[1]) for m in (1, 2, 6, 11, 12)]
         con = ledger(book.txns)
-        running = con.sql(query("net_paid_month_ends"),
-                          params={"from_date": month_ends[0], "to_date": month_ends[-1]}).pl()
-        history = loan_status_history(loans_frame(*book.loans), changes_frame(*book.changes), running,
-                                      month_ends, book.tolerance)
-        rows = {(r["as_of_date"], r["loan_id"]): r for r in history.drop("current_balance").to_dicts()}
+        running = con.sql(
+            query("net_paid_month_ends"),
+            params={"from_date": month_ends[0], "to_date": month_ends[-1]},
+        ).pl()
+        history = loan_status_history(
+            loans_frame(*book.loans),
+            changes_frame(*book.changes),
+            running,
+            month_ends,
+            book.tolerance,
+        )
+        rows = {
+            (r["as_of_date"], r["loan_id"]): r for r in history.drop("current_balance").to_dicts()
+        }
         expected = {
             (m, loan["loan_id"]): reference_status(loan, book.changes, book.txns, m, book.tolerance)
-            for m in month_ends for loan in reported(book, m)
+            for m in month_ends
+            for loan in reported(book, m)
         }
         assert rows == expected
 
@@ -218,7 +287,9 @@ class TestInvariants:
         assert got.height == len(reported(book, book.as_of))
         assert got["loan_id"].n_unique() == got.height
         assert got["bucket"].null_count() == 0 and set(got["bucket"]) <= set(BUCKETS)
-        ranks = got.sort("days_past_due")["bucket"].map_elements(BUCKETS.index, return_dtype=pl.Int64)
+        ranks = got.sort("days_past_due")["bucket"].map_elements(
+            BUCKETS.index, return_dtype=pl.Int64
+        )
         assert ranks.is_sorted()
         for column in MONEY_COLUMNS:
             assert (got[column] >= 0).all(), column

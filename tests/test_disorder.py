@@ -15,8 +15,8 @@ from lienwatch.steps import flags as flags_step
 from lienwatch.steps import ingest as ingest_step
 from lienwatch.steps import letters as letters_step
 from lienwatch.steps import options as options_step
+from tests.helpers import conserved
 from tests.landing import LOANS, landing, ledger
-from tests.test_ingest import conserved
 
 AS_OF = date(2024, 6, 3)
 MARCH = ledger("P1,L1,2024-03-01,250.00,payment,,", "Q1,L2,2024-03-01,400.00,payment,,")
@@ -33,8 +33,11 @@ def run(folder: Path, db: Path, as_of: date = AS_OF) -> None:
 def status(db: Path) -> list[tuple]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return con.execute("SELECT loan_id, days_past_due, amount_past_due, oldest_unpaid_due_date "
-                           "FROM loan_status WHERE as_of_date = $d ORDER BY loan_id", {"d": AS_OF}).fetchall()
+        return con.execute(
+            "SELECT loan_id, days_past_due, amount_past_due, oldest_unpaid_due_date "
+            "FROM loan_status WHERE as_of_date = $d ORDER BY loan_id",
+            {"d": AS_OF},
+        ).fetchall()
     finally:
         con.close()
 
@@ -55,12 +58,17 @@ def test_files_out_of_date_order_give_the_same_night(tmp_path):
 
 
 def test_same_payment_in_two_files_counts_once(tmp_path):
-    folder = landing(tmp_path / "in", {"1.csv": MARCH, "1-again.csv": MARCH + "P2,L1,2024-04-01,250.00,payment,,\n"})
+    folder = landing(
+        tmp_path / "in",
+        {"1.csv": MARCH, "1-again.csv": MARCH + "P2,L1,2024-04-01,250.00,payment,,\n"},
+    )
     run(folder, tmp_path / "wh.duckdb")
     con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM payments WHERE txn_id = 'P1'").fetchall() == [(1,)]
-        assert con.execute("SELECT count(*) FROM quarantine WHERE severity = 'duplicate'").fetchall() == [(2,)]
+        assert con.execute(
+            "SELECT count(*) FROM quarantine WHERE severity = 'duplicate'"
+        ).fetchall() == [(2,)]
         conserved(con)
     finally:
         con.close()
@@ -75,16 +83,26 @@ def test_reversal_before_its_payment_is_quarantined_not_lost(tmp_path):
     con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
     try:
         assert con.execute("SELECT source_file, rule, error FROM quarantine").fetchall() == [
-            ("payments/1.csv", "reversal", "reversal does not match a payment it can undo: no payment has that txn_id")]
+            (
+                "payments/1.csv",
+                "reversal",
+                "reversal does not match a payment it can undo: no payment has that txn_id",
+            )
+        ]
         conserved(con)
     finally:
         con.close()
     # Redelivered after its payment, the reversal loads (a new file, so not a duplicate by hash).
-    (folder / "payments" / "3.csv").write_text(ledger("R9,L1,2024-03-05,250.00,reversal,P9,NSF") + "\n")
+    (folder / "payments" / "3.csv").write_text(
+        ledger("R9,L1,2024-03-05,250.00,reversal,P9,NSF") + "\n"
+    )
     run(folder, tmp_path / "wh.duckdb")
     con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
     try:
-        assert con.execute("SELECT txn_id FROM payments ORDER BY txn_id").fetchall() == [("P9",), ("R9",)]
+        assert con.execute("SELECT txn_id FROM payments ORDER BY txn_id").fetchall() == [
+            ("P9",),
+            ("R9",),
+        ]
     finally:
         con.close()
 
@@ -97,10 +115,12 @@ def test_a_loan_dropped_from_the_snapshot_keeps_its_payments(tmp_path):
     run(folder, tmp_path / "wh.duckdb")
     con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
     try:
-        assert con.execute("SELECT txn_id FROM payments WHERE loan_id = 'L2' ORDER BY 1").fetchall() == [
-            ("Q1",), ("Q2",)]
-        assert con.execute("SELECT loan_id FROM loan_status WHERE as_of_date = $d",
-                           {"d": AS_OF}).fetchall() == [("L1",)]
+        assert con.execute(
+            "SELECT txn_id FROM payments WHERE loan_id = 'L2' ORDER BY 1"
+        ).fetchall() == [("Q1",), ("Q2",)]
+        assert con.execute(
+            "SELECT loan_id FROM loan_status WHERE as_of_date = $d", {"d": AS_OF}
+        ).fetchall() == [("L1",)]
         conserved(con)
     finally:
         con.close()
@@ -123,14 +143,20 @@ def test_borrower_text_is_data_not_sql_or_markup(tmp_path):
     con = duckdb.connect(str(db), read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM payments").fetchall() == [(4,)]
-        assert con.execute("SELECT first_name, last_name FROM borrowers WHERE borrower_id = 'B1'").fetchall() == [
-            (hostile, "{{ 7*7 }} #pagebreak() $x$")]
+        assert con.execute(
+            "SELECT first_name, last_name FROM borrowers WHERE borrower_id = 'B1'"
+        ).fetchall() == [(hostile, "{{ 7*7 }} #pagebreak() $x$")]
     finally:
         con.close()
-    assert made["generated"] >= 1
-    pages = [p.read_text(encoding="utf-8") for p in (tmp_path / "out" / AS_OF.isoformat() / "letters").glob("*.html")]
-    assert any("Robert&#39;); DROP TABLE payments; --" in html and "{{ 7*7 }} #pagebreak() $x$" in html
-               for html in pages)
+    assert made["generated"] == 2
+    pages = [
+        p.read_text(encoding="utf-8")
+        for p in (tmp_path / "out" / AS_OF.isoformat() / "letters").glob("*.html")
+    ]
+    assert any(
+        "Robert&#39;); DROP TABLE payments; --" in html and "{{ 7*7 }} #pagebreak() $x$" in html
+        for html in pages
+    )
 
 
 def test_spells_rebuilt_in_parts_equal_the_whole(tmp_path, monkeypatch):
@@ -140,21 +166,36 @@ def test_spells_rebuilt_in_parts_equal_the_whole(tmp_path, monkeypatch):
 
     data = tmp_path / "landing"
     generate(data, loans=60, months=3, seed=5)
-    tables = ("bucket_transitions", "delinquency_runs_month_end", "delinquency_starts", "roll_rates")
+    tables = (
+        "bucket_transitions",
+        "delinquency_runs_month_end",
+        "delinquency_starts",
+        "roll_rates",
+    )
     got = {}
     loaded = tmp_path / "loaded.duckdb"
-    ingest_step.run(Night(data=data, db=loaded, out=tmp_path / "out", as_of=date(2026, 11, 20), run_id="i"))
+    ingest_step.run(
+        Night(data=data, db=loaded, out=tmp_path / "out", as_of=date(2026, 11, 20), run_id="i")
+    )
     for name, part_rows in (("whole", 10**9), ("parts", 40)):
         monkeypatch.setattr(delinquency_step, "SPELL_PART_ROWS", part_rows)
         db = tmp_path / f"{name}.duckdb"
         shutil.copyfile(loaded, db)
-        delinquency_step.run(Night(data=data, db=db, out=tmp_path / "out", as_of=date(2026, 11, 20),
-                                           run_id=name), Settings())
+        delinquency_step.run(
+            Night(data=data, db=db, out=tmp_path / "out", as_of=date(2026, 11, 20), run_id=name),
+            Settings(),
+        )
         con = duckdb.connect(str(db), read_only=True)
         try:
-            got[name] = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables}
-            months = con.execute("SELECT count(DISTINCT as_of_date) FROM loan_status_month_end").fetchall()[0][0]
-            rolled = con.execute("SELECT count(DISTINCT month_end_date) FROM roll_rates").fetchall()[0][0]
+            got[name] = {
+                t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables
+            }
+            months = con.execute(
+                "SELECT count(DISTINCT as_of_date) FROM loan_status_month_end"
+            ).fetchall()[0][0]
+            rolled = con.execute(
+                "SELECT count(DISTINCT month_end_date) FROM roll_rates"
+            ).fetchall()[0][0]
         finally:
             con.close()
         assert rolled == months - 1 >= 2

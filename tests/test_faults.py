@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from tests.helpers import tables
 from tests.landing import landing, ledger
-from tests.test_flow import AS_OF, tables
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
+AS_OF = date(2024, 6, 3)
 
 NIGHT = """
 import sys
@@ -36,10 +37,17 @@ POINTS = ["ingest:end", "delinquency:end", "options:end", "letters:file", "lette
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("faults")
-    return landing(root / "in", {
-        "p1.csv": ledger("T1,L1,2024-03-01,250.00,payment,,", "T2,L2,2024-03-01,400.00,payment,,"),
-        "p2.csv": ledger("T3,L1,2024-04-01,250.00,payment,,", "T4,L1,2030-01-01,1.00,payment,,"),
-    })
+    return landing(
+        root / "in",
+        {
+            "p1.csv": ledger(
+                "T1,L1,2024-03-01,250.00,payment,,", "T2,L2,2024-03-01,400.00,payment,,"
+            ),
+            "p2.csv": ledger(
+                "T3,L1,2024-04-01,250.00,payment,,", "T4,L1,2030-01-01,1.00,payment,,"
+            ),
+        },
+    )
 
 
 def night(folder: Path, root: Path, fault: str | None = None) -> subprocess.CompletedProcess:
@@ -50,16 +58,31 @@ def night(folder: Path, root: Path, fault: str | None = None) -> subprocess.Comp
     env.pop("LIENWATCH_FAULT", None)
     if fault:
         env["LIENWATCH_FAULT"] = fault
-    return subprocess.run([sys.executable, "-c", NIGHT, str(folder), str(root / "wh.duckdb"), str(root / "out"),
-                           AS_OF.isoformat()], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NIGHT,
+            str(folder),
+            str(root / "wh.duckdb"),
+            str(root / "out"),
+            AS_OF.isoformat(),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def outputs(root: Path) -> dict[str, str]:
     """Every file of the night's output (letters, manifest), by name, as a content hash."""
     day = root / "out" / AS_OF.isoformat()
-    return {str(p.relative_to(day)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(day.rglob("*")) if p.is_file() and p.name != "summary.json"
-            and "validation" not in p.parts}
+    return {
+        str(p.relative_to(day)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(day.rglob("*"))
+        if p.is_file() and p.name != "summary.json" and "validation" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +101,9 @@ def test_killed_at_each_stage_then_rerun_equals_an_uninterrupted_night(folder, c
         killed = night(folder, tmp_path, f"{point}:kill")
         assert killed.returncode == -signal.SIGKILL, (point, killed.stderr)
         if letters.exists():
-            assert not any(p.name.endswith(".pdf") and p.stat().st_size == 0 for p in letters.iterdir()), point
+            assert not any(
+                p.name.endswith(".pdf") and p.stat().st_size == 0 for p in letters.iterdir()
+            ), point
     rerun = night(folder, tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     expected_tables, expected_files = clean
@@ -86,7 +111,9 @@ def test_killed_at_each_stage_then_rerun_equals_an_uninterrupted_night(folder, c
     assert outputs(tmp_path) == expected_files
     con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
     try:
-        statuses = [r[0] for r in con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()]
+        statuses = [
+            r[0] for r in con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()
+        ]
     finally:
         con.close()
     assert statuses == ["interrupted"] * len(POINTS) + ["completed"]
@@ -108,13 +135,33 @@ def test_a_full_disk_still_gets_its_one_line(folder, clean, tmp_path):
     space again the rerun completes the night as if nothing had happened."""
     from prefect.settings import PREFECT_API_URL
 
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value() or "",
-           "LIENWATCH_FAULT": "letters:file:nospace"}
-    done = subprocess.run([shutil.which("lienwatch") or "lienwatch", "run", "--data", str(folder),
-                           "--db", str(tmp_path / "wh.duckdb"), "--out", str(tmp_path / "out"),
-                           "--as-of", AS_OF.isoformat()], env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value() or "",
+        "LIENWATCH_FAULT": "letters:file:nospace",
+    }
+    done = subprocess.run(
+        [
+            shutil.which("lienwatch") or "lienwatch",
+            "run",
+            "--data",
+            str(folder),
+            "--db",
+            str(tmp_path / "wh.duckdb"),
+            "--out",
+            str(tmp_path / "out"),
+            "--as-of",
+            AS_OF.isoformat(),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stdout
-    assert done.stderr.splitlines() == ["lienwatch: [Errno 28] No space left on device: 'letters:file'"]
+    assert done.stderr.splitlines() == [
+        "lienwatch: [Errno 28] No space left on device: 'letters:file'"
+    ]
     assert "the failure could not be recorded in the warehouse" in done.stdout
 
     assert night(folder, tmp_path).returncode == 0
@@ -122,13 +169,57 @@ def test_a_full_disk_still_gets_its_one_line(folder, clean, tmp_path):
     assert outputs(tmp_path) == clean[1]
     con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
     try:
-        statuses = [r[0] for r in con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()]
+        statuses = [
+            r[0] for r in con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()
+        ]
     finally:
         con.close()
     assert statuses == ["interrupted", "completed"]
 
 
-def test_figures(clean):
-    """How much a night writes, for the record in docs/operations.md."""
+def test_the_nights_compared_are_whole(clean):
+    """What the fault tests compare is the whole night, not an empty or partial one: every
+    table but the run bookkeeping, with the night's rows (2 loans: 2 flags, 2 letters,
+    12 options each, 13 + 5 month ends of status), and every output file: the 2 letters
+    as PDF and HTML, the mail manifest, the review page, the queue (CSV and workbook) and
+    the call list; and the five kill points."""
     tables_, files = clean
-    print(json.dumps({"fault_points": len(POINTS), "tables": len(tables_), "files": len(files)}))
+    assert len(POINTS) == 5
+    assert {name: len(rows) for name, rows in tables_.items()} == {
+        "borrowers": 2,
+        "borrowers_history": 2,
+        "bucket_transitions": 8,
+        "delinquency_runs_month_end": 2,
+        "delinquency_starts": 2,
+        "hardship_options": 24,
+        "known_loans": 2,
+        "letters": 2,
+        "loans": 2,
+        "loans_history": 2,
+        "loan_status": 2,
+        "loan_status_month_end": 18,
+        "loss_mit": 0,
+        "loss_mit_history": 0,
+        "payments": 4,
+        "payment_changes": 0,
+        "payment_changes_history": 0,
+        "review_cases": 2,
+        "review_case_events": 2,
+        "review_decisions": 0,
+        "review_promises": 0,
+        "risk_flags": 2,
+        "roll_rates": 17,
+        "senior_liens": 0,
+        "senior_liens_history": 0,
+        "spell_state": 1,
+    }
+    letters = sorted(name for name in files if name.startswith("letters/"))
+    assert len({Path(name).stem for name in letters}) == 2  # two letters, each as PDF and HTML
+    assert sorted(Path(name).suffix for name in letters) == [".html", ".html", ".pdf", ".pdf"]
+    assert sorted(set(files) - set(letters)) == [
+        "call_list.csv",
+        "mail_manifest.csv",
+        "queue.csv",
+        "queue.xlsx",
+        "review.html",
+    ]

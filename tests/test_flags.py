@@ -8,35 +8,10 @@ from decimal import Decimal as D
 import polars as pl
 import pytest
 
+from tests.helpers import POLICY, features
 from transforms.flags import Policy, risk_flags, signals
 
 AS_OF = date(2026, 11, 20)
-MONEY = ("current_balance", "property_value", "senior_lien_balance", "amount_past_due",
-         "suspense_amount", "installment_amount", "next_change_amount")
-POLICY = Policy(
-    weights={"senior_lien_delinquent": D(30), "returned_payment": D(20), "partial_or_suspense": D(10),
-             "payment_shock": D(25), "paying_later": D(15), "underwater": D(15),
-             "worsening_bucket": D(20), "early_delinquency": D(10)},
-)
-
-BASE = dict(
-    loan_id="L", borrower_id="B", lien_position=2, product="heloc", occupancy="primary",
-    current_balance=D("50000.00"), property_value=D("400000.00"), senior_lien_balance=D("300000.00"),
-    days_past_due=0, bucket="current", amount_past_due=D("0.00"), suspense_amount=D("0.00"),
-    installment_amount=D("400.00"), prior_bucket="current", senior_days_past_due=0,
-    senior_reported_date=date(2026, 10, 31), last_return_date=None, returns_in_window=0,
-    last_payment_short=False, next_change_date=None, next_change_amount=None, days_late=[0, 0, 0],
-    bankruptcy=False, deceased=False, cease_communication=False, open_loss_mitigation=False,
-)
-
-
-def features(*loans: dict) -> pl.DataFrame:
-    """A features frame: each loan is BASE (a current, quiet second lien) with overrides."""
-    rows = [dict(BASE, loan_id=f"L{i}", **overrides) for i, overrides in enumerate(loans)]
-    return pl.DataFrame(rows, schema_overrides={
-        **{m: pl.Decimal(14, 2) for m in MONEY}, "days_late": pl.List(pl.Int64),
-        "last_return_date": pl.Date, "next_change_date": pl.Date, "prior_bucket": pl.String,
-        "senior_days_past_due": pl.Int64})
 
 
 def signals_of(**overrides) -> list[str]:
@@ -48,23 +23,48 @@ class TestSignals:
         ("signal", "fires", "near_miss"),
         [
             ("senior_lien_delinquent", {"senior_days_past_due": 30}, {"senior_days_past_due": 29}),
-            ("returned_payment", {"returns_in_window": 1, "last_return_date": date(2026, 9, 1)},
-             {"returns_in_window": 0}),
-            ("partial_or_suspense", {"suspense_amount": D("0.01"), "amount_past_due": D("399.99")},
-             {"suspense_amount": D("0.00"), "amount_past_due": D("400.00")}),
-            ("partial_or_suspense", {"last_payment_short": True, "amount_past_due": D("50.00")},
-             {"last_payment_short": False, "amount_past_due": D("50.00")}),
-            ("partial_or_suspense", {"suspense_amount": D("200.00"), "amount_past_due": D("0.01")},
-             {"suspense_amount": D("200.00"), "amount_past_due": D("0.00")}),
-            ("payment_shock", {"next_change_amount": D("480.00"), "next_change_date": date(2027, 1, 1)},
-             {"next_change_amount": D("479.99"), "next_change_date": date(2027, 1, 1)}),
+            (
+                "returned_payment",
+                {"returns_in_window": 1, "last_return_date": date(2026, 9, 1)},
+                {"returns_in_window": 0},
+            ),
+            (
+                "partial_or_suspense",
+                {"suspense_amount": D("0.01"), "amount_past_due": D("399.99")},
+                {"suspense_amount": D("0.00"), "amount_past_due": D("400.00")},
+            ),
+            (
+                "partial_or_suspense",
+                {"last_payment_short": True, "amount_past_due": D("50.00")},
+                {"last_payment_short": False, "amount_past_due": D("50.00")},
+            ),
+            (
+                "partial_or_suspense",
+                {"suspense_amount": D("200.00"), "amount_past_due": D("0.01")},
+                {"suspense_amount": D("200.00"), "amount_past_due": D("0.00")},
+            ),
+            (
+                "payment_shock",
+                {"next_change_amount": D("480.00"), "next_change_date": date(2027, 1, 1)},
+                {"next_change_amount": D("479.99"), "next_change_date": date(2027, 1, 1)},
+            ),
             ("paying_later", {"days_late": [3, 9, 20]}, {"days_late": [3, 9, 9]}),
             ("paying_later", {"days_late": [16, 0, 17]}, {"days_late": [15, 0, 15]}),
-            ("underwater", {"senior_lien_balance": D("350000.01")}, {"senior_lien_balance": D("350000.00")}),
-            ("worsening_bucket", {"bucket": "1-29", "days_past_due": 3, "prior_bucket": "current"},
-             {"bucket": "1-29", "days_past_due": 3, "prior_bucket": "1-29"}),
-            ("early_delinquency", {"days_past_due": 1, "bucket": "1-29", "prior_bucket": "1-29"},
-             {"days_past_due": 0}),
+            (
+                "underwater",
+                {"senior_lien_balance": D("350000.01")},
+                {"senior_lien_balance": D("350000.00")},
+            ),
+            (
+                "worsening_bucket",
+                {"bucket": "1-29", "days_past_due": 3, "prior_bucket": "current"},
+                {"bucket": "1-29", "days_past_due": 3, "prior_bucket": "1-29"},
+            ),
+            (
+                "early_delinquency",
+                {"days_past_due": 1, "bucket": "1-29", "prior_bucket": "1-29"},
+                {"days_past_due": 0},
+            ),
         ],
     )
     def test_signal_and_near_miss(self, signal, fires, near_miss):
@@ -78,7 +78,9 @@ class TestSignals:
 
     def test_unknown_prior_bucket_is_not_worsening(self):
         """A loan with no month-end history yet does not count as worsening."""
-        assert "worsening_bucket" not in signals_of(prior_bucket=None, days_past_due=5, bucket="1-29")
+        assert "worsening_bucket" not in signals_of(
+            prior_bucket=None, days_past_due=5, bucket="1-29"
+        )
 
     def test_details_carry_the_figures(self):
         """The reason text shows the figures an analyst can check."""
@@ -91,8 +93,16 @@ class TestSignals:
 class TestTiers:
     @pytest.mark.parametrize(
         ("dpd", "tier"),
-        [(1, "early_warning"), (29, "early_warning"), (30, "delinquent"), (59, "delinquent"),
-         (60, "imminent_default"), (89, "imminent_default"), (90, "default"), (400, "default")],
+        [
+            (1, "early_warning"),
+            (29, "early_warning"),
+            (30, "delinquent"),
+            (59, "delinquent"),
+            (60, "imminent_default"),
+            (89, "imminent_default"),
+            (90, "default"),
+            (400, "default"),
+        ],
     )
     def test_tier_from_days_past_due(self, dpd, tier):
         """The tier follows the contract's day boundaries."""
@@ -113,10 +123,19 @@ class TestTiers:
 
     def test_care_flags(self):
         """Bankruptcy, deceased, cease, open loss mitigation and non-primary occupancy are carried."""
-        frame = features({"days_past_due": 40, "bankruptcy": True, "occupancy": "investment"},
-                         {"days_past_due": 40, "deceased": True, "open_loss_mitigation": True})
-        care = risk_flags(frame, signals(frame, POLICY), AS_OF, POLICY).sort("loan_id")["care"].to_list()
-        assert care == [["bankruptcy", "not_principal_residence"], ["deceased", "open_loss_mitigation"]]
+        frame = features(
+            {"days_past_due": 40, "bankruptcy": True, "occupancy": "investment"},
+            {"days_past_due": 40, "deceased": True, "open_loss_mitigation": True},
+        )
+        care = (
+            risk_flags(frame, signals(frame, POLICY), AS_OF, POLICY)
+            .sort("loan_id")["care"]
+            .to_list()
+        )
+        assert care == [
+            ["bankruptcy", "not_principal_residence"],
+            ["deceased", "open_loss_mitigation"],
+        ]
 
 
 class TestQueue:
@@ -124,7 +143,12 @@ class TestQueue:
         """Worse tiers first; within a tier the higher score first."""
         frame = features(
             {"days_past_due": 5, "bucket": "1-29", "prior_bucket": "1-29"},
-            {"days_past_due": 5, "bucket": "1-29", "prior_bucket": "1-29", "senior_days_past_due": 60},
+            {
+                "days_past_due": 5,
+                "bucket": "1-29",
+                "prior_bucket": "1-29",
+                "senior_days_past_due": 60,
+            },
             {"days_past_due": 95, "bucket": "90-119", "prior_bucket": "90-119"},
             {"days_past_due": 35, "bucket": "30-59", "prior_bucket": "30-59"},
         )
@@ -135,7 +159,9 @@ class TestQueue:
 
     def test_capacity_cuts_but_keeps(self):
         """Beyond the review capacity loans stay in the table, marked out of the queue."""
-        frame = features(*[{"days_past_due": d, "bucket": "1-29", "prior_bucket": "1-29"} for d in (3, 9, 27)])
+        frame = features(
+            *[{"days_past_due": d, "bucket": "1-29", "prior_bucket": "1-29"} for d in (3, 9, 27)]
+        )
         policy = Policy(weights=POLICY.weights, review_capacity=2)
         flags = risk_flags(frame, signals(frame, policy), AS_OF, policy)
         assert flags.height == 3
@@ -145,8 +171,9 @@ class TestQueue:
 class TestLateness:
     """Days late of the last three installments, from the real ledger SQL and the engine."""
 
-    def lateness_of(self, tmp_path, payments: list[tuple], as_of: date,
-                    change: tuple | None = None) -> list[int]:
+    def lateness_of(
+        self, tmp_path, payments: list[tuple], as_of: date, change: tuple | None = None
+    ) -> list[int]:
         from lienwatch.sql import query
         from lienwatch.warehouse import connect
         from transforms.delinquency import loan_status
@@ -158,17 +185,25 @@ class TestLateness:
                 first_payment_date, scheduled_payment, term_months, interest_rate, original_balance,
                 current_balance, property_state, occupancy, status, load_id)
             VALUES ('L1', 'B1', 2, 'closed_end', DATE '2024-01-01', DATE '2024-02-01', 100.00, 120,
-                    8.0, 9000.00, 8000.00, 'CA', 'primary', 'active', 1)""")
+                    8.0, 9000.00, 8000.00, 'CA', 'primary', 'active', 1)"""
+        )
         if change:
-            con.execute("INSERT INTO payment_changes VALUES ('L1', $d, $a, 1)",
-                        {"d": change[0], "a": change[1]})
+            con.execute(
+                "INSERT INTO payment_changes VALUES ('L1', $d, $a, 1)",
+                {"d": change[0], "a": change[1]},
+            )
         for i, (day, amount, kind, target) in enumerate(payments):
             con.execute(
                 "INSERT INTO payments VALUES ($id, 'L1', $d, $a, $k, $t, NULL, 'f', $i, 1)",
-                {"id": f"T{i}", "d": day, "a": amount, "k": kind, "t": target, "i": i})
+                {"id": f"T{i}", "d": day, "a": amount, "k": kind, "t": target, "i": i},
+            )
         loans = con.sql("SELECT * EXCLUDE (load_id) FROM loans").pl()
-        changes = con.sql("SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes").pl()
-        status = loan_status(loans, changes, con.sql(query("net_paid"), params={"as_of": as_of}).pl(), as_of)
+        changes = con.sql(
+            "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes"
+        ).pl()
+        status = loan_status(
+            loans, changes, con.sql(query("net_paid"), params={"as_of": as_of}).pl(), as_of
+        )
         params = {"as_of": as_of, "window_days": 150}
         window = con.sql(query("ledger_events"), params=params).pl()
         con.register("_keys", status.select("loan_id").with_row_index("_key").to_arrow())
@@ -181,32 +216,49 @@ class TestLateness:
 
     def test_drifting_payer(self, tmp_path):
         """Payments 3, 9 and 20 days after due read as [3, 9, 20]."""
-        pays = [(date(2024, 2, 1), 100, "payment", None), (date(2024, 3, 1), 100, "payment", None),
-                (date(2024, 4, 4), 100, "payment", None), (date(2024, 5, 10), 100, "payment", None),
-                (date(2024, 6, 21), 100, "payment", None)]
+        pays = [
+            (date(2024, 2, 1), 100, "payment", None),
+            (date(2024, 3, 1), 100, "payment", None),
+            (date(2024, 4, 4), 100, "payment", None),
+            (date(2024, 5, 10), 100, "payment", None),
+            (date(2024, 6, 21), 100, "payment", None),
+        ]
         assert self.lateness_of(tmp_path, pays, date(2024, 6, 25)) == [3, 9, 20]
 
     def test_unpaid_counts_to_tonight_and_reversal_undoes(self, tmp_path):
         """A reversed payment leaves its installment unpaid until paid again."""
-        pays = [(date(2024, 2, 1), 100, "payment", None), (date(2024, 3, 1), 100, "payment", None),
-                (date(2024, 4, 1), 100, "payment", None), (date(2024, 4, 8), 100, "reversal", "T2"),
-                (date(2024, 4, 20), 100, "payment", None)]
+        pays = [
+            (date(2024, 2, 1), 100, "payment", None),
+            (date(2024, 3, 1), 100, "payment", None),
+            (date(2024, 4, 1), 100, "payment", None),
+            (date(2024, 4, 8), 100, "reversal", "T2"),
+            (date(2024, 4, 20), 100, "payment", None),
+        ]
         # Installments due Apr 1 (paid Apr 1, reversed Apr 8, paid again Apr 20), May 1 and
         # Jun 1 (both unpaid on Jun 10).
         assert self.lateness_of(tmp_path, pays, date(2024, 6, 10)) == [19, 40, 9]
 
     def test_payment_change_among_the_last_installments(self, tmp_path):
         """A payment rise among the last three installments is followed exactly (engine path)."""
-        pays = [(date(2024, 2, 1), 100, "payment", None), (date(2024, 3, 1), 100, "payment", None),
-                (date(2024, 4, 3), 100, "payment", None), (date(2024, 5, 10), 150, "payment", None),
-                (date(2024, 6, 20), 100, "payment", None), (date(2024, 6, 24), 50, "payment", None)]
-        assert self.lateness_of(tmp_path, pays, date(2024, 6, 25),
-                                change=(date(2024, 5, 1), 150)) == [2, 9, 23]
+        pays = [
+            (date(2024, 2, 1), 100, "payment", None),
+            (date(2024, 3, 1), 100, "payment", None),
+            (date(2024, 4, 3), 100, "payment", None),
+            (date(2024, 5, 10), 150, "payment", None),
+            (date(2024, 6, 20), 100, "payment", None),
+            (date(2024, 6, 24), 50, "payment", None),
+        ]
+        assert self.lateness_of(
+            tmp_path, pays, date(2024, 6, 25), change=(date(2024, 5, 1), 150)
+        ) == [2, 9, 23]
 
     def test_paid_ahead_is_never_late(self, tmp_path):
         """An installment covered before its due date by a double payment is 0 days late."""
-        pays = [(date(2024, 2, 1), 200, "payment", None), (date(2024, 4, 1), 100, "payment", None),
-                (date(2024, 5, 2), 100, "payment", None)]
+        pays = [
+            (date(2024, 2, 1), 200, "payment", None),
+            (date(2024, 4, 1), 100, "payment", None),
+            (date(2024, 5, 2), 100, "payment", None),
+        ]
         assert self.lateness_of(tmp_path, pays, date(2024, 5, 5)) == [0, 0, 1]
 
 
@@ -250,8 +302,14 @@ FROM daily
 class TestNetPaidByDay:
     """The window's changes with net paid tonight give the same daily figures as the whole ledger."""
 
-    LOANS = (("A", 2, "active"), ("B", 2, "active"), ("C", 2, "active"), ("D", 2, "paid_off"),
-             ("E", 1, "active"), ("F", 2, "active"))
+    LOANS = (
+        ("A", 2, "active"),
+        ("B", 2, "active"),
+        ("C", 2, "active"),
+        ("D", 2, "paid_off"),
+        ("E", 1, "active"),
+        ("F", 2, "active"),
+    )
     # (txn_id, loan_id, posted_date, amount, txn_type, reverses_txn_id): payments long before
     # the window, reversed before it, in it, after the night, twice; a reversal dated before
     # its payment; a reversal on another loan's payment; one naming nothing; same-day pairs.
@@ -290,15 +348,26 @@ class TestNetPaidByDay:
                     current_balance, property_state, occupancy, status, load_id)
                 VALUES ($l, 'B1', $p, 'closed_end', DATE '2022-01-01', DATE '2022-02-01', 100.00, 120,
                         8.0, 9000.00, 8000.00, 'CA', 'primary', $s, 1)""",
-                {"l": loan_id, "p": lien, "s": status})
+                {"l": loan_id, "p": lien, "s": status},
+            )
         for i, (txn, loan_id, day, amount, kind, target) in enumerate(self.LEDGER):
-            con.execute("INSERT INTO payments VALUES ($id, $l, $d, $a, $k, $t, NULL, 'f', $i, 1)",
-                        {"id": txn, "l": loan_id, "d": day, "a": D(amount), "k": kind, "t": target, "i": i})
+            con.execute(
+                "INSERT INTO payments VALUES ($id, $l, $d, $a, $k, $t, NULL, 'f', $i, 1)",
+                {"id": txn, "l": loan_id, "d": day, "a": D(amount), "k": kind, "t": target, "i": i},
+            )
         yield con
         con.close()
 
-    @pytest.mark.parametrize("as_of", [date(2024, 3, 31), date(2024, 5, 5), date(2024, 6, 30),
-                                       date(2024, 7, 1), date(2024, 9, 1)])
+    @pytest.mark.parametrize(
+        "as_of",
+        [
+            date(2024, 3, 31),
+            date(2024, 5, 5),
+            date(2024, 6, 30),
+            date(2024, 7, 1),
+            date(2024, 9, 1),
+        ],
+    )
     @pytest.mark.parametrize("window_days", [30, 150])
     def test_matches_the_whole_ledger(self, con, as_of, window_days):
         from lienwatch.sql import query
@@ -306,11 +375,17 @@ class TestNetPaidByDay:
         from transforms.flags import net_paid_by_day
 
         loans = con.sql("SELECT * EXCLUDE (load_id) FROM loans").pl()
-        changes = con.sql("SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes").pl()
-        status = loan_status(loans, changes, con.sql(query("net_paid"), params={"as_of": as_of}).pl(), as_of)
+        changes = con.sql(
+            "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes"
+        ).pl()
+        status = loan_status(
+            loans, changes, con.sql(query("net_paid"), params={"as_of": as_of}).pl(), as_of
+        )
         params = {"as_of": as_of, "window_days": window_days}
         window = con.sql(query("ledger_events"), params=params).pl()
-        got = net_paid_by_day(window, status, loans, as_of, window_days).sort("loan_id", "as_of_date")
+        got = net_paid_by_day(window, status, loans, as_of, window_days).sort(
+            "loan_id", "as_of_date"
+        )
         expected = con.sql(FULL_HISTORY_EVENTS, params=params).pl().sort("loan_id", "as_of_date")
         assert got.schema == expected.schema
         assert got.to_dicts() == expected.to_dicts()
@@ -328,19 +403,27 @@ class TestFloorsAndSearch:
         from transforms.flags import _first_day_at_or_above, _floors
 
         rng = random.Random(scale)
-        rows = [(key, day, rng.randint(-5, 20) * scale) for key in range(0, 40, 3)
-                for day in sorted(rng.sample(range(0, 150), rng.randint(1, 6)))]
-        levels = pl.DataFrame(rows, schema={"_key": pl.UInt32, "_day": pl.Int64, "_level": pl.Int64},
-                              orient="row")
+        rows = [
+            (key, day, rng.randint(-5, 20) * scale)
+            for key in range(0, 40, 3)
+            for day in sorted(rng.sample(range(0, 150), rng.randint(1, 6)))
+        ]
+        levels = pl.DataFrame(
+            rows, schema={"_key": pl.UInt32, "_day": pl.Int64, "_level": pl.Int64}, orient="row"
+        )
         floors = _floors(levels)
         expected = [min(lv for k, d, lv in rows if k == key and d >= day) for key, day, _ in rows]
         assert floors["_floor"].to_list() == expected
         needs = pl.DataFrame(
             [(key, j, rng.randint(-6, 22) * scale) for key in range(0, 42) for j in range(3)],
-            schema={"_key": pl.UInt32, "j": pl.Int32, "_need": pl.Int64}, orient="row")
+            schema={"_key": pl.UInt32, "j": pl.Int32, "_need": pl.Int64},
+            orient="row",
+        )
         got = _first_day_at_or_above(floors, needs, date(2024, 1, 1))
         for (key, j, need), (got_key, got_j, paid) in zip(needs.rows(), got.rows(), strict=True):
-            days = [d for (k, d, _), f in zip(rows, expected, strict=True) if k == key and f >= need]
+            days = [
+                d for (k, d, _), f in zip(rows, expected, strict=True) if k == key and f >= need
+            ]
             assert (got_key, got_j) == (key, j)
             assert paid == (date(2024, 1, 1) + timedelta(days=days[0]) if days else None)
 
@@ -371,4 +454,9 @@ class TestAlign:
 
         monkeypatch.setattr(pl.Expr, "hash", lambda self, seed=0: pl.lit(7, dtype=pl.UInt64))
         frame = pl.DataFrame({"loan_id": ["L2", "L3"], "bucket": ["b", "c"]})
-        assert align(self.KEYS, frame).rows() == [("L3", "c"), ("L1", None), ("L9", None), ("L2", "b")]
+        assert align(self.KEYS, frame).rows() == [
+            ("L3", "c"),
+            ("L1", None),
+            ("L9", None),
+            ("L2", "b"),
+        ]

@@ -11,6 +11,7 @@ import pytest
 from lienwatch.errors import FeedError
 from lienwatch.ingest import ingest
 from lienwatch.warehouse import connect
+from tests.helpers import conserved
 from tests.landing import LOANS, PAYMENT_HEADER, landing, ledger
 
 
@@ -31,19 +32,6 @@ def quarantined(con, source_file: str | None = None) -> list[tuple]:
     ).fetchall()
 
 
-def conserved(con) -> None:
-    """rows read = rows loaded + rows quarantined, file by file, and in the tables too."""
-    for load_id, name, feed, read, loaded, bad in con.execute(
-        "SELECT load_id, source_file, feed, rows_read, rows_loaded, rows_quarantined FROM ingested_files"
-    ).fetchall():
-        assert read == loaded + bad, name
-        table = "payments" if feed == "payments" else f"{feed}_history"
-        in_table = con.execute(f"SELECT count(*) FROM {table} WHERE load_id = $id", {"id": load_id}).fetchall()[0][0]
-        in_quarantine = con.execute("SELECT count(*) FROM quarantine WHERE load_id = $id",
-                                    {"id": load_id}).fetchall()[0][0]
-        assert (in_table, in_quarantine) == (loaded, bad), name
-
-
 def txn_ids(con) -> list[str]:
     return [r[0] for r in con.execute("SELECT txn_id FROM payments ORDER BY txn_id").fetchall()]
 
@@ -51,22 +39,42 @@ def txn_ids(con) -> list[str]:
 class TestCleanFolder:
     def test_loads_everything_typed(self, tmp_path, con):
         """A clean folder loads every row with exact decimals and real dates."""
-        data = landing(tmp_path / "in", {"p1.csv": ledger(
-            "T1,L1,2024-03-01,250.00,payment,,", "T2,L2,2024-03-02,400,payment,,")})
+        data = landing(
+            tmp_path / "in",
+            {
+                "p1.csv": ledger(
+                    "T1,L1,2024-03-01,250.00,payment,,", "T2,L2,2024-03-02,400,payment,,"
+                )
+            },
+        )
         summary = ingest(con, data)
         assert summary.totals()["rows_quarantined"] == 0
-        assert con.execute("SELECT amount FROM payments WHERE txn_id = 'T2'").fetchone()[0] == \
-            pytest.approx(400)
-        assert str(con.execute("SELECT typeof(amount), typeof(posted_date) FROM payments LIMIT 1")
-                   .fetchone()) == "('DECIMAL(14,2)', 'DATE')"
+        assert con.execute("SELECT amount FROM payments WHERE txn_id = 'T2'").fetchone()[
+            0
+        ] == pytest.approx(400)
+        assert (
+            str(
+                con.execute(
+                    "SELECT typeof(amount), typeof(posted_date) FROM payments LIMIT 1"
+                ).fetchone()
+            )
+            == "('DECIMAL(14,2)', 'DATE')"
+        )
         conserved(con)
 
     def test_second_load_changes_nothing(self, tmp_path, con):
         """Loading the same folder twice leaves every table as it was."""
         data = landing(tmp_path / "in", {"p1.csv": ledger("T1,L1,2024-03-01,250.00,payment,,")})
         ingest(con, data)
-        tables = ["payments", "loans", "borrowers", "quarantine", "ingested_files",
-                  "loans_history", "known_loans"]
+        tables = [
+            "payments",
+            "loans",
+            "borrowers",
+            "quarantine",
+            "ingested_files",
+            "loans_history",
+            "known_loans",
+        ]
         before = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables}
         summary = ingest(con, data)
         assert {f.status for f in summary.files} == {"unchanged", "seen_before"}
@@ -77,11 +85,18 @@ class TestCleanFolder:
         """A night hashes only the files that changed since they were last read whole."""
         from lienwatch import feeds
 
-        data = landing(tmp_path / "in", {"p1.csv": ledger("T1,L1,2024-03-01,250.00,payment,,"),
-                                         "p2.csv": ledger("T2,L2,2024-03-02,400.00,payment,,")})
+        data = landing(
+            tmp_path / "in",
+            {
+                "p1.csv": ledger("T1,L1,2024-03-01,250.00,payment,,"),
+                "p2.csv": ledger("T2,L2,2024-03-02,400.00,payment,,"),
+            },
+        )
         read = []
         whole = feeds._check_utf8_and_hash
-        monkeypatch.setattr(feeds, "_check_utf8_and_hash", lambda path, name: read.append(name) or whole(path, name))
+        monkeypatch.setattr(
+            feeds, "_check_utf8_and_hash", lambda path, name: read.append(name) or whole(path, name)
+        )
         ingest(con, data)
         first = sorted(read)
         assert "payments/p1.csv" in first and "payments/p2.csv" in first
@@ -112,16 +127,21 @@ class TestCleanFolder:
         """A corrected file (new hash) loads the rows not loaded yet; the rest are duplicates."""
         data = landing(tmp_path / "in", {"p1.csv": ledger("T1,L1,2024-03-01,250.00,payment,,")})
         ingest(con, data)
-        (data / "payments" / "p1-corrected.csv").write_text(ledger(
-            "T1,L1,2024-03-01,250.00,payment,,", "T2,L1,2024-04-01,250.00,payment,,"))
+        (data / "payments" / "p1-corrected.csv").write_text(
+            ledger("T1,L1,2024-03-01,250.00,payment,,", "T2,L1,2024-04-01,250.00,payment,,")
+        )
         ingest(con, data)
         assert txn_ids(con) == ["T1", "T2"]
-        assert quarantined(con, "payments/p1-corrected.csv") == [(1, "already_loaded", "txn_id", "duplicate")]
+        assert quarantined(con, "payments/p1-corrected.csv") == [
+            (1, "already_loaded", "txn_id", "duplicate")
+        ]
         conserved(con)
 
     def test_rows_dated_after_any_night_are_kept(self, tmp_path, con):
         """Ingest does not depend on the as-of date: future-dated rows load for later nights."""
-        ingest(con, landing(tmp_path / "in", {"p.csv": ledger("T9,L1,2030-01-01,250.00,payment,,")}))
+        ingest(
+            con, landing(tmp_path / "in", {"p.csv": ledger("T9,L1,2030-01-01,250.00,payment,,")})
+        )
         assert txn_ids(con) == ["T9"]
 
     def test_snapshot_replaced_and_history_kept(self, tmp_path, con):
@@ -143,7 +163,8 @@ class TestCleanFolder:
             "COPY (SELECT 'T1' AS txn_id, 'L1' AS loan_id, DATE '2024-03-01' AS posted_date, "
             "250.00::DECIMAL(14,2) AS amount, 'payment' AS txn_type, NULL AS reverses_txn_id, "
             "NULL AS return_reason) TO $p (FORMAT parquet)",
-            {"p": str(data / "payments" / "p.parquet")})
+            {"p": str(data / "payments" / "p.parquet")},
+        )
         ingest(con, data)
         assert txn_ids(con) == ["T1"]
         conserved(con)
@@ -176,38 +197,71 @@ class TestRowLevelQuarantine:
 
     def test_duplicate_txn_within_a_file(self, tmp_path, con):
         """The first row of a repeated txn_id loads; the repeat is quarantined."""
-        ingest(con, landing(tmp_path / "in", {"p.csv": ledger(
-            "T1,L1,2024-03-01,250.00,payment,,", "T1,L1,2024-03-01,250.00,payment,,")}))
+        ingest(
+            con,
+            landing(
+                tmp_path / "in",
+                {
+                    "p.csv": ledger(
+                        "T1,L1,2024-03-01,250.00,payment,,", "T1,L1,2024-03-01,250.00,payment,,"
+                    )
+                },
+            ),
+        )
         assert txn_ids(con) == ["T1"]
         assert quarantined(con) == [(2, "unique", "txn_id", "error")]
 
     def test_duplicate_txn_across_files(self, tmp_path, con):
         """The same payment in two files is taken once; the second copy is a duplicate."""
-        ingest(con, landing(tmp_path / "in", {
-            "a.csv": ledger("T1,L1,2024-03-01,250.00,payment,,"),
-            "b.csv": ledger("T2,L1,2024-04-01,250.00,payment,,", "T1,L1,2024-03-01,250.00,payment,,")}))
+        ingest(
+            con,
+            landing(
+                tmp_path / "in",
+                {
+                    "a.csv": ledger("T1,L1,2024-03-01,250.00,payment,,"),
+                    "b.csv": ledger(
+                        "T2,L1,2024-04-01,250.00,payment,,", "T1,L1,2024-03-01,250.00,payment,,"
+                    ),
+                },
+            ),
+        )
         assert txn_ids(con) == ["T1", "T2"]
         assert quarantined(con, "payments/b.csv") == [(2, "already_loaded", "txn_id", "duplicate")]
         conserved(con)
 
     def test_reversal_rules(self, tmp_path, con):
         """A reversal must name an unreversed payment of the same loan, dated before it, same amount."""
-        ingest(con, landing(tmp_path / "in", {"a.csv": ledger(
-            "P1,L1,2024-03-01,250.00,payment,,",
-            "P2,L2,2024-03-01,400.00,payment,,",
-            "R1,L1,2024-03-05,250.00,reversal,P1,NSF",
-            "R2,L1,2024-03-06,250.00,reversal,P1,NSF",
-            "R3,L1,2024-03-06,400.00,reversal,P2,NSF",
-            "R4,L2,2024-02-01,400.00,reversal,P2,NSF",
-            "R5,L2,2024-03-09,399.00,reversal,P2,NSF",
-            "R6,L2,2024-03-09,400.00,reversal,R1,NSF",
-        )}))
+        ingest(
+            con,
+            landing(
+                tmp_path / "in",
+                {
+                    "a.csv": ledger(
+                        "P1,L1,2024-03-01,250.00,payment,,",
+                        "P2,L2,2024-03-01,400.00,payment,,",
+                        "R1,L1,2024-03-05,250.00,reversal,P1,NSF",
+                        "R2,L1,2024-03-06,250.00,reversal,P1,NSF",
+                        "R3,L1,2024-03-06,400.00,reversal,P2,NSF",
+                        "R4,L2,2024-02-01,400.00,reversal,P2,NSF",
+                        "R5,L2,2024-03-09,399.00,reversal,P2,NSF",
+                        "R6,L2,2024-03-09,400.00,reversal,R1,NSF",
+                    )
+                },
+            ),
+        )
         assert txn_ids(con) == ["P1", "P2", "R1"]
-        reasons = con.execute("SELECT row_number, error FROM quarantine ORDER BY row_number").fetchall()
+        reasons = con.execute(
+            "SELECT row_number, error FROM quarantine ORDER BY row_number"
+        ).fetchall()
         assert [r for r, _ in reasons] == [4, 5, 6, 7, 8]
         text = " | ".join(e for _, e in reasons)
-        for expected in ("already reversed", "another loan", "dated before", "amount differs",
-                         "itself a reversal"):
+        for expected in (
+            "already reversed",
+            "another loan",
+            "dated before",
+            "amount differs",
+            "itself a reversal",
+        ):
             assert expected in text
 
     def test_reversal_of_payment_loaded_on_an_earlier_night(self, tmp_path, con):
@@ -223,11 +277,22 @@ class TestRowLevelQuarantine:
 
     def test_ragged_rows(self, tmp_path, con):
         """Rows with too few or too many fields are quarantined as structure errors."""
-        ingest(con, landing(tmp_path / "in", {"p.csv": PAYMENT_HEADER
-            + "T1,L1,2024-03-01,250.00,payment,,\nT2,L1,2024-03-01\nT3,L1,2024-03-01,1.00,payment,,,x\n"
-            + "T4,L1,2024-03-02,1.00,payment,,\n"}))
+        ingest(
+            con,
+            landing(
+                tmp_path / "in",
+                {
+                    "p.csv": PAYMENT_HEADER
+                    + "T1,L1,2024-03-01,250.00,payment,,\nT2,L1,2024-03-01\nT3,L1,2024-03-01,1.00,payment,,,x\n"
+                    + "T4,L1,2024-03-02,1.00,payment,,\n"
+                },
+            ),
+        )
         assert txn_ids(con) == ["T1", "T4"]
-        assert quarantined(con) == [(2, "structure", None, "error"), (3, "structure", None, "error")]
+        assert quarantined(con) == [
+            (2, "structure", None, "error"),
+            (3, "structure", None, "error"),
+        ]
         conserved(con)
 
     def test_bad_loan_rows(self, tmp_path, con):
@@ -236,7 +301,8 @@ class TestRowLevelQuarantine:
             "L3,B9,2,heloc,2023-05-01,2023-06-01,400.00,240,9.25,5.00,4.00,CA,primary,,,,active\n"
             "L4,B1,3,heloc,2023-05-01,2023-06-01,400.00,240,9.25,5.00,4.00,CA,primary,,,,active\n"
             "L5,B1,2,heloc,2023-05-01,2023-06-01,400.00,240,9.25,5.00,4.00,CA,castle,,,,active\n"
-            "L1,B1,2,heloc,2023-05-01,2023-06-01,400.00,240,9.25,5.00,4.00,CA,primary,,,,active\n")
+            "L1,B1,2,heloc,2023-05-01,2023-06-01,400.00,240,9.25,5.00,4.00,CA,primary,,,,active\n"
+        )
         ingest(con, landing(tmp_path / "in", loans=bad))
         assert quarantined(con, "loans.csv") == [
             (3, "reference", "borrower_id", "error"),
@@ -250,13 +316,18 @@ class TestRowLevelQuarantine:
 class TestFileShapes:
     def test_bom_crlf_quoted_commas_and_newlines(self, tmp_path, con):
         """A BOM, CRLF line ends, quoted commas and a quoted newline all read correctly."""
-        body = ("\ufeff" + PAYMENT_HEADER.replace("\n", "\r\n")
-                + 'T1,L1,2024-03-01,250.00,payment,,"returned, then\r\nre-presented"\r\n'
-                + "T2,L1,2024-04-01,250.00,payment,,\r\n")
+        body = (
+            "\ufeff"
+            + PAYMENT_HEADER.replace("\n", "\r\n")
+            + 'T1,L1,2024-03-01,250.00,payment,,"returned, then\r\nre-presented"\r\n'
+            + "T2,L1,2024-04-01,250.00,payment,,\r\n"
+        )
         ingest(con, landing(tmp_path / "in", {"p.csv": body}))
         assert txn_ids(con) == ["T1", "T2"]
-        assert con.execute("SELECT return_reason FROM payments WHERE txn_id = 'T1'").fetchone()[0] \
+        assert (
+            con.execute("SELECT return_reason FROM payments WHERE txn_id = 'T1'").fetchone()[0]
             == "returned, then\r\nre-presented"
+        )
         assert con.execute("SELECT row_number FROM payments WHERE txn_id = 'T2'").fetchone()[0] == 2
 
     def test_extra_column_is_kept_out_and_noted(self, tmp_path, con):
@@ -264,31 +335,42 @@ class TestFileShapes:
         body = PAYMENT_HEADER.strip() + ",branch\nT1,L1,2024-03-01,250.00,payment,,,SAC\n"
         ingest(con, landing(tmp_path / "in", {"p.csv": body}))
         assert txn_ids(con) == ["T1"]
-        assert con.execute("SELECT extra_columns FROM ingested_files WHERE feed = 'payments'") \
-            .fetchone()[0] == ["branch"]
+        assert con.execute(
+            "SELECT extra_columns FROM ingested_files WHERE feed = 'payments'"
+        ).fetchone()[0] == ["branch"]
 
     def test_header_only_file_loads_nothing(self, tmp_path, con):
         """A header-only ledger file is registered with zero rows."""
         ingest(con, landing(tmp_path / "in", {"p.csv": PAYMENT_HEADER}))
-        assert con.execute("SELECT rows_read, rows_loaded FROM ingested_files WHERE feed = 'payments'") \
-            .fetchone() == (0, 0)
+        assert con.execute(
+            "SELECT rows_read, rows_loaded FROM ingested_files WHERE feed = 'payments'"
+        ).fetchone() == (0, 0)
 
     @pytest.mark.parametrize(
         ("body", "message"),
         [
             (b"", "empty file"),
-            (PAYMENT_HEADER.encode() + "T1,L1,2024-03-01,250.00,payment,,Caf\u00e9\n".encode("latin-1"),
-             "not UTF-8 text: byte 0xe9 on line 2"),
-            (b"txn_id,loan_id,posted_date,txn_type\nT1,L1,2024-03-01,payment\n",
-             "required column missing: amount"),
-            (b"txn_id,txn_id,loan_id,posted_date,amount,txn_type,reverses_txn_id,return_reason\n",
-             "column named twice"),
+            (
+                PAYMENT_HEADER.encode()
+                + "T1,L1,2024-03-01,250.00,payment,,Caf\u00e9\n".encode("latin-1"),
+                "not UTF-8 text: byte 0xe9 on line 2",
+            ),
+            (
+                b"txn_id,loan_id,posted_date,txn_type\nT1,L1,2024-03-01,payment\n",
+                "required column missing: amount",
+            ),
+            (
+                b"txn_id,txn_id,loan_id,posted_date,amount,txn_type,reverses_txn_id,return_reason\n",
+                "column named twice",
+            ),
         ],
     )
     def test_file_level_failure_loads_nothing(self, tmp_path, con, body, message):
         """A broken file stops the night with its name and problem, and nothing is loaded."""
-        data = landing(tmp_path / "in", {"a-good.csv": ledger("T1,L1,2024-03-01,250.00,payment,,"),
-                                         "b-bad.csv": body})
+        data = landing(
+            tmp_path / "in",
+            {"a-good.csv": ledger("T1,L1,2024-03-01,250.00,payment,,"), "b-bad.csv": body},
+        )
         with pytest.raises(FeedError) as caught:
             ingest(con, data)
         assert str(caught.value).startswith("payments/b-bad.csv: ")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import tomllib
 from datetime import date
 from decimal import Decimal as D
 from pathlib import Path
@@ -18,48 +17,28 @@ from lienwatch.steps import delinquency as delinquency_step
 from lienwatch.steps import flags as flags_step
 from lienwatch.steps import ingest as ingest_step
 from lienwatch.steps import options as options_step
+from tests.helpers import BUNDLED, CATALOGUE, NO_CASES, RAW, loss_mit_cases, option_inputs
 from transforms.options import CatalogueError, evaluate, parse_catalogue
 
 AS_OF = date(2026, 11, 20)
-BUNDLED = Path(__file__).resolve().parents[1] / "lienwatch" / "catalogue" / "hardship_options.toml"
-RAW = tomllib.loads(BUNDLED.read_text(encoding="utf-8"))
-CATALOGUE = parse_catalogue(RAW)
-MONEY = ("amount_past_due", "installment_amount", "current_balance", "property_value", "senior_lien_balance")
-
-# A closed-end second, 65 days (3 payments) behind, on a California principal residence
-# worth $400,000 behind a $300,000 first: combined LTV 87.5 %.
-BASE = dict(
-    loan_id="L", borrower_id="B", tier="imminent_default", reasons=[], care=[],
-    days_past_due=65, installments_behind=3, amount_past_due=D("1200.00"), installment_amount=D("400.00"),
-    lien_position=2, product="closed_end", occupancy="primary", property_state="CA",
-    origination_date=date(2022, 1, 15), first_payment_date=date(2022, 3, 1), term_months=180,
-    current_balance=D("50000.00"), property_value=D("400000.00"), senior_lien_balance=D("300000.00"),
-)
-NO_CASES = pl.DataFrame(schema={"loan_id": pl.String, "case_type": pl.String,
-                                "opened_date": pl.Date, "closed_date": pl.Date})
-
-
-def inputs(*loans: dict) -> pl.DataFrame:
-    rows = [dict(BASE, loan_id=f"L{i}", **overrides) for i, overrides in enumerate(loans)]
-    return pl.DataFrame(rows, schema_overrides={**{m: pl.Decimal(14, 2) for m in MONEY},
-                                                "reasons": pl.List(pl.String), "care": pl.List(pl.String)})
 
 
 def option_row(code: str, cases: pl.DataFrame = NO_CASES, catalogue=CATALOGUE, **overrides) -> dict:
-    found = evaluate(inputs(overrides), cases, catalogue, AS_OF)
+    found = evaluate(option_inputs(overrides), cases, catalogue, AS_OF)
     return found.filter(pl.col("option_code") == code).row(0, named=True)
 
 
-def cases(*rows: tuple) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=NO_CASES.schema, orient="row")
-
-
 UNDERWATER = dict(senior_lien_balance=D("380000.00"))  # 107.5 %
-EQUITY = dict(senior_lien_balance=D("250000.00"))      # 75 %
+EQUITY = dict(senior_lien_balance=D("250000.00"))  # 75 %
 
-# (option, why it fits, why not: overrides of BASE, and a word the rationale must hold)
+# (option, why it fits, why not: overrides of INPUT_BASE, and a word the rationale must hold)
 TABLE = [
-    ("repayment_plan", {}, {"days_past_due": 0, "amount_past_due": D("0.00"), "installments_behind": 0}, "days past due"),
+    (
+        "repayment_plan",
+        {},
+        {"days_past_due": 0, "amount_past_due": D("0.00"), "installments_behind": 0},
+        "days past due",
+    ),
     ("repayment_plan", {}, {"care": ["bankruptcy"]}, "bankruptcy"),
     ("repayment_plan", {}, {"amount_past_due": D("2500.00")}, "cannot be repaid within 12 months"),
     ("forbearance", {}, {"occupancy": "investment"}, "occupancy investment"),
@@ -67,9 +46,19 @@ TABLE = [
     ("payment_deferral", {}, {"installments_behind": 1}, "1 payments behind"),
     ("payment_deferral", {}, {"installments_behind": 7}, "7 payments behind"),
     ("payment_deferral", {}, {"origination_date": date(2026, 1, 1)}, "loan 10 months old"),
-    ("payment_deferral", {}, {"first_payment_date": date(2000, 3, 1), "term_months": 300}, "months to maturity"),
+    (
+        "payment_deferral",
+        {},
+        {"first_payment_date": date(2000, 3, 1), "term_months": 300},
+        "months to maturity",
+    ),
     ("loan_modification", {}, {"days_past_due": 45}, "45 days past due"),
-    ("loan_modification", {"days_past_due": 10, "reasons": ["payment_shock"]}, {"days_past_due": 10, "reasons": ["paying_later"]}, "imminent default"),
+    (
+        "loan_modification",
+        {"days_past_due": 10, "reasons": ["payment_shock"]},
+        {"days_past_due": 10, "reasons": ["paying_later"]},
+        "imminent default",
+    ),
     ("refinance", {**EQUITY}, {}, "combined loan-to-value 88%"),
     ("refinance", {**EQUITY}, {**EQUITY, "property_value": None}, "no property value"),
     ("refinance", {**EQUITY}, {**EQUITY, "days_past_due": 95}, "95 days past due"),
@@ -78,7 +67,12 @@ TABLE = [
     ("short_sale", {**UNDERWATER}, {}, "88%"),
     ("deed_in_lieu", {"days_past_due": 95}, {}, "65 days past due"),
     ("second_lien_settlement", {**UNDERWATER}, {}, "(100% or more needed)"),
-    ("second_lien_settlement", {**UNDERWATER}, {**UNDERWATER, "lien_position": 1}, "lien position 1"),
+    (
+        "second_lien_settlement",
+        {**UNDERWATER},
+        {**UNDERWATER, "lien_position": 1},
+        "lien position 1",
+    ),
     ("bankruptcy_referral", {"care": ["bankruptcy"]}, {}, "only for borrowers with bankruptcy"),
 ]
 
@@ -97,8 +91,17 @@ class TestEachOption:
         assert because in misses["rationale"]
 
     def test_counseling_is_always_offered(self):
-        found = evaluate(inputs({}, {"care": ["bankruptcy", "deceased"]}, {"days_past_due": 0, "tier": "early_warning"},
-                                {"occupancy": "investment", "property_state": "TX"}), NO_CASES, CATALOGUE, AS_OF)
+        found = evaluate(
+            option_inputs(
+                {},
+                {"care": ["bankruptcy", "deceased"]},
+                {"days_past_due": 0, "tier": "early_warning"},
+                {"occupancy": "investment", "property_state": "TX"},
+            ),
+            NO_CASES,
+            CATALOGUE,
+            AS_OF,
+        )
         counseling = found.filter(pl.col("option_code") == "housing_counseling")
         assert counseling.height == 4 and counseling["eligible"].all()
         assert "(800) 569-4287" in CATALOGUE.by_code()["housing_counseling"].description.en
@@ -109,36 +112,57 @@ class TestEachOption:
         assert "No podemos" in text.es
 
     def test_deferral_none_in_the_last_twelve_months(self):
-        recent = cases(("L0", "payment_deferral", date(2026, 2, 1), date(2026, 2, 1)))
+        recent = loss_mit_cases(("L0", "payment_deferral", date(2026, 2, 1), date(2026, 2, 1)))
         row = option_row("payment_deferral", recent)
         assert not row["eligible"] and "began on 2026-02-01" in row["rationale"]
-        old = cases(("L0", "payment_deferral", date(2025, 10, 1), date(2025, 10, 1)))
+        old = loss_mit_cases(("L0", "payment_deferral", date(2025, 10, 1), date(2025, 10, 1)))
         assert option_row("payment_deferral", old)["eligible"]
 
     def test_forbearance_twelve_months_in_all(self):
-        used_ten = cases(("L0", "forbearance", date(2025, 1, 1), date(2025, 10, 31)))
+        used_ten = loss_mit_cases(("L0", "forbearance", date(2025, 1, 1), date(2025, 10, 31)))
         row = option_row("forbearance", used_ten)
         assert row["eligible"] and row["plan_months"] == 2
         assert "10 of 12 months" in row["rationale"] and "2 left" in row["rationale"]
-        used_all = cases(("L0", "forbearance", date(2025, 1, 1), date(2025, 6, 30)),
-                         ("L0", "forbearance", date(2025, 7, 1), date(2025, 12, 31)))
+        used_all = loss_mit_cases(
+            ("L0", "forbearance", date(2025, 1, 1), date(2025, 6, 30)),
+            ("L0", "forbearance", date(2025, 7, 1), date(2025, 12, 31)),
+        )
         assert not option_row("forbearance", used_all)["eligible"]
         first = option_row("forbearance")
         assert first["plan_months"] == 3
 
     def test_ranks_are_one_to_n_among_the_eligible(self):
-        found = evaluate(inputs({}, {**UNDERWATER}, {"tier": "early_warning", "days_past_due": 5}),
-                         NO_CASES, CATALOGUE, AS_OF)
+        found = evaluate(
+            option_inputs({}, {**UNDERWATER}, {"tier": "early_warning", "days_past_due": 5}),
+            NO_CASES,
+            CATALOGUE,
+            AS_OF,
+        )
         for _, group in found.group_by("loan_id"):
             ranks = sorted(group.filter(pl.col("eligible"))["rank"].to_list())
             assert ranks == list(range(1, len(ranks) + 1))
-            assert group.filter(~pl.col("eligible"))["rank"].null_count() == group.filter(~pl.col("eligible")).height
+            assert (
+                group.filter(~pl.col("eligible"))["rank"].null_count()
+                == group.filter(~pl.col("eligible")).height
+            )
 
     def test_best_fit_follows_the_tier(self):
-        imminent = evaluate(inputs({}), NO_CASES, CATALOGUE, AS_OF)
+        imminent = evaluate(option_inputs({}), NO_CASES, CATALOGUE, AS_OF)
         assert imminent.filter(pl.col("rank") == 1)["option_code"].item() == "payment_deferral"
-        ahead = evaluate(inputs({"tier": "early_warning", "days_past_due": 0, "installments_behind": 0,
-                                 "amount_past_due": D("0.00"), **EQUITY}), NO_CASES, CATALOGUE, AS_OF)
+        ahead = evaluate(
+            option_inputs(
+                {
+                    "tier": "early_warning",
+                    "days_past_due": 0,
+                    "installments_behind": 0,
+                    "amount_past_due": D("0.00"),
+                    **EQUITY,
+                }
+            ),
+            NO_CASES,
+            CATALOGUE,
+            AS_OF,
+        )
         assert ahead.filter(pl.col("rank") == 1)["option_code"].item() == "refinance"
 
     def test_california_notes_only_in_california(self):
@@ -151,30 +175,44 @@ class TestRepaymentPlan:
     @pytest.mark.parametrize(
         ("arrears", "payment", "months", "monthly", "last"),
         [
-            ("1200.00", "400.00", 6, "600.00", "600.00"),   # divides: 6 x $200
-            ("1000.00", "300.00", 7, "442.85", "442.90"),   # $142.857..: 5 cents go to the last
+            ("1200.00", "400.00", 6, "600.00", "600.00"),  # divides: 6 x $200
+            ("1000.00", "300.00", 7, "442.85", "442.90"),  # $142.857..: 5 cents go to the last
             ("0.05", "400.00", 1, "400.05", "400.05"),
             ("2400.00", "400.00", 12, "600.00", "600.00"),  # exactly at 150 % for 12 months
         ],
     )
     def test_terms(self, arrears, payment, months, monthly, last):
-        row = option_row("repayment_plan", amount_past_due=D(arrears), installment_amount=D(payment))
+        row = option_row(
+            "repayment_plan", amount_past_due=D(arrears), installment_amount=D(payment)
+        )
         assert row["eligible"], row["rationale"]
-        assert (row["plan_months"], row["plan_payment"], row["plan_last_payment"]) == (months, D(monthly), D(last))
+        assert (row["plan_months"], row["plan_payment"], row["plan_last_payment"]) == (
+            months,
+            D(monthly),
+            D(last),
+        )
         # every payment within 150 %, and the plan pays exactly the arrears
         assert row["plan_last_payment"] <= D(payment) * D("1.5")
         assert row["plan_payment"] <= D(payment) * D("1.5")
-        paid = (row["plan_payment"] - D(payment)) * (months - 1) + (row["plan_last_payment"] - D(payment))
+        paid = (row["plan_payment"] - D(payment)) * (months - 1) + (
+            row["plan_last_payment"] - D(payment)
+        )
         assert paid == D(arrears)
         assert row["amount"] == D(arrears)
 
     def test_cents_that_would_break_the_cap_take_one_more_month(self):
         # $2.99 over a $1.00 cap: 3 months would need 99, 99, 101 cents; 4 months: 74, 74, 74, 77.
         row = option_row("repayment_plan", amount_past_due=D("2.99"), installment_amount=D("2.00"))
-        assert (row["plan_months"], row["plan_payment"], row["plan_last_payment"]) == (4, D("2.74"), D("2.77"))
+        assert (row["plan_months"], row["plan_payment"], row["plan_last_payment"]) == (
+            4,
+            D("2.74"),
+            D("2.77"),
+        )
 
     def test_too_much_for_twelve_months(self):
-        row = option_row("repayment_plan", amount_past_due=D("2400.01"), installment_amount=D("400.00"))
+        row = option_row(
+            "repayment_plan", amount_past_due=D("2400.01"), installment_amount=D("400.00")
+        )
         assert not row["eligible"] and row["plan_months"] is None
         assert "$2,400.01 past due cannot be repaid within 12 months" in row["rationale"]
 
@@ -184,14 +222,26 @@ class TestRepaymentPlan:
             if entry["code"] == "repayment_plan":
                 entry["terms_settings"]["spread"] = "most_months"
         row = option_row("repayment_plan", catalogue=parse_catalogue(raw))
-        assert (row["plan_months"], row["plan_payment"], row["plan_last_payment"]) == (12, D("500.00"), D("500.00"))
+        assert (row["plan_months"], row["plan_payment"], row["plan_last_payment"]) == (
+            12,
+            D("500.00"),
+            D("500.00"),
+        )
 
 
 class TestNeverOffered:
     def test_california_mortgage_relief_is_never_eligible(self):
-        everyone = evaluate(inputs({}, {**UNDERWATER}, {"days_past_due": 200, "installments_behind": 7},
-                                   {"tier": "early_warning", "days_past_due": 0}),
-                            NO_CASES, CATALOGUE, AS_OF)
+        everyone = evaluate(
+            option_inputs(
+                {},
+                {**UNDERWATER},
+                {"days_past_due": 200, "installments_behind": 7},
+                {"tier": "early_warning", "days_past_due": 0},
+            ),
+            NO_CASES,
+            CATALOGUE,
+            AS_OF,
+        )
         calmrp = everyone.filter(pl.col("option_code") == "ca_mortgage_relief")
         assert calmrp.height == 4 and not calmrp["eligible"].any()
         assert calmrp["rationale"].str.contains("has closed").all()
@@ -206,26 +256,47 @@ class TestNeverOffered:
 
     def test_a_state_program_after_its_close_date(self):
         raw = copy.deepcopy(RAW)
-        raw["option"].append({
-            "code": "state_help", "rank": {"default": 1}, "name": {"en": "State help", "es": "Ayuda estatal"},
-            "description": {"en": "A state program.", "es": "Un programa estatal."},
-            "rules": {"states": ["CA"], "opens": date(2026, 1, 1), "closes": date(2026, 11, 20)},
-        })
+        raw["option"].append(
+            {
+                "code": "state_help",
+                "rank": {"default": 1},
+                "name": {"en": "State help", "es": "Ayuda estatal"},
+                "description": {"en": "A state program.", "es": "Un programa estatal."},
+                "rules": {
+                    "states": ["CA"],
+                    "opens": date(2026, 1, 1),
+                    "closes": date(2026, 11, 20),
+                },
+            }
+        )
         row = option_row("state_help", catalogue=parse_catalogue(raw))
         assert not row["eligible"] and "closed on 2026-11-20" in row["rationale"]
         raw["option"][-1]["rules"]["closes"] = date(2026, 11, 21)
         assert option_row("state_help", catalogue=parse_catalogue(raw))["eligible"]
 
-    @pytest.mark.parametrize("entry", [
-        {"code": "hamp"},
-        {"code": "hamp_tier_2", "description": {"en": "Apply for HAMP today.", "es": "Solicite HAMP."}},
-        {"code": "mha", "name": {"en": "Home Affordable Modification Program", "es": "Programa"}},
-        {"code": "second_mod", "name": {"en": "2MP second lien", "es": "2MP"}},
-    ])
+    @pytest.mark.parametrize(
+        "entry",
+        [
+            {"code": "hamp"},
+            {
+                "code": "hamp_tier_2",
+                "description": {"en": "Apply for HAMP today.", "es": "Solicite HAMP."},
+            },
+            {
+                "code": "mha",
+                "name": {"en": "Home Affordable Modification Program", "es": "Programa"},
+            },
+            {"code": "second_mod", "name": {"en": "2MP second lien", "es": "2MP"}},
+        ],
+    )
     def test_hamp_may_not_appear(self, entry):
         raw = copy.deepcopy(RAW)
-        option = {"code": "x", "rank": {"default": 1}, "name": {"en": "X", "es": "X"},
-                  "description": {"en": "X.", "es": "X."}}
+        option = {
+            "code": "x",
+            "rank": {"default": 1},
+            "name": {"en": "X", "es": "X"},
+            "description": {"en": "X.", "es": "X."},
+        }
         for key, value in entry.items():
             option[key] = value
         raw["option"].append(option)
@@ -245,20 +316,43 @@ class TestCatalogueFile:
         path.write_text(text, encoding="utf-8")
         return path
 
-    @pytest.mark.parametrize(("change", "message"), [
-        (lambda t: t.replace('max_months = 12', 'max_months = "twelve"'),
-         r"option 1 \(repayment_plan\): terms_settings.max_months"),
-        (lambda t: t.replace('code = "refinance"', 'code = "Refinance!"'), r"option 5 \(Refinance!\): code"),
-        (lambda t: t.replace('occupancy = ["primary"]\nexclude_care', 'occupancy = ["home"]\nexclude_care', 1),
-         r"option 2 \(forbearance\): rules.occupancy: .*unknown occupancy home"),
-        (lambda t: t.replace('min_days_past_due = 60', 'min_days_past_due = 60\nmax_dpd = 5'),
-         r"option 4 \(loan_modification\): rules.max_dpd: Extra inputs"),
-        (lambda t: t.replace('code = "sale"', 'code = "short_sale"'), "short_sale appears twice"),
-        (lambda t: t.replace('rank = { default = 90 }', 'rank = { early = 90 }'),
-         r"option 10 \(housing_counseling\): rank: .*unknown tier early"),
-        (lambda t: t.replace('min_cltv = "1.00"', 'min_cltv = "1.00"\nmax_cltv = "0.50"'),
-         r"second_lien_settlement.*min_cltv is after max_cltv"),
-    ])
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            (
+                lambda t: t.replace("max_months = 12", 'max_months = "twelve"'),
+                r"option 1 \(repayment_plan\): terms_settings.max_months",
+            ),
+            (
+                lambda t: t.replace('code = "refinance"', 'code = "Refinance!"'),
+                r"option 5 \(Refinance!\): code",
+            ),
+            (
+                lambda t: t.replace(
+                    'occupancy = ["primary"]\nexclude_care', 'occupancy = ["home"]\nexclude_care', 1
+                ),
+                r"option 2 \(forbearance\): rules.occupancy: .*unknown occupancy home",
+            ),
+            (
+                lambda t: t.replace(
+                    "min_days_past_due = 60", "min_days_past_due = 60\nmax_dpd = 5"
+                ),
+                r"option 4 \(loan_modification\): rules.max_dpd: Extra inputs",
+            ),
+            (
+                lambda t: t.replace('code = "sale"', 'code = "short_sale"'),
+                "short_sale appears twice",
+            ),
+            (
+                lambda t: t.replace("rank = { default = 90 }", "rank = { early = 90 }"),
+                r"option 10 \(housing_counseling\): rank: .*unknown tier early",
+            ),
+            (
+                lambda t: t.replace('min_cltv = "1.00"', 'min_cltv = "1.00"\nmax_cltv = "0.50"'),
+                r"second_lien_settlement.*min_cltv is after max_cltv",
+            ),
+        ],
+    )
     def test_bad_catalogue_names_entry_and_key(self, tmp_path, change, message):
         path = self.write(tmp_path, change(BUNDLED.read_text(encoding="utf-8")))
         with pytest.raises(LienwatchError, match=message) as caught:
@@ -285,34 +379,53 @@ class TestServicerEditsTheCatalogue:
         from tests.landing import landing, ledger
 
         # L1 pays March and April 2024 and misses May: 33 days past due on 3 June.
-        folder = landing(tmp_path / "in", {"p.csv": ledger(
-            "T1,L1,2024-03-01,250.00,payment,,", "T2,L1,2024-04-01,250.00,payment,,",
-            "T3,L2,2024-06-01,400.00,payment,,")})
+        folder = landing(
+            tmp_path / "in",
+            {
+                "p.csv": ledger(
+                    "T1,L1,2024-03-01,250.00,payment,,",
+                    "T2,L1,2024-04-01,250.00,payment,,",
+                    "T3,L2,2024-06-01,400.00,payment,,",
+                )
+            },
+        )
         mine = tmp_path / "our_options.toml"
         mine.write_text(BUNDLED.read_text(encoding="utf-8"), encoding="utf-8")
         settings = Settings.model_validate({"options": {"catalogue": str(mine)}})
 
         def night(as_of: date) -> pl.DataFrame:
-            n = Night(data=folder, db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=as_of,
-                            run_id=f"{as_of}")
+            n = Night(
+                data=folder,
+                db=tmp_path / "wh.duckdb",
+                out=tmp_path / "out",
+                as_of=as_of,
+                run_id=f"{as_of}",
+            )
             ingest_step.run(n)
             delinquency_step.run(n, settings)
             flags_step.run(n, settings)
             options_step.run(n, settings)
             import duckdb
+
             con = duckdb.connect(str(n.db), read_only=True)
             try:
-                return con.sql("SELECT * FROM hardship_options WHERE as_of_date = $d AND loan_id = 'L1'",
-                               params={"d": as_of}).pl()
+                return con.sql(
+                    "SELECT * FROM hardship_options WHERE as_of_date = $d AND loan_id = 'L1'",
+                    params={"d": as_of},
+                ).pl()
             finally:
                 con.close()
 
         first = night(date(2024, 6, 3))
         assert "hardship_call_back" not in first["option_code"].to_list()
-        assert first.filter(pl.col("option_code") == "refinance")["eligible"].item()  # combined LTV 75.6 %
+        assert first.filter(pl.col("option_code") == "refinance")[
+            "eligible"
+        ].item()  # combined LTV 75.6 %
 
         text = mine.read_text(encoding="utf-8").replace('max_cltv = "0.80"', 'max_cltv = "0.70"')
-        text = text.replace('version = "2026-12-01"', 'version = "2026-12-02"') + """
+        text = (
+            text.replace('version = "2026-12-01"', 'version = "2026-12-02"')
+            + """
 [[option]]
 code = "hardship_call_back"
 rank = { default = 1 }
@@ -323,12 +436,15 @@ description.es = "Un especialista le devuelve la llamada en un día hábil."
 [option.rules]
 min_days_past_due = 30
 """
+        )
         assert 'max_cltv = "0.70"' in text
         mine.write_text(text, encoding="utf-8")
 
         second = night(date(2024, 6, 4))
         added = second.filter(pl.col("option_code") == "hardship_call_back").row(0, named=True)
-        assert added["eligible"] and added["rank"] == 1 and added["catalogue_version"] == "2026-12-02"
+        assert (
+            added["eligible"] and added["rank"] == 1 and added["catalogue_version"] == "2026-12-02"
+        )
         refinance = second.filter(pl.col("option_code") == "refinance").row(0, named=True)
         assert not refinance["eligible"]
         assert "combined loan-to-value 76% (below 70% needed)" in refinance["rationale"]

@@ -1,16 +1,15 @@
 """The review workbench: cases across nights, decisions acting on the next night, the outputs.
 
 The pure rules (``transforms/cases.py``) are tested on small frames; the decisions are
-also recorded through ``lienwatch review`` against a small warehouse built here (the
-builder is also used by ``test_review_page.py``), and the night's review step is run
-over it.
+also recorded through ``lienwatch review`` against a small warehouse
+(``tests.helpers.build_warehouse``, also used by ``test_review_page.py``), and the night's
+review step is run over it.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
 import re
 import stat
@@ -25,200 +24,27 @@ from typer.testing import CliRunner
 
 from lienwatch import warehouse
 from lienwatch.errors import LienwatchError
-from lienwatch.night import Night
 from lienwatch.review import decisions
 from lienwatch.review_cli import review_app
 from lienwatch.settings import Settings
-from lienwatch.steps import review as review_step
+from tests.helpers import (
+    HOSTILE,
+    NIGHT,
+    PREVIOUS,
+    build_warehouse,
+    decided,
+    decision,
+    default_dpd,
+    flags,
+    nights,
+    payments_frame,
+    run_review,
+    write_night,
+)
 from transforms import cases
-from transforms.contract import SIGNALS, TIERS
 from transforms.review import export_frame
 
-NIGHT = date(2026, 11, 20)
-PREVIOUS = date(2026, 11, 19)
-HOSTILE = "</script><script>alert(1)</script>"
-MONEY = pl.Decimal(14, 2)
-
-
 # --------------------------------------------------------------------------- a small warehouse
-
-
-def tier_of(dpd: int) -> str:
-    return "default" if dpd >= 90 else "imminent_default" if dpd >= 60 else "delinquent" if dpd >= 30 \
-        else "early_warning"
-
-
-DPD_CYCLE = (95, 12, 30, 47, 65, 0, 200, 35)
-
-
-def default_dpd(n: int) -> dict[str, int]:
-    return {f"LN{i:06d}": DPD_CYCLE[i % len(DPD_CYCLE)] for i in range(n)}
-
-
-def build_warehouse(db: Path, out: Path, n: int = 8, nights: tuple[date, ...] = (PREVIOUS, NIGHT)) -> None:
-    """A warehouse with everything a night's review reads: ``n`` second liens, all flagged
-    on each of ``nights`` (their days past due from :data:`DPD_CYCLE`; one day fewer on
-    earlier nights), 25 month ends of history, letters, options, a senior-lien report,
-    roll rates and two quarantined rows. Loan 0's borrower has a hostile name."""
-    ids = [f"LN{i:06d}" for i in range(n)]
-    firsts = ("Maria", "James", "Ana", "Wei", "Grace", "Luis", "Fatima", "Tom")
-    lasts = ("Garcia", "Smith", "O'Neil", "Chen", "Okafor", "Nguyen", "Rossi", "Kowalski")
-    loans = pl.DataFrame({
-        "loan_id": ids, "borrower_id": [f"BR{i:06d}" for i in range(n)], "lien_position": [2] * n,
-        "product": ["heloc" if i % 5 == 0 else "closed_end" for i in range(n)],
-        "origination_date": [date(2020, 1, 15)] * n, "first_payment_date": [date(2020, 3, 1)] * n,
-        "scheduled_payment": [D(500 + i % 300) for i in range(n)], "term_months": [240] * n,
-        "interest_rate": [D("0.07")] * n, "original_balance": [D(90000)] * n,
-        "current_balance": [D(60000 + (i % 97) * 1000) for i in range(n)],
-        "property_state": [("CA", "TX", "FL", "NY", "AZ", "WA", "OH")[i % 7] for i in range(n)],
-        "occupancy": ["primary"] * n, "property_value": [D(300000)] * n,
-        "senior_lien_balance": [D(200000)] * n, "draw_period_end": [None] * n, "status": ["active"] * n,
-        "load_id": [1] * n,
-    }, schema_overrides={"scheduled_payment": MONEY, "current_balance": MONEY, "original_balance": MONEY,
-                         "property_value": MONEY, "senior_lien_balance": MONEY, "interest_rate": pl.Decimal(9, 6),
-                         "draw_period_end": pl.Date})
-    borrowers = pl.DataFrame({
-        "borrower_id": [f"BR{i:06d}" for i in range(n)],
-        "first_name": [HOSTILE if i == 0 else firsts[i % 8] for i in range(n)],
-        "last_name": [f"{lasts[i % 8]}{i // 8 or ''}" for i in range(n)],
-        "address_line1": ["1 Main St"] * n, "city": ["Fresno"] * n, "state": ["CA"] * n, "zip": ["93650"] * n,
-        "preferred_language": ["es" if i % 4 == 1 else "en" for i in range(n)],
-        "phone": [f"(559) 555-{i % 10000:04d}" for i in range(n)],
-        "bankruptcy": [i % 11 == 3 for i in range(n)], "cease_communication": [False] * n,
-        "deceased": [False] * n, "load_id": [1] * n,
-    })
-    con = warehouse.connect(db)
-    try:
-        with warehouse.transaction(con):
-            con.register("_loans", loans)
-            con.register("_borrowers", borrowers)
-            con.execute("INSERT INTO loans BY NAME SELECT * FROM _loans")
-            con.execute("INSERT INTO borrowers BY NAME SELECT * FROM _borrowers")
-            con.execute("""INSERT INTO senior_liens VALUES ('LN000000', DATE '2026-09-30', 0, 1),
-                           ('LN000000', DATE '2026-10-31', 60, 1), ('LN000000', DATE '2026-12-31', 0, 1)""")
-            con.execute("""INSERT INTO ingested_files VALUES
-                (1, 'loans.csv', 'x', 'loans', 10, 8, 2, TIMESTAMP '2026-11-20 22:00:00', 'r', DATE '2026-11-20',
-                 100, [], NULL)""")
-            con.execute("""INSERT INTO quarantine VALUES
-                ('loans', 'loans.csv', 3, 'current_balance: not an amount', 'x', 'current_balance', 'type', 'error', 1,
-                 TIMESTAMP '2026-11-20 22:00:00'),
-                ('loans', 'loans.csv', 7, 'current_balance: not an amount', 'y', 'current_balance', 'type', 'error', 1,
-                 TIMESTAMP '2026-11-20 22:00:00')""")
-            _month_ends(con, loans, nights[-1])
-        for night in nights:
-            shift = (nights[-1] - night).days
-            write_night(con, out, night, {k: max(v - shift, 0) for k, v in default_dpd(n).items()})
-    finally:
-        con.close()
-
-
-def _month_ends(con, loans: pl.DataFrame, last: date) -> None:
-    """25 month ends before ``last`` for every loan, and one month's roll rates."""
-    ends, day = [], last.replace(day=1) - timedelta(days=1)
-    for _ in range(25):
-        ends.append(day)
-        day = day.replace(day=1) - timedelta(days=1)
-    grid = (
-        loans.select("loan_id", pl.col("scheduled_payment").alias("installment_amount"))
-        .with_row_index("i")
-        .join(pl.DataFrame({"as_of_date": sorted(ends)}).with_row_index("k"), how="cross")
-        .with_columns(
-            ((pl.col("i") + pl.col("k")) % 5 * 15).cast(pl.Int32).alias("days_past_due"),
-            (pl.col("installment_amount") * (pl.col("k") + 60)).cast(MONEY).alias("total_due"),
-        )
-        .with_columns(
-            (pl.col("total_due") - pl.col("installment_amount") * (pl.col("days_past_due") // 30)).cast(MONEY)
-            .alias("net_paid"),
-            pl.lit("current").alias("bucket"),
-        )
-        .drop("i", "k")
-    )
-    warehouse.replace_all(con, "loan_status_month_end", grid)
-    rolls = pl.DataFrame({
-        "month_end_date": [ends[0]] * 4, "from_bucket": ["current", "current", "1-29", "30-59"],
-        "to_bucket": ["current", "1-29", "30-59", "current"], "loan_count": [90, 10, 5, 1],
-        "balance": [D(9000000), D(1000000), D(500000), D(90000)], "share": [0.9, 0.1, 1.0, 1.0],
-        "balance_share": [0.9, 0.1, 1.0, 1.0],
-    }, schema_overrides={"balance": pl.Decimal(18, 2), "loan_count": pl.Int64})
-    warehouse.replace_all(con, "roll_rates", rolls)
-
-
-def write_night(con, out: Path, as_of: date, dpd: dict[str, int]) -> None:
-    """The tables the night's earlier steps write, for the loans of ``dpd`` (all flagged)."""
-    loans = con.sql("SELECT loan_id, borrower_id, scheduled_payment FROM loans ORDER BY loan_id").pl()
-    frame = (
-        loans.with_row_index("i")
-        .filter(pl.col("loan_id").is_in(list(dpd)))
-        .with_columns(pl.col("loan_id").replace_strict(dpd, return_dtype=pl.Int32).alias("days_past_due"))
-    )
-    rows = frame.to_dicts()
-    tier_rank = {t: k for k, t in enumerate(TIERS)}
-    for r in rows:
-        r["tier"] = tier_of(r["days_past_due"])
-        r["score"] = D(r["days_past_due"]) / 2 + 10 + r["i"] % 7
-        r["reasons"] = [SIGNALS[r["i"] % 8]] + ([SIGNALS[(r["i"] + 3) % 8]] if r["i"] % 2 else [])
-        r["reason_details"] = [f"{code.replace('_', ' ')} seen on {r['loan_id']}" for code in r["reasons"]]
-        r["care"] = ["bankruptcy"] if r["i"] % 11 == 3 else []
-    rows.sort(key=lambda r: (-tier_rank[r["tier"]], -r["score"], r["loan_id"]))
-    flags = pl.DataFrame([
-        {"as_of_date": as_of, "loan_id": r["loan_id"], "borrower_id": r["borrower_id"], "tier": r["tier"],
-         "score": r["score"], "reasons": r["reasons"], "reason_details": r["reason_details"], "care": r["care"],
-         "days_past_due": r["days_past_due"], "queue_rank": rank, "in_queue": rank <= max(len(rows) * 4 // 5, 1)}
-        for rank, r in enumerate(rows, start=1)
-    ], schema_overrides={"score": pl.Decimal(10, 2), "days_past_due": pl.Int32, "queue_rank": pl.Int64,
-                         "reasons": pl.List(pl.String), "reason_details": pl.List(pl.String),
-                         "care": pl.List(pl.String)})
-    late = pl.col("days_past_due") > 0
-    oldest = pl.when(late).then(pl.lit(as_of) - pl.duration(days=pl.col("days_past_due")))
-    status = frame.select(
-        pl.lit(as_of).alias("as_of_date"), "loan_id", pl.lit(2, dtype=pl.Int32).alias("lien_position"),
-        oldest.alias("oldest_unpaid_due_date"), "days_past_due",
-        pl.when(pl.col("days_past_due") >= 30).then(pl.lit("30-59")).when(late).then(pl.lit("1-29"))
-        .otherwise(pl.lit("current")).alias("bucket"),
-        (pl.col("scheduled_payment") * ((pl.col("days_past_due") + 29) // 30)).cast(MONEY).alias("amount_past_due"),
-        pl.lit(as_of + timedelta(days=25)).alias("next_due_date"),
-        pl.col("scheduled_payment").alias("installment_amount"),
-        (pl.col("scheduled_payment") * 80).cast(MONEY).alias("total_due"),
-        (pl.col("scheduled_payment") * (80 - (pl.col("days_past_due") + 29) // 30)).cast(MONEY).alias("net_paid"),
-        (oldest + pl.duration(days=36)).alias("live_contact_due_date"),
-        (oldest + pl.duration(days=45)).alias("written_notice_due_date"),
-    )
-    starts = status.filter(late).select("loan_id", "as_of_date",
-                                        pl.col("oldest_unpaid_due_date").alias("delinquency_start_date"))
-    folder = out / as_of.isoformat() / "letters"
-    letters = pl.DataFrame([
-        {"letter_id": f"L{as_of:%Y%m%d}-{r['loan_id']}", "as_of_date": as_of, "loan_id": r["loan_id"],
-         "borrower_id": r["borrower_id"], "template": "early_warning" if r["tier"] == "early_warning" else
-         "early_intervention", "language": "en", "status": "suppressed" if r["i"] % 3 == 2 else "generated",
-         "suppression_reason": f"letter L20260101-{r['i']:06d} sent on 2026-11-01; at most one letter in 14 days"
-         if r["i"] % 3 == 2 else None,
-         "pdf_path": None if r["i"] % 3 == 2 else str(folder / f"L{as_of:%Y%m%d}-{r['loan_id']}.pdf"),
-         "html_path": None, "pages": 1}
-        for r in rows
-    ], schema_overrides={"pages": pl.Int32, "suppression_reason": pl.String, "pdf_path": pl.String,
-                         "html_path": pl.String})
-    options = pl.DataFrame([
-        {"as_of_date": as_of, "loan_id": r["loan_id"], "borrower_id": r["borrower_id"], "option_code": code,
-         "eligible": rank is not None, "rank": rank, "rationale": why, "plan_months": months,
-         "plan_payment": payment, "plan_last_payment": payment, "amount": None, "terms": terms}
-        for r in rows
-        for code, rank, why, months, payment, terms in (
-            ("repayment_plan", 1, f"Fits: {r['days_past_due']} days past due.", 6, D("612.50"), "6 payments of $612.50"),
-            ("forbearance", 2, "Fits: 0 of 12 months used.", 3, None, "up to 3 months"),
-            ("short_sale", None, "Does not fit: combined loan-to-value 67% (95% or more needed).", None, None, None),
-        )
-    ], schema_overrides={"rank": pl.Int32, "plan_months": pl.Int32, "plan_payment": MONEY,
-                         "plan_last_payment": MONEY, "amount": MONEY, "terms": pl.String})
-    with warehouse.transaction(con):
-        for table, data in (("loan_status", status), ("risk_flags", flags), ("delinquency_starts", starts),
-                            ("letters", letters), ("hardship_options", options)):
-            warehouse.replace_night(con, table, data, as_of)
-
-
-def run_review(tmp_path: Path, as_of: date = NIGHT, settings: Settings | None = None) -> dict:
-    night = Night(data=tmp_path / "landing", db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=as_of,
-                  run_id=f"review-{as_of}")
-    return review_step.run(night, settings or Settings())
 
 
 @pytest.fixture
@@ -236,7 +62,9 @@ def set_flags(tmp_path: Path, as_of: date, dpd: dict[str, int]) -> None:
 
 
 def cli(tmp_path: Path, *args: str) -> str:
-    done = CliRunner().invoke(review_app, [*args, "--db", str(tmp_path / "wh.duckdb"), "--by", "ann"])
+    done = CliRunner().invoke(
+        review_app, [*args, "--db", str(tmp_path / "wh.duckdb"), "--by", "ann"]
+    )
     assert done.exit_code == 0, done.output
     return done.output
 
@@ -257,63 +85,69 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------- cases
 
 
-def flags(**tiers: str) -> pl.DataFrame:
-    dpd = {"early_warning": 5, "delinquent": 35, "imminent_default": 65, "default": 95}
-    return pl.DataFrame({"loan_id": list(tiers), "tier": list(tiers.values()),
-                         "days_past_due": [dpd[t] for t in tiers.values()]},
-                        schema={"loan_id": pl.String, "tier": pl.String, "days_past_due": pl.Int32})
-
-
-def nights(*flagged: pl.DataFrame, start: date = NIGHT) -> pl.DataFrame:
-    """Run case_events night after night from nothing; return the whole log."""
-    log = pl.DataFrame(schema=cases.EVENT_SCHEMA)
-    for k, tonight in enumerate(flagged):
-        open_cases = cases.case_state(log).filter(pl.col("status") == "open")
-        _, events = cases.case_events(open_cases, tonight, start + timedelta(days=k))
-        log = pl.concat([log, events])
-    return log
-
-
 class TestCases:
     def test_a_newly_flagged_loan_opens_a_case(self):
         log = nights(flags(A="delinquent"))
         assert log.select("case_id", "event", "from_tier", "to_tier", "note").rows() == [
-            ("C20261120-A", "opened", None, "delinquent", "flagged delinquent at 35 days past due")]
+            ("C20261120-A", "opened", None, "delinquent", "flagged delinquent at 35 days past due")
+        ]
         state = cases.case_state(log)
         assert state.rows() == [("C20261120-A", "A", NIGHT, "delinquent", "open", None)]
 
     def test_a_higher_tier_escalates_and_a_lower_one_de_escalates(self):
-        log = nights(flags(A="early_warning"), flags(A="imminent_default"), flags(A="delinquent"),
-                     flags(A="delinquent"))
+        log = nights(
+            flags(A="early_warning"),
+            flags(A="imminent_default"),
+            flags(A="delinquent"),
+            flags(A="delinquent"),
+        )
         assert log["event"].to_list() == ["opened", "escalated", "de-escalated"]
         assert log.filter(pl.col("event") == "escalated").select("from_tier", "to_tier").row(0) == (
-            "early_warning", "imminent_default")
+            "early_warning",
+            "imminent_default",
+        )
         state = cases.case_state(log).row(0, named=True)
-        assert (state["tier"], state["status"], state["opened_date"]) == ("delinquent", "open", NIGHT)
+        assert (state["tier"], state["status"], state["opened_date"]) == (
+            "delinquent",
+            "open",
+            NIGHT,
+        )
 
     def test_a_loan_no_longer_flagged_resolves_its_case_and_a_new_flag_opens_another(self):
-        log = nights(flags(A="default", B="early_warning"), flags(B="early_warning"), flags(A="delinquent"))
+        log = nights(
+            flags(A="default", B="early_warning"), flags(B="early_warning"), flags(A="delinquent")
+        )
         assert log.select("loan_id", "event", "as_of_date").rows() == [
-            ("A", "opened", NIGHT), ("B", "opened", NIGHT),
+            ("A", "opened", NIGHT),
+            ("B", "opened", NIGHT),
             ("A", "resolved", NIGHT + timedelta(days=1)),
-            ("A", "opened", NIGHT + timedelta(days=2)), ("B", "resolved", NIGHT + timedelta(days=2))]
+            ("A", "opened", NIGHT + timedelta(days=2)),
+            ("B", "resolved", NIGHT + timedelta(days=2)),
+        ]
         state = cases.case_state(log)
         assert state.select("case_id", "status", "tier", "resolved_date").rows() == [
             ("C20261120-A", "resolved", "default", NIGHT + timedelta(days=1)),
             ("C20261122-A", "open", "delinquent", None),
-            ("C20261120-B", "resolved", "early_warning", NIGHT + timedelta(days=2))]
+            ("C20261120-B", "resolved", "early_warning", NIGHT + timedelta(days=2)),
+        ]
 
     def test_the_cases_returned_are_the_state_the_log_leaves(self):
         before = nights(flags(A="early_warning", B="default"))
-        after, events = cases.case_events(cases.case_state(before), flags(A="default"), NIGHT + timedelta(days=1))
-        assert after.sort("case_id").equals(cases.case_state(pl.concat([before, events])).sort("case_id"))
+        after, events = cases.case_events(
+            cases.case_state(before), flags(A="default"), NIGHT + timedelta(days=1)
+        )
+        assert after.sort("case_id").equals(
+            cases.case_state(pl.concat([before, events])).sort("case_id")
+        )
 
     def test_the_night_step_rerun_does_not_duplicate_events(self, built):
         assert run_review(built, PREVIOUS)["events"] == {"opened": 8}
         first = run_review(built)
         again = run_review(built)
         assert first["events"] == again["events"] == {"escalated": 1}  # LN000002 reached 30 days
-        log = table(built, "SELECT event, count(*) AS n FROM review_case_events GROUP BY ALL ORDER BY event")
+        log = table(
+            built, "SELECT event, count(*) AS n FROM review_case_events GROUP BY ALL ORDER BY event"
+        )
         assert log.rows() == [("escalated", 1), ("opened", 8)]
         # Tonight's flags change (one loan cured, one fell back): a rerun replaces, never adds.
         dpd = default_dpd(8)
@@ -323,27 +157,22 @@ class TestCases:
         changed = {"escalated": 1, "resolved": 1, "de-escalated": 1}
         assert run_review(built)["events"] == changed
         assert run_review(built)["events"] == changed
-        log = table(built, "SELECT event, count(*) AS n FROM review_case_events GROUP BY ALL ORDER BY event")
+        log = table(
+            built, "SELECT event, count(*) AS n FROM review_case_events GROUP BY ALL ORDER BY event"
+        )
         assert log.rows() == [("de-escalated", 1), ("escalated", 1), ("opened", 8), ("resolved", 1)]
-        state = table(built, """SELECT loan_id, tier, status FROM review_cases
-                                WHERE loan_id IN ('LN000001', 'LN000006') ORDER BY 1""")
-        assert state.rows() == [("LN000001", "early_warning", "resolved"), ("LN000006", "delinquent", "open")]
+        state = table(
+            built,
+            """SELECT loan_id, tier, status FROM review_cases
+                                WHERE loan_id IN ('LN000001', 'LN000006') ORDER BY 1""",
+        )
+        assert state.rows() == [
+            ("LN000001", "early_warning", "resolved"),
+            ("LN000006", "delinquent", "open"),
+        ]
 
 
 # --------------------------------------------------------------------------- decisions (pure)
-
-
-SERIAL = itertools.count(1)
-
-
-def decision(kind: str, loan: str, at: datetime, **fields) -> dict:
-    row = dict.fromkeys(cases.DECISION_SCHEMA) | {"template": None}
-    return row | {"decision_id": f"D{next(SERIAL)}", "loan_id": loan, "kind": kind,
-                  "made_at": at, "made_by": fields.pop("by", "ann")} | fields
-
-
-def decided(*rows: dict) -> pl.DataFrame:
-    return pl.DataFrame(list(rows), schema=cases.DECISION_SCHEMA | {"template": pl.String()})
 
 
 MORNING = datetime(2026, 11, 20, 9, 30)
@@ -352,21 +181,44 @@ MORNING = datetime(2026, 11, 20, 9, 30)
 def letters(*rows: tuple) -> pl.DataFrame:
     """(letter_id, loan_id, template, status, suppression_reason)."""
     return pl.DataFrame(
-        [{"letter_id": i, "as_of_date": NIGHT, "loan_id": loan, "borrower_id": "B" + loan, "template": t,
-          "language": "en", "status": s, "suppression_reason": why} for i, loan, t, s, why in rows],
-        schema={"letter_id": pl.String, "as_of_date": pl.Date, "loan_id": pl.String, "borrower_id": pl.String,
-                "template": pl.String, "language": pl.String, "status": pl.String,
-                "suppression_reason": pl.String})
+        [
+            {
+                "letter_id": i,
+                "as_of_date": NIGHT,
+                "loan_id": loan,
+                "borrower_id": "B" + loan,
+                "template": t,
+                "language": "en",
+                "status": s,
+                "suppression_reason": why,
+            }
+            for i, loan, t, s, why in rows
+        ],
+        schema={
+            "letter_id": pl.String,
+            "as_of_date": pl.Date,
+            "loan_id": pl.String,
+            "borrower_id": pl.String,
+            "template": pl.String,
+            "language": pl.String,
+            "status": pl.String,
+            "suppression_reason": pl.String,
+        },
+    )
 
 
-TONIGHT = letters(("X1", "A", "early_intervention", "generated", None),
-                  ("X2", "B", "early_warning", "generated", None),
-                  ("X3", "C", "early_warning", "suppressed", "borrower deceased: routed to review"))
+TONIGHT = letters(
+    ("X1", "A", "early_intervention", "generated", None),
+    ("X2", "B", "early_warning", "generated", None),
+    ("X3", "C", "early_warning", "suppressed", "borrower deceased: routed to review"),
+)
 
 
 class TestHolds:
     def test_a_held_loan_has_its_letter_suppressed_with_who_and_when(self):
-        holds = cases.active_holds(decided(decision("hold", "A", MORNING), decision("hold", "C", MORNING)), NIGHT)
+        holds = cases.active_holds(
+            decided(decision("hold", "A", MORNING), decision("hold", "C", MORNING)), NIGHT
+        )
         out = cases.apply_holds(TONIGHT, holds)
         assert out.columns == TONIGHT.columns
         assert out.select("letter_id", "status", "suppression_reason").rows() == [
@@ -376,25 +228,32 @@ class TestHolds:
         ]
 
     def test_a_hold_on_a_letter_stops_it_and_the_loans_later_letters_of_that_template(self):
-        held = decision("hold", "B", MORNING - timedelta(days=30), letter_id="OLD", template="early_warning")
+        held = decision(
+            "hold", "B", MORNING - timedelta(days=30), letter_id="OLD", template="early_warning"
+        )
         other = decision("hold", "A", MORNING, letter_id="Y", template="heloc_counseling")
         out = cases.apply_holds(TONIGHT, cases.active_holds(decided(held, other), NIGHT))
         assert out["status"].to_list() == ["generated", "suppressed", "suppressed"]
         assert out["suppression_reason"][1] == "held by analyst ann on 2026-10-21"
 
     def test_a_release_lifts_the_hold_from_the_next_night(self):
-        log = [decision("hold", "A", MORNING - timedelta(days=2)),
-               decision("release", "A", MORNING + timedelta(days=1), by="bob")]
+        log = [
+            decision("hold", "A", MORNING - timedelta(days=2)),
+            decision("release", "A", MORNING + timedelta(days=1), by="bob"),
+        ]
         assert cases.active_holds(decided(*log), NIGHT).height == 1
         assert cases.active_holds(decided(*log), NIGHT + timedelta(days=1)).is_empty()
         again = [*log, decision("hold", "A", MORNING + timedelta(days=3))]
-        assert cases.active_holds(decided(*again), NIGHT + timedelta(days=3))["held_on"].to_list() == [
-            date(2026, 11, 23)]
+        assert cases.active_holds(decided(*again), NIGHT + timedelta(days=3))[
+            "held_on"
+        ].to_list() == [date(2026, 11, 23)]
 
     def test_releasing_one_letter_leaves_the_loans_other_holds(self):
-        log = [decision("hold", "A", MORNING, letter_id="X1", template="early_intervention"),
-               decision("hold", "A", MORNING, letter_id="Z", template="heloc_counseling"),
-               decision("release", "A", MORNING + timedelta(hours=1), letter_id="X1")]
+        log = [
+            decision("hold", "A", MORNING, letter_id="X1", template="early_intervention"),
+            decision("hold", "A", MORNING, letter_id="Z", template="heloc_counseling"),
+            decision("release", "A", MORNING + timedelta(hours=1), letter_id="X1"),
+        ]
         assert cases.active_holds(decided(*log), NIGHT)["letter_id"].to_list() == ["Z"]
 
     def test_a_hold_made_after_the_night_does_not_act_on_it(self):
@@ -404,7 +263,9 @@ class TestHolds:
 
 class TestApplications:
     def test_an_application_opens_loss_mitigation_until_the_feed_carries_it(self):
-        log = decided(decision("application", "A", MORNING), decision("note", "B", MORNING, note="x"))
+        log = decided(
+            decision("application", "A", MORNING), decision("note", "B", MORNING, note="x")
+        )
         feed = pl.DataFrame({"loan_id": ["A"], "opened_date": [date(2026, 11, 24)]})
         assert cases.open_applications(log, feed, NIGHT - timedelta(days=1)).is_empty()
         found = cases.open_applications(log, feed, NIGHT)
@@ -414,74 +275,109 @@ class TestApplications:
 
     def test_an_older_feed_case_does_not_hide_a_new_application(self):
         feed = pl.DataFrame({"loan_id": ["A"], "opened_date": [date(2025, 1, 1)]})
-        assert cases.open_applications(decided(decision("application", "A", MORNING)), feed, NIGHT).height == 1
-
-
-def ledger(*rows: tuple) -> pl.DataFrame:
-    """(txn_id, loan_id, posted_date, amount, txn_type, reverses_txn_id)."""
-    return pl.DataFrame([dict(zip(("txn_id", "loan_id", "posted_date", "amount", "txn_type", "reverses_txn_id"),
-                                  r, strict=True)) for r in rows],
-                        schema={"txn_id": pl.String, "loan_id": pl.String, "posted_date": pl.Date,
-                                "amount": MONEY, "txn_type": pl.String, "reverses_txn_id": pl.String})
+        assert (
+            cases.open_applications(
+                decided(decision("application", "A", MORNING)), feed, NIGHT
+            ).height
+            == 1
+        )
 
 
 class TestPromises:
-    PROMISE = decision("promise", "A", MORNING, promise_date=date(2026, 11, 25), promise_amount=D("400.00"))
+    PROMISE = decision(
+        "promise", "A", MORNING, promise_date=date(2026, 11, 25), promise_amount=D("400.00")
+    )
 
     def status(self, payments: pl.DataFrame, as_of: date) -> tuple:
         found = cases.promise_status(decided(self.PROMISE), payments, as_of)
         return found.select("status", "paid_toward").row(0)
 
     def test_pending_until_the_date_then_broken(self):
-        none = ledger(("T0", "A", date(2026, 11, 19), D("400.00"), "payment", None))  # before the promise
+        none = payments_frame(
+            ("T0", "A", date(2026, 11, 19), D("400.00"), "payment", None)
+        )  # before the promise
         assert self.status(none, date(2026, 11, 25)) == ("pending", D("0.00"))
         assert self.status(none, date(2026, 11, 26)) == ("broken", D("0.00"))
 
     def test_kept_by_payments_in_the_window_in_parts(self):
-        paid = ledger(("T1", "A", date(2026, 11, 20), D("150.00"), "payment", None),
-                      ("T2", "A", date(2026, 11, 24), D("250.00"), "payment", None),
-                      ("T3", "B", date(2026, 11, 24), D("999.00"), "payment", None))
+        paid = payments_frame(
+            ("T1", "A", date(2026, 11, 20), D("150.00"), "payment", None),
+            ("T2", "A", date(2026, 11, 24), D("250.00"), "payment", None),
+            ("T3", "B", date(2026, 11, 24), D("999.00"), "payment", None),
+        )
         assert self.status(paid, date(2026, 11, 22)) == ("pending", D("150.00"))
         assert self.status(paid, date(2026, 11, 24)) == ("kept", D("400.00"))
         assert self.status(paid, date(2026, 12, 30)) == ("kept", D("400.00"))
 
     def test_a_reversed_payment_does_not_keep_it_and_a_late_one_does_not_count(self):
-        paid = ledger(("T1", "A", date(2026, 11, 21), D("400.00"), "payment", None),
-                      ("R1", "A", date(2026, 11, 27), D("400.00"), "reversal", "T1"),
-                      ("T2", "A", date(2026, 11, 26), D("400.00"), "payment", None))
+        paid = payments_frame(
+            ("T1", "A", date(2026, 11, 21), D("400.00"), "payment", None),
+            ("R1", "A", date(2026, 11, 27), D("400.00"), "reversal", "T1"),
+            ("T2", "A", date(2026, 11, 26), D("400.00"), "payment", None),
+        )
         assert self.status(paid, date(2026, 11, 25)) == ("kept", D("400.00"))
         assert self.status(paid, date(2026, 11, 27)) == ("broken", D("0.00"))
 
     def test_a_promise_made_after_the_night_is_not_there_yet(self):
-        assert cases.promise_status(decided(self.PROMISE), ledger(), NIGHT - timedelta(days=1)).is_empty()
+        assert cases.promise_status(
+            decided(self.PROMISE), payments_frame(), NIGHT - timedelta(days=1)
+        ).is_empty()
 
 
-CANDIDATES = pl.DataFrame({
-    "loan_id": ["A", "B", "C", "D", "E"], "queue_rank": [5, 4, 3, 2, 1],
-    "live_contact_due_date": [NIGHT - timedelta(days=3), NIGHT, NIGHT + timedelta(days=1),
-                              NIGHT + timedelta(days=2), None],
-    "delinquency_start_date": [NIGHT - timedelta(days=39), NIGHT - timedelta(days=36),
-                               NIGHT - timedelta(days=35), NIGHT - timedelta(days=34), None],
-})
+CANDIDATES = pl.DataFrame(
+    {
+        "loan_id": ["A", "B", "C", "D", "E"],
+        "queue_rank": [5, 4, 3, 2, 1],
+        "live_contact_due_date": [
+            NIGHT - timedelta(days=3),
+            NIGHT,
+            NIGHT + timedelta(days=1),
+            NIGHT + timedelta(days=2),
+            None,
+        ],
+        "delinquency_start_date": [
+            NIGHT - timedelta(days=39),
+            NIGHT - timedelta(days=36),
+            NIGHT - timedelta(days=35),
+            NIGHT - timedelta(days=34),
+            None,
+        ],
+    }
+)
 
 
 class TestCallList:
     def test_due_by_tomorrow_in_order(self):
         listed = cases.call_list(CANDIDATES, decided(), NIGHT)
         assert listed.select("loan_id", "call_status").rows() == [
-            ("A", "overdue"), ("B", "due today"), ("C", "due tomorrow")]
+            ("A", "overdue"),
+            ("B", "due today"),
+            ("C", "due tomorrow"),
+        ]
 
     def test_a_contact_since_the_delinquency_began_takes_the_loan_off(self):
-        log = decided(decision("contact", "A", datetime(2026, 10, 20, 10)),  # after A's start (Oct 12)
-                      decision("contact", "B", datetime(2026, 9, 1, 10)),  # a contact in an earlier delinquency
-                      decision("contact", "C", datetime(2026, 11, 21, 10)))  # after the night
+        log = decided(
+            decision("contact", "A", datetime(2026, 10, 20, 10)),  # after A's start (Oct 12)
+            decision(
+                "contact", "B", datetime(2026, 9, 1, 10)
+            ),  # a contact in an earlier delinquency
+            decision("contact", "C", datetime(2026, 11, 21, 10)),
+        )  # after the night
         listed = cases.call_list(CANDIDATES, log, NIGHT)
-        assert listed.select("loan_id", "last_contact_date").rows() == [("B", date(2026, 9, 1)), ("C", None)]
+        assert listed.select("loan_id", "last_contact_date").rows() == [
+            ("B", date(2026, 9, 1)),
+            ("C", None),
+        ]
 
 
 class TestOnPage:
-    QUEUE = pl.DataFrame({"loan_id": [f"L{k}" for k in range(1, 11)], "queue_rank": list(range(1, 11)),
-                          "in_queue": [k <= 3 for k in range(1, 11)]})
+    QUEUE = pl.DataFrame(
+        {
+            "loan_id": [f"L{k}" for k in range(1, 11)],
+            "queue_rank": list(range(1, 11)),
+            "in_queue": [k <= 3 for k in range(1, 11)],
+        }
+    )
     CALLS = pl.DataFrame({"loan_id": ["L9", "L2", "L7"]})  # in call order
 
     def ranks(self, limit: int) -> list[int]:
@@ -504,17 +400,30 @@ class TestOnPage:
 
 class TestDecisionsOnTheNextNight:
     def test_a_hold_recorded_today_suppresses_tonights_letter_and_a_release_lifts_it(self, built):
-        cli(built, "hold", "--loan", "LN000001", "--at", "2026-11-20T09:15", "--note", "disputes the balance")
+        cli(
+            built,
+            "hold",
+            "--loan",
+            "LN000001",
+            "--at",
+            "2026-11-20T09:15",
+            "--note",
+            "disputes the balance",
+        )
         con = warehouse.connect(built / "wh.duckdb")
         try:
             assert decisions.holds_as_of(con, PREVIOUS).is_empty()
-            night = letters(("N1", "LN000001", "early_warning", "generated", None),
-                            ("N2", "LN000002", "early_warning", "generated", None))
+            night = letters(
+                ("N1", "LN000001", "early_warning", "generated", None),
+                ("N2", "LN000002", "early_warning", "generated", None),
+            )
             out = cases.apply_holds(night, decisions.holds_as_of(con, NIGHT))
         finally:
             con.close()
         assert out.select("status", "suppression_reason").rows() == [
-            ("suppressed", "held by analyst ann on 2026-11-20"), ("generated", None)]
+            ("suppressed", "held by analyst ann on 2026-11-20"),
+            ("generated", None),
+        ]
         cli(built, "release", "--loan", "LN000001", "--at", "2026-11-21T10:00")
         con = warehouse.connect(built / "wh.duckdb", read_only=True)
         try:
@@ -524,11 +433,21 @@ class TestDecisionsOnTheNextNight:
             con.close()
 
     def test_a_hold_on_one_letter_is_checked_and_names_its_template(self, built):
-        cli(built, "hold", "--loan", "LN000001", "--letter", "L20261120-LN000001", "--at", "2026-11-20T09:15")
+        cli(
+            built,
+            "hold",
+            "--loan",
+            "LN000001",
+            "--letter",
+            "L20261120-LN000001",
+            "--at",
+            "2026-11-20T09:15",
+        )
         con = warehouse.connect(built / "wh.duckdb", read_only=True)
         try:
             assert decisions.holds_as_of(con, NIGHT).select("letter_id", "template").rows() == [
-                ("L20261120-LN000001", "early_warning")]
+                ("L20261120-LN000001", "early_warning")
+            ]
         finally:
             con.close()
 
@@ -538,27 +457,42 @@ class TestDecisionsOnTheNextNight:
         template."""
         con = warehouse.connect(built / "wh.duckdb")
         try:
-            for letter_id, night, template in (("L20261021-LN000001", NIGHT - timedelta(days=30), "heloc_counseling"),
-                                               ("manual-7", NIGHT - timedelta(days=60), "imminent_default")):
-                con.execute("""INSERT INTO letters BY NAME SELECT * REPLACE ($id AS letter_id, $night AS as_of_date,
+            for letter_id, night, template in (
+                ("L20261021-LN000001", NIGHT - timedelta(days=30), "heloc_counseling"),
+                ("manual-7", NIGHT - timedelta(days=60), "imminent_default"),
+            ):
+                con.execute(
+                    """INSERT INTO letters BY NAME SELECT * REPLACE ($id AS letter_id, $night AS as_of_date,
                                $template AS template) FROM letters WHERE letter_id = 'L20261120-LN000001'""",
-                            {"id": letter_id, "night": night, "template": template})
+                    {"id": letter_id, "night": night, "template": template},
+                )
         finally:
             con.close()
 
         def held() -> list[tuple[str, str]]:
             con = warehouse.connect(built / "wh.duckdb", read_only=True)
             try:
-                return decisions.holds_as_of(con, NIGHT).select("letter_id", "template").sort("letter_id").rows()
+                return (
+                    decisions.holds_as_of(con, NIGHT)
+                    .select("letter_id", "template")
+                    .sort("letter_id")
+                    .rows()
+                )
             finally:
                 con.close()
 
         for letter in ("L20261120-LN000001", "L20261021-LN000001"):
             cli(built, "hold", "--loan", "LN000001", "--letter", letter, "--at", "2026-11-20T09:15")
-        assert held() == [("L20261021-LN000001", "heloc_counseling"), ("L20261120-LN000001", "early_warning")]
+        assert held() == [
+            ("L20261021-LN000001", "heloc_counseling"),
+            ("L20261120-LN000001", "early_warning"),
+        ]
         cli(built, "hold", "--loan", "LN000001", "--letter", "manual-7", "--at", "2026-11-20T09:20")
-        assert held() == [("L20261021-LN000001", "heloc_counseling"), ("L20261120-LN000001", "early_warning"),
-                          ("manual-7", "imminent_default")]
+        assert held() == [
+            ("L20261021-LN000001", "heloc_counseling"),
+            ("L20261120-LN000001", "early_warning"),
+            ("manual-7", "imminent_default"),
+        ]
 
     def test_an_application_opens_loss_mitigation_the_next_night(self, built):
         cli(built, "application", "--loan", "LN000004", "--at", "2026-11-20T11:00")
@@ -570,14 +504,39 @@ class TestDecisionsOnTheNextNight:
             con.close()
         # The flags step's rule for an open case: status open, opened by the night, not closed.
         assert found.rows() == [("LN000004", "application", "open", NIGHT, None)]
-        assert found.schema == {"loan_id": pl.String, "case_type": pl.String, "status": pl.String,
-                                "opened_date": pl.Date, "closed_date": pl.Date}
+        assert found.schema == {
+            "loan_id": pl.String,
+            "case_type": pl.String,
+            "status": pl.String,
+            "opened_date": pl.Date,
+            "closed_date": pl.Date,
+        }
 
     def test_a_promise_is_kept_broken_or_pending_night_by_night(self, built):
-        cli(built, "promise", "--loan", "LN000002", "--date", "2026-11-24", "--amount", "$1,000.00",
-            "--at", "2026-11-20T10:00")
-        cli(built, "promise", "--loan", "LN000003", "--date", "2026-11-22", "--amount", "300",
-            "--at", "2026-11-20T10:05")
+        cli(
+            built,
+            "promise",
+            "--loan",
+            "LN000002",
+            "--date",
+            "2026-11-24",
+            "--amount",
+            "$1,000.00",
+            "--at",
+            "2026-11-20T10:00",
+        )
+        cli(
+            built,
+            "promise",
+            "--loan",
+            "LN000003",
+            "--date",
+            "2026-11-22",
+            "--amount",
+            "300",
+            "--at",
+            "2026-11-20T10:05",
+        )
         con = warehouse.connect(built / "wh.duckdb")
         try:
             con.execute("""INSERT INTO payments (txn_id, loan_id, posted_date, amount, txn_type, source_file,
@@ -589,34 +548,81 @@ class TestDecisionsOnTheNextNight:
         assert run_review(built)["promises"] == {"pending": 2}
         set_flags(built, date(2026, 11, 23), default_dpd(8))
         assert run_review(built, date(2026, 11, 23))["promises"] == {"kept": 1, "broken": 1}
-        stored = table(built, "SELECT as_of_date, loan_id, status, paid_toward FROM review_promises ORDER BY 1, 2")
-        assert stored.rows() == [(NIGHT, "LN000002", "pending", D("0.00")), (NIGHT, "LN000003", "pending", D("0.00")),
-                                 (date(2026, 11, 23), "LN000002", "kept", D("1000.00")),
-                                 (date(2026, 11, 23), "LN000003", "broken", D("0.00"))]
+        stored = table(
+            built,
+            "SELECT as_of_date, loan_id, status, paid_toward FROM review_promises ORDER BY 1, 2",
+        )
+        assert stored.rows() == [
+            (NIGHT, "LN000002", "pending", D("0.00")),
+            (NIGHT, "LN000003", "pending", D("0.00")),
+            (date(2026, 11, 23), "LN000002", "kept", D("1000.00")),
+            (date(2026, 11, 23), "LN000003", "broken", D("0.00")),
+        ]
 
     def test_a_contact_takes_the_loan_off_the_next_call_list(self, built):
         run_review(built)
-        listed = [(r["loan_id"], r["call_status"]) for r in read_csv(built / "out" / "2026-11-20" / "call_list.csv")]
-        assert listed == [("LN000006", "overdue"), ("LN000000", "overdue"), ("LN000004", "overdue"),
-                          ("LN000003", "overdue"), ("LN000007", "due tomorrow")]
-        cli(built, "contact", "--loan", "LN000004", "--at", "2026-11-21T09:00", "--note", "spoke with her")
+        listed = [
+            (r["loan_id"], r["call_status"])
+            for r in read_csv(built / "out" / "2026-11-20" / "call_list.csv")
+        ]
+        assert listed == [
+            ("LN000006", "overdue"),
+            ("LN000000", "overdue"),
+            ("LN000004", "overdue"),
+            ("LN000003", "overdue"),
+            ("LN000007", "due tomorrow"),
+        ]
+        cli(
+            built,
+            "contact",
+            "--loan",
+            "LN000004",
+            "--at",
+            "2026-11-21T09:00",
+            "--note",
+            "spoke with her",
+        )
         set_flags(built, NIGHT + timedelta(days=1), {k: v + 1 for k, v in default_dpd(8).items()})
         run_review(built, NIGHT + timedelta(days=1))
-        listed = [(r["loan_id"], r["call_status"]) for r in read_csv(built / "out" / "2026-11-21" / "call_list.csv")]
-        assert listed == [("LN000006", "overdue"), ("LN000000", "overdue"), ("LN000003", "overdue"),
-                          ("LN000007", "due today")]
+        listed = [
+            (r["loan_id"], r["call_status"])
+            for r in read_csv(built / "out" / "2026-11-21" / "call_list.csv")
+        ]
+        assert listed == [
+            ("LN000006", "overdue"),
+            ("LN000000", "overdue"),
+            ("LN000003", "overdue"),
+            ("LN000007", "due today"),
+        ]
 
-    @pytest.mark.parametrize(("args", "message"), [
-        (("contact", "--loan", "NOPE"), "--loan NOPE: no such loan"),
-        (("hold", "--loan", "LN000001", "--letter", "L20261120-LN000002"), "is a letter of loan LN000002"),
-        (("hold", "--loan", "LN000001", "--letter", "X"), "--letter X: no such letter"),
-        (("promise", "--loan", "LN000001", "--date", "2026-11-24", "--amount", "-5"), "a positive amount"),
-        (("promise", "--loan", "LN000001", "--date", "2026-11-24", "--amount", "ten"), "not an amount"),
-        (("promise", "--loan", "LN000001", "--date", "2020-01-01", "--amount", "5"), "is before the promise"),
-        (("note", "--loan", "LN000001", "--note", " "), "a note needs --note text"),
-    ])
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (("contact", "--loan", "NOPE"), "--loan NOPE: no such loan"),
+            (
+                ("hold", "--loan", "LN000001", "--letter", "L20261120-LN000002"),
+                "is a letter of loan LN000002",
+            ),
+            (("hold", "--loan", "LN000001", "--letter", "X"), "--letter X: no such letter"),
+            (
+                ("promise", "--loan", "LN000001", "--date", "2026-11-24", "--amount", "-5"),
+                "a positive amount",
+            ),
+            (
+                ("promise", "--loan", "LN000001", "--date", "2026-11-24", "--amount", "ten"),
+                "not an amount",
+            ),
+            (
+                ("promise", "--loan", "LN000001", "--date", "2020-01-01", "--amount", "5"),
+                "is before the promise",
+            ),
+            (("note", "--loan", "LN000001", "--note", " "), "a note needs --note text"),
+        ],
+    )
     def test_refused_with_a_reason_and_nothing_written(self, built, args, message):
-        done = CliRunner().invoke(review_app, [*args, "--db", str(built / "wh.duckdb"), "--by", "ann"])
+        done = CliRunner().invoke(
+            review_app, [*args, "--db", str(built / "wh.duckdb"), "--by", "ann"]
+        )
         assert done.exit_code == 2
         assert message in done.output
         con = warehouse.connect(built / "wh.duckdb", read_only=True)
@@ -627,11 +633,22 @@ class TestDecisionsOnTheNextNight:
 
     def test_by_defaults_to_the_user(self, built, monkeypatch):
         monkeypatch.setenv("USER", "carla")
-        done = CliRunner().invoke(review_app, ["note", "--loan", "LN000001", "--note", "left a voicemail",
-                                               "--db", str(built / "wh.duckdb")])
+        done = CliRunner().invoke(
+            review_app,
+            [
+                "note",
+                "--loan",
+                "LN000001",
+                "--note",
+                "left a voicemail",
+                "--db",
+                str(built / "wh.duckdb"),
+            ],
+        )
         assert done.exit_code == 0, done.output
         assert table(built, "SELECT made_by, kind, note FROM review_decisions").rows() == [
-            ("carla", "note", "left a voicemail")]
+            ("carla", "note", "left a voicemail")
+        ]
 
 
 # --------------------------------------------------------------------------- the night's outputs
@@ -655,7 +672,9 @@ class TestOutputs:
         assert "LN000006" in strings and "&lt;/script&gt;" in strings
 
     def test_a_page_limit_keeps_the_csv_whole_and_says_what_the_page_leaves_out(self, built):
-        counts = run_review(built, settings=Settings.model_validate({"risk": {"review_page_rows": 3}}))
+        counts = run_review(
+            built, settings=Settings.model_validate({"risk": {"review_page_rows": 3}})
+        )
         folder = built / "out" / "2026-11-20"
         assert counts["flagged"] == 8 and counts["on_page"] == 3 and counts["call_list"] == 5
         assert len(read_csv(folder / "queue.csv")) == 8
@@ -678,17 +697,24 @@ class TestOutputs:
         assert set(first) == {"review.html", "call_list.csv", "queue.csv", "queue.xlsx"}
 
     def test_a_formula_in_a_name_is_kept_as_text(self):
-        frame = pl.DataFrame({"borrower_name": ["=HYPERLINK(\"x\")", "Ann"], "reasons": [["a", "b"], []]})
+        frame = pl.DataFrame(
+            {"borrower_name": ['=HYPERLINK("x")', "Ann"], "reasons": [["a", "b"], []]}
+        )
         out = export_frame(frame, {"borrower_name": "borrower_name", "reasons": "reasons"})
-        assert out.rows() == [("'=HYPERLINK(\"x\")", "a; b"), ("Ann", "")]
+        assert out.rows() == [('\'=HYPERLINK("x")', "a; b"), ("Ann", "")]
 
     def test_the_page_escapes_names_and_keeps_data_inside_its_script(self, built):
         run_review(built)
         page = (built / "out" / "2026-11-20" / "review.html").read_text(encoding="utf-8")
         assert HOSTILE not in page
         assert page.count("</script>") == 4  # the three data elements and the script, nothing more
-        assert "\\u003c/script\\u003e\\u003cscript\\u003ealert(1)" in page  # in the JSON, as escapes
-        assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
+        assert (
+            "\\u003c/script\\u003e\\u003cscript\\u003ealert(1)" in page
+        )  # in the JSON, as escapes
+        assert (
+            "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+            and "https://" not in page
+        )
 
     def test_a_night_without_its_status_is_refused_before_any_case_is_touched(self, built):
         run_review(built)

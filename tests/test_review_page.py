@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from lienwatch.settings import Settings
-from tests.test_review import HOSTILE, NIGHT, PREVIOUS, build_warehouse, run_review
+from tests.helpers import HOSTILE, NIGHT, PREVIOUS, build_warehouse, run_review
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 LOAD_BUDGET_SECONDS = 3.0
@@ -40,21 +40,41 @@ class Browser:
             os.dup2(to_browser_read, 3)
             os.dup2(from_browser_write, 4)
 
-        args = [binary, "--headless", "--remote-debugging-pipe", f"--user-data-dir={profile}",
-                "--no-first-run", "--no-default-browser-check", "--disable-gpu", "--disable-extensions",
-                "--hide-scrollbars", "--disable-dev-shm-usage", "--window-size=1440,900"]
+        args = [
+            binary,
+            "--headless",
+            "--remote-debugging-pipe",
+            f"--user-data-dir={profile}",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-gpu",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            "--disable-dev-shm-usage",
+            "--window-size=1440,900",
+        ]
         if os.geteuid() == 0:
             args.append("--no-sandbox")  # Chromium refuses to sandbox as root
-        self.process = subprocess.Popen([*args, "about:blank"], pass_fds=(3, 4), preexec_fn=descriptors,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [*args, "about:blank"],
+            pass_fds=(3, 4),
+            preexec_fn=descriptors,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_browser_read)
         os.close(from_browser_write)
         self._buffer = b""
         self._next_id = 0
         self.events: list[dict[str, Any]] = []
 
-    def call(self, method: str, params: dict | None = None, session: str | None = None,
-             timeout: float = 30) -> dict[str, Any]:
+    def call(
+        self,
+        method: str,
+        params: dict | None = None,
+        session: str | None = None,
+        timeout: float = 30,
+    ) -> dict[str, Any]:
         self._next_id += 1
         message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
@@ -107,12 +127,16 @@ class Page:
     def __init__(self, browser: Browser) -> None:
         self.browser = browser
         self.target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = browser.call("Target.attachToTarget", {"targetId": self.target, "flatten": True})["sessionId"]
+        self.session = browser.call(
+            "Target.attachToTarget", {"targetId": self.target, "flatten": True}
+        )["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.call(f"{domain}.enable")
         # A name that runs as script would call alert: record it instead of blocking.
-        self.call("Page.addScriptToEvaluateOnNewDocument",
-                  {"source": "window.alert = function () { window.__alerted = true; };"})
+        self.call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            {"source": "window.alert = function () { window.__alerted = true; };"},
+        )
 
     def call(self, method: str, params: dict | None = None, timeout: float = 30) -> dict[str, Any]:
         return self.browser.call(method, params, self.session, timeout)
@@ -128,8 +152,10 @@ class Page:
         return time.perf_counter() - started
 
     def js(self, expression: str) -> Any:
-        reply = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                               "awaitPromise": True})
+        reply = self.call(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+        )
         if "exceptionDetails" in reply:
             raise AssertionError(f"{expression}: {reply['exceptionDetails']}")
         return reply["result"].get("value")
@@ -148,11 +174,16 @@ class Page:
         return found
 
     def requests(self) -> list[str]:
-        return [e["params"]["request"]["url"] for e in self.browser.events
-                if e.get("method") == "Network.requestWillBeSent"]
+        return [
+            e["params"]["request"]["url"]
+            for e in self.browser.events
+            if e.get("method") == "Network.requestWillBeSent"
+        ]
 
     def screenshot(self, path: Path) -> Path:
-        shot = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False})
+        shot = self.call(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False}
+        )
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
@@ -161,8 +192,11 @@ class Page:
 def browser(tmp_path_factory):
     binary = next((found for name in BROWSERS if (found := shutil.which(name))), None)
     if binary is None:
-        pytest.fail("Chromium is needed for the review page tests and was not found on PATH "
-                    "(Debian: apt-get install -y chromium)", pytrace=False)
+        pytest.fail(
+            "Chromium is needed for the review page tests and was not found on PATH "
+            "(Debian: apt-get install -y chromium)",
+            pytrace=False,
+        )
     started = Browser(binary, tmp_path_factory.mktemp("chromium-profile"))
     try:
         started.call("Browser.getVersion", timeout=30)
@@ -174,8 +208,10 @@ def browser(tmp_path_factory):
 @pytest.fixture
 def page(browser):
     opened = Page(browser)
-    opened.call("Emulation.setDeviceMetricsOverride",
-                {"width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    opened.call(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+    )
     yield opened
     browser.call("Target.closeTarget", {"targetId": opened.target})
 
@@ -183,7 +219,8 @@ def page(browser):
 def shown(page: Page) -> tuple[str, int]:
     """The "Showing N of M" line and the number of rows drawn."""
     return page.js("document.getElementById('shown').textContent"), page.js(
-        "document.querySelectorAll('#queue-table tbody tr').length")
+        "document.querySelectorAll('#queue-table tbody tr').length"
+    )
 
 
 def choose(page: Page, select_id: str, label: str) -> None:
@@ -214,7 +251,9 @@ class TestReviewPage:
         html = tmp_path / "out" / NIGHT.isoformat() / "review.html"
         page.open(html)
         assert shown(page) == ("Showing 8 of 8", 8)
-        first = page.js("Array.from(document.querySelectorAll('#queue-table tbody tr td:nth-child(2)')).map(td => td.textContent)")
+        first = page.js(
+            "Array.from(document.querySelectorAll('#queue-table tbody tr td:nth-child(2)')).map(td => td.textContent)"
+        )
         assert first[:2] == ["LN000006", "LN000000"]  # queue order: tier, then score
 
         choose(page, "f-tier", "delinquent")
@@ -239,12 +278,20 @@ class TestReviewPage:
         assert shown(page) == ("Showing 1 of 8", 1)
         search(page, "<script>alert")  # the hostile borrower, found by name
         assert shown(page) == ("Showing 1 of 8", 1)
-        assert page.js("document.querySelector('#queue-table tbody td.name').textContent").startswith(HOSTILE)
+        assert page.js(
+            "document.querySelector('#queue-table tbody td.name').textContent"
+        ).startswith(HOSTILE)
         search(page, "")
         page.js("document.querySelector('th[data-key=dpd]').click()")  # most days past due first
-        assert page.js("document.querySelector('#queue-table tbody td:nth-child(6)').textContent") == "200"
+        assert (
+            page.js("document.querySelector('#queue-table tbody td:nth-child(6)').textContent")
+            == "200"
+        )
         page.js("document.querySelector('th[data-key=dpd]').click()")
-        assert page.js("document.querySelector('#queue-table tbody td:nth-child(6)').textContent") == "0"
+        assert (
+            page.js("document.querySelector('#queue-table tbody td:nth-child(6)').textContent")
+            == "0"
+        )
 
         page.js("document.querySelector('#queue-table tbody tr[data-loan=LN000000]').click()")
         assert page.js("document.getElementById('detail').hidden") is False
@@ -252,14 +299,29 @@ class TestReviewPage:
         assert title == f"LN000000 · {HOSTILE} Garcia"
         text = page.js("document.getElementById('detail-body').innerText")
         day_36 = (NIGHT - timedelta(days=95 - 36)).isoformat()
-        for expected in ("Live contact (day 36)", day_36, "Written notice (day 45)",
-                         "Senior lien 60 days past due (reported 2026-10-31)", "repayment plan",
-                         "6 payments of $612.50", "Not eligible (1)", "flagged default at 94 days past due",
-                         "senior lien delinquent seen on LN000000", "lienwatch review contact --loan LN000000"):
+        for expected in (
+            "Live contact (day 36)",
+            day_36,
+            "Written notice (day 45)",
+            "Senior lien 60 days past due (reported 2026-10-31)",
+            "repayment plan",
+            "6 payments of $612.50",
+            "Not eligible (1)",
+            "flagged default at 94 days past due",
+            "senior lien delinquent seen on LN000000",
+            "lienwatch review contact --loan LN000000",
+        ):
             assert expected in text, expected
-        assert page.js("document.querySelectorAll('#detail svg.history g:not(.legend) rect.paid').length") == 25
-        assert page.js("document.querySelector('#detail a[href]').getAttribute('href')") == \
-            "letters/L20261120-LN000000.pdf"
+        assert (
+            page.js(
+                "document.querySelectorAll('#detail svg.history g:not(.legend) rect.paid').length"
+            )
+            == 25
+        )
+        assert (
+            page.js("document.querySelector('#detail a[href]').getAttribute('href')")
+            == "letters/L20261120-LN000000.pdf"
+        )
         page.screenshot(tmp_path / "review-detail.png")
         page.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}))")
         assert page.js("document.getElementById('detail').hidden") is True
@@ -271,8 +333,13 @@ class TestReviewPage:
         page.js("document.getElementById('detail-close').click()")
         page.js("document.getElementById('tab-summary').click()")
         summary = page.js("document.getElementById('summary').innerText")
-        for expected in ("Active loans by bucket", "Roll rates, month ended 2026-10-31", "current_balance: not an amount",
-                         "letter … sent on …", "cases opened"):
+        for expected in (
+            "Active loans by bucket",
+            "Roll rates, month ended 2026-10-31",
+            "current_balance: not an amount",
+            "letter … sent on …",
+            "cases opened",
+        ):
             assert expected in summary, expected
         shot = page.screenshot(tmp_path / "review-summary.png")
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -283,12 +350,16 @@ class TestReviewPage:
 
     def test_twenty_thousand_rows_load_in_under_three_seconds(self, tmp_path, page):
         build_warehouse(tmp_path / "wh.duckdb", tmp_path / "out", n=20_000, nights=(NIGHT,))
-        counts = run_review(tmp_path, settings=Settings.model_validate({"risk": {"review_page_rows": 20_000}}))
+        counts = run_review(
+            tmp_path, settings=Settings.model_validate({"risk": {"review_page_rows": 20_000}})
+        )
         html = tmp_path / "out" / NIGHT.isoformat() / "review.html"
         seconds = page.open(html)
         ready_ms = int(page.js("document.body.getAttribute('data-ready')"))
-        print(f"\n20,000 rows: {html.stat().st_size / 1e6:.1f} MB ({counts['page_kb']} kB), "
-              f"loaded and drawn in {seconds:.2f} s (script done at {ready_ms} ms)")
+        print(
+            f"\n20,000 rows: {html.stat().st_size / 1e6:.1f} MB ({counts['page_kb']} kB), "
+            f"loaded and drawn in {seconds:.2f} s (script done at {ready_ms} ms)"
+        )
         assert seconds < LOAD_BUDGET_SECONDS
         assert shown(page) == ("Showing 20,000 of 20,000", 200)
         page.js("document.getElementById('next').click()")

@@ -29,18 +29,29 @@ LOAN_HEADER = (
 )
 
 
-def loan_row(loan_id: str, *, lien: int = 2, value: str = "500000.00", senior: str = "300000.00",
-             borrower: str = "B2") -> str:
-    return (f"{loan_id},{borrower},{lien},closed_end,2023-12-01,{FIRST_DUE},100.00,120,8.0,"
-            f"10000.00,9000.00,CA,primary,{value},{senior},,active\n")
+def loan_row(
+    loan_id: str,
+    *,
+    lien: int = 2,
+    value: str = "500000.00",
+    senior: str = "300000.00",
+    borrower: str = "B2",
+) -> str:
+    return (
+        f"{loan_id},{borrower},{lien},closed_end,2023-12-01,{FIRST_DUE},100.00,120,8.0,"
+        f"10000.00,9000.00,CA,primary,{value},{senior},,active\n"
+    )
 
 
 def due(k: int) -> date:
     return date(2024, 1 + k, 1)
 
 
-def payments(loan_id: str, posted: dict[int, date | None] | None = None,
-             amounts: dict[int, str] | None = None) -> list[str]:
+def payments(
+    loan_id: str,
+    posted: dict[int, date | None] | None = None,
+    amounts: dict[int, str] | None = None,
+) -> list[str]:
     """One payment per installment due by AS_OF, on its due date unless ``posted`` says
     otherwise (None: not paid); ``amounts`` overrides an amount."""
     posted, amounts = posted or {}, amounts or {}
@@ -56,23 +67,35 @@ def payments(loan_id: str, posted: dict[int, date | None] | None = None,
 SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "quiet": (loan_row("quiet"), payments("quiet")),
     # A payment returned unpaid 51 days ago (within the 90-day look-back), paid again next day.
-    "returned": (loan_row("returned"), [
-        *payments("returned", posted={4: date(2024, 5, 6)}),
-        "returned-4x,returned,2024-05-01,100.00,payment,,",
-        "returned-R,returned,2024-05-05,100.00,reversal,returned-4x,NSF",
-    ]),
+    "returned": (
+        loan_row("returned"),
+        [
+            *payments("returned", posted={4: date(2024, 5, 6)}),
+            "returned-4x,returned,2024-05-01,100.00,payment,,",
+            "returned-R,returned,2024-05-05,100.00,reversal,returned-4x,NSF",
+        ],
+    ),
     # The same, 112 days ago: outside the look-back.
-    "returned_near": (loan_row("returned_near"), [
-        *payments("returned_near", posted={2: date(2024, 3, 6)}),
-        "returned_near-2x,returned_near,2024-03-01,100.00,payment,,",
-        "returned_near-R,returned_near,2024-03-05,100.00,reversal,returned_near-2x,NSF",
-    ]),
+    "returned_near": (
+        loan_row("returned_near"),
+        [
+            *payments("returned_near", posted={2: date(2024, 3, 6)}),
+            "returned_near-2x,returned_near,2024-03-01,100.00,payment,,",
+            "returned_near-R,returned_near,2024-03-05,100.00,reversal,returned_near-2x,NSF",
+        ],
+    ),
     # The last three installments paid 3, 9 and 20 days late.
-    "later": (loan_row("later"), payments("later", posted={
-        3: date(2024, 4, 4), 4: date(2024, 5, 10), 5: date(2024, 6, 21)})),
+    "later": (
+        loan_row("later"),
+        payments("later", posted={3: date(2024, 4, 4), 4: date(2024, 5, 10), 5: date(2024, 6, 21)}),
+    ),
     # 3, 9 and 9 days late: not rising, none over 15.
-    "later_near": (loan_row("later_near"), payments("later_near", posted={
-        3: date(2024, 4, 4), 4: date(2024, 5, 10), 5: date(2024, 6, 10)})),
+    "later_near": (
+        loan_row("later_near"),
+        payments(
+            "later_near", posted={3: date(2024, 4, 4), 4: date(2024, 5, 10), 5: date(2024, 6, 10)}
+        ),
+    ),
     # June paid 60.00 of 100.00: held in suspense while 40.00 is owed.
     "partial": (loan_row("partial"), payments("partial", amounts={5: "60.00"})),
     # June paid in full on the night itself.
@@ -87,16 +110,26 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "senior": (loan_row("senior"), payments("senior")),
     "senior_near": (loan_row("senior_near"), payments("senior_near")),
     # Combined loan-to-value just above 100 %, and exactly 100 %.
-    "underwater": (loan_row("underwater", value="300000.00", senior="291000.01"), payments("underwater")),
-    "underwater_near": (loan_row("underwater_near", value="300000.00", senior="291000.00"),
-                        payments("underwater_near")),
+    "underwater": (
+        loan_row("underwater", value="300000.00", senior="291000.01"),
+        payments("underwater"),
+    ),
+    "underwater_near": (
+        loan_row("underwater_near", value="300000.00", senior="291000.00"),
+        payments("underwater_near"),
+    ),
     # Tiers: unpaid since March (116 days), April (85) and May (55).
-    "default": (loan_row("default"), payments("default", posted={2: None, 3: None, 4: None, 5: None})),
+    "default": (
+        loan_row("default"),
+        payments("default", posted={2: None, 3: None, 4: None, 5: None}),
+    ),
     "imminent": (loan_row("imminent"), payments("imminent", posted={3: None, 4: None, 5: None})),
     "delinquent": (loan_row("delinquent"), payments("delinquent", posted={4: None, 5: None})),
     # A first lien far behind is never flagged.
-    "first_lien": (loan_row("first_lien", lien=1), payments("first_lien", posted={
-        k: None for k in range(1, 6)})),
+    "first_lien": (
+        loan_row("first_lien", lien=1),
+        payments("first_lien", posted={k: None for k in range(1, 6)}),
+    ),
 }
 
 PAYMENT_CHANGES = """\
@@ -136,15 +169,19 @@ def night(tmp_path_factory) -> dict[str, dict]:
         payment_changes=PAYMENT_CHANGES,
         senior_liens=SENIOR_LIENS,
     )
-    tonight = Night(data=data, db=root / "wh.duckdb", out=root / "out", as_of=AS_OF, run_id="signals")
+    tonight = Night(
+        data=data, db=root / "wh.duckdb", out=root / "out", as_of=AS_OF, run_id="signals"
+    )
     settings = Settings()
     assert ingest_step.run(tonight)["rows_quarantined"] == 0
     delinquency_step.run(tonight, settings)
     counts = flags_step.run(tonight, settings)
     con = duckdb.connect(str(tonight.db), read_only=True)
     try:
-        frame = con.sql("SELECT * FROM risk_flags WHERE as_of_date = $d ORDER BY queue_rank",
-                        params={"d": AS_OF}).pl()
+        frame = con.sql(
+            "SELECT * FROM risk_flags WHERE as_of_date = $d ORDER BY queue_rank",
+            params={"d": AS_OF},
+        ).pl()
     finally:
         con.close()
     assert frame.height == counts["flagged"]
@@ -178,9 +215,16 @@ def test_details_carry_the_ledger_figures(night):
     """The reason texts show the figures read from the ledger."""
     details = dict(zip(night["later"]["reasons"], night["later"]["reason_details"], strict=True))
     assert "3, 9, 20 days" in details["paying_later"]
-    details = dict(zip(night["returned"]["reasons"], night["returned"]["reason_details"], strict=True))
-    assert "1 payment(s)" in details["returned_payment"] and "2024-05-05" in details["returned_payment"]
-    details = dict(zip(night["partial"]["reasons"], night["partial"]["reason_details"], strict=True))
+    details = dict(
+        zip(night["returned"]["reasons"], night["returned"]["reason_details"], strict=True)
+    )
+    assert (
+        "1 payment(s)" in details["returned_payment"]
+        and "2024-05-05" in details["returned_payment"]
+    )
+    details = dict(
+        zip(night["partial"]["reasons"], night["partial"]["reason_details"], strict=True)
+    )
     assert "$60.00 received is held unapplied" in details["partial_or_suspense"]
     details = dict(zip(night["shock"]["reasons"], night["shock"]["reason_details"], strict=True))
     assert "$100.00 to $120.00 (20% more)" in details["payment_shock"]
@@ -188,10 +232,15 @@ def test_details_carry_the_ledger_figures(night):
 
 def test_tiers_from_days_past_due(night):
     """Days past due from the missed installments set the tier."""
-    assert {loan: (night[loan]["days_past_due"], night[loan]["tier"])
-            for loan in ("default", "imminent", "delinquent", "early")} == {
-        "default": (116, "default"), "imminent": (85, "imminent_default"),
-        "delinquent": (55, "delinquent"), "early": (24, "early_warning")}
+    assert {
+        loan: (night[loan]["days_past_due"], night[loan]["tier"])
+        for loan in ("default", "imminent", "delinquent", "early")
+    } == {
+        "default": (116, "default"),
+        "imminent": (85, "imminent_default"),
+        "delinquent": (55, "delinquent"),
+        "early": (24, "early_warning"),
+    }
     for loan in EXPECTED:
         if loan != "early":
             assert night[loan]["tier"] == "early_warning", loan

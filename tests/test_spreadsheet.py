@@ -15,13 +15,16 @@ AS_OF = date(2026, 11, 20)
 
 
 def queue() -> pl.DataFrame:
-    return pl.DataFrame({
-        "loan_id": ["L1", "L2", "L3"],
-        "borrower_name": ["Ana Ruiz", "'=HYPERLINK(\"x\")", "Bo Li"],
-        "days_past_due": [12, 45, 0],
-        "amount_past_due": [Decimal("641.71"), Decimal("1200.00"), Decimal("0.00")],
-        "oldest_unpaid_due_date": [date(2026, 11, 1), date(2026, 10, 1), None],
-    }, schema_overrides={"amount_past_due": pl.Decimal(14, 2)})
+    return pl.DataFrame(
+        {
+            "loan_id": ["L1", "L2", "L3"],
+            "borrower_name": ["Ana Ruiz", '\'=HYPERLINK("x")', "Bo Li"],
+            "days_past_due": [12, 45, 0],
+            "amount_past_due": [Decimal("641.71"), Decimal("1200.00"), Decimal("0.00")],
+            "oldest_unpaid_due_date": [date(2026, 11, 1), date(2026, 10, 1), None],
+        },
+        schema_overrides={"amount_past_due": pl.Decimal(14, 2)},
+    )
 
 
 def test_the_same_night_gives_the_same_bytes():

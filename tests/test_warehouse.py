@@ -22,8 +22,11 @@ ROWS = 130_000  # above the size that broke
 
 def statuses(day: date, rows: int = ROWS) -> pl.DataFrame:
     return pl.DataFrame(
-        {"as_of_date": [day] * rows, "loan_id": [f"L{i:07d}" for i in range(rows)],
-         "days_past_due": [i % 200 for i in range(rows)]},
+        {
+            "as_of_date": [day] * rows,
+            "loan_id": [f"L{i:07d}" for i in range(rows)],
+            "days_past_due": [i % 200 for i in range(rows)],
+        },
         schema={"as_of_date": pl.Date, "loan_id": pl.String, "days_past_due": pl.Int32},
     )
 
@@ -41,12 +44,16 @@ def test_a_table_created_and_filled_in_one_transaction_reads_back_whole(tmp_path
     try:
         with warehouse.transaction(con):
             # an empty month first (the table is created from it), then two full ones
-            warehouse.replace_night(con, "history", statuses(date(2026, 9, 30), 0), date(2026, 9, 30))
+            warehouse.replace_night(
+                con, "history", statuses(date(2026, 9, 30), 0), date(2026, 9, 30)
+            )
             for day in (date(2026, 10, 31), date(2026, 11, 30)):
                 warehouse.replace_night(con, "history", statuses(day), day)
             assert read_back(con) == (2 * ROWS, date(2026, 11, 30), ROWS, 2 * ROWS)
-            assert con.execute("SELECT max(as_of_date) FROM history WHERE as_of_date < $d",
-                               {"d": date(2026, 11, 20)}).fetchall() == [(date(2026, 10, 31),)]
+            assert con.execute(
+                "SELECT max(as_of_date) FROM history WHERE as_of_date < $d",
+                {"d": date(2026, 11, 20)},
+            ).fetchall() == [(date(2026, 10, 31),)]
         assert read_back(con) == (2 * ROWS, date(2026, 11, 30), ROWS, 2 * ROWS)
     finally:
         con.close()
@@ -65,7 +72,9 @@ def test_a_staging_table_created_in_a_transaction_reads_back_whole(tmp_path):
         with warehouse.transaction(con):
             con.execute("CREATE TEMP TABLE staged AS SELECT * FROM _rows WHERE false")
             con.execute("INSERT INTO staged SELECT * FROM _rows")
-            assert con.execute("SELECT count(*) FROM (SELECT * FROM staged)").fetchall() == [(ROWS,)]
+            assert con.execute("SELECT count(*) FROM (SELECT * FROM staged)").fetchall() == [
+                (ROWS,)
+            ]
             assert con.sql("SELECT * FROM staged ORDER BY loan_id").pl().equals(frame)
     finally:
         con.close()

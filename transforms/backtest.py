@@ -27,7 +27,8 @@ def outcomes(history: pl.DataFrame, month_end: date, horizon_months: int = 6) ->
     """One row per second lien active and below 90 days at ``month_end``: went_bad."""
     horizon_end = add_months(month_end, horizon_months)
     base = history.filter(
-        (pl.col("as_of_date") == month_end) & (pl.col("lien_position") == 2)
+        (pl.col("as_of_date") == month_end)
+        & (pl.col("lien_position") == 2)
         & (pl.col("days_past_due") < DEFAULT_DAYS)
     ).select("loan_id")
     later = (
@@ -35,28 +36,43 @@ def outcomes(history: pl.DataFrame, month_end: date, horizon_months: int = 6) ->
         .group_by("loan_id")
         .agg((pl.col("days_past_due").max() >= DEFAULT_DAYS).alias("went_bad"))
     )
-    return base.join(later, on="loan_id", how="left").with_columns(pl.col("went_bad").fill_null(False))
+    return base.join(later, on="loan_id", how="left").with_columns(
+        pl.col("went_bad").fill_null(False)
+    )
 
 
-def groups(month_end: date, found: pl.DataFrame, flagged: pl.DataFrame,
-           outcome: pl.DataFrame) -> pl.DataFrame:
+def groups(
+    month_end: date, found: pl.DataFrame, flagged: pl.DataFrame, outcome: pl.DataFrame
+) -> pl.DataFrame:
     """Counts for one month end: one row per group (any flag, each tier, each signal)."""
-    members = pl.concat([
-        flagged.select("loan_id", pl.lit("any flag").alias("group")),
-        flagged.select("loan_id", pl.format("tier: {}", "tier").alias("group")),
-        found.select("loan_id", pl.format("signal: {}", "signal").alias("group")),
-    ])
-    names = ["any flag", *[f"tier: {t}" for t in TIERS if t != "default"],
-             *[f"signal: {s}" for s in SIGNALS]]
+    members = pl.concat(
+        [
+            flagged.select("loan_id", pl.lit("any flag").alias("group")),
+            flagged.select("loan_id", pl.format("tier: {}", "tier").alias("group")),
+            found.select("loan_id", pl.format("signal: {}", "signal").alias("group")),
+        ]
+    )
+    names = [
+        "any flag",
+        *[f"tier: {t}" for t in TIERS if t != "default"],
+        *[f"signal: {s}" for s in SIGNALS],
+    ]
     total, bad = outcome.height, int(outcome["went_bad"].sum())
     rows = []
     for name in names:
-        inside = outcome.join(members.filter(pl.col("group") == name).unique(), on="loan_id", how="semi")
-        rows.append({
-            "month_end_date": month_end, "group": name,
-            "flagged": inside.height, "flagged_bad": int(inside["went_bad"].sum()),
-            "population": total, "population_bad": bad,
-        })
+        inside = outcome.join(
+            members.filter(pl.col("group") == name).unique(), on="loan_id", how="semi"
+        )
+        rows.append(
+            {
+                "month_end_date": month_end,
+                "group": name,
+                "flagged": inside.height,
+                "flagged_bad": int(inside["went_bad"].sum()),
+                "population": total,
+                "population_bad": bad,
+            }
+        )
     return pl.DataFrame(rows)
 
 
@@ -78,6 +94,15 @@ def summarise(counts: pl.DataFrame) -> pl.DataFrame:
         )
         .with_columns((pl.col("precision") / pl.col("base_rate")).alias("lift"))
         .with_columns(pl.col("precision", "recall", "unflagged_rate", "lift").fill_nan(None))
-        .select("group", "flagged", "flagged_bad", "unflagged", "unflagged_bad", "precision",
-                "unflagged_rate", "recall", "lift")
+        .select(
+            "group",
+            "flagged",
+            "flagged_bad",
+            "unflagged",
+            "unflagged_bad",
+            "precision",
+            "unflagged_rate",
+            "recall",
+            "lift",
+        )
     )

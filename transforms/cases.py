@@ -63,15 +63,24 @@ EVENTS = ("opened", "escalated", "de-escalated", "resolved")
 PROMISE_STATUSES = ("kept", "broken", "pending")
 CALL_STATUSES = ("overdue", "due today", "due tomorrow")
 HOLD_SCHEMA: dict[str, pl.DataType] = {
-    "loan_id": pl.String(), "letter_id": pl.String(), "template": pl.String(),
-    "held_by": pl.String(), "held_on": pl.Date(),
+    "loan_id": pl.String(),
+    "letter_id": pl.String(),
+    "template": pl.String(),
+    "held_by": pl.String(),
+    "held_on": pl.Date(),
 }
 """The holds in force (:func:`active_holds`): a loan's letters (letter_id and template
 null), or one letter and the loan's later letters of the same template."""
 PROMISE_SCHEMA: dict[str, pl.DataType] = {
-    "as_of_date": pl.Date(), "decision_id": pl.String(), "loan_id": pl.String(),
-    "made_at": pl.Datetime("us"), "made_by": pl.String(), "promise_date": pl.Date(),
-    "promise_amount": MONEY, "paid_toward": MONEY, "status": pl.String(),
+    "as_of_date": pl.Date(),
+    "decision_id": pl.String(),
+    "loan_id": pl.String(),
+    "made_at": pl.Datetime("us"),
+    "made_by": pl.String(),
+    "promise_date": pl.Date(),
+    "promise_amount": MONEY,
+    "paid_toward": MONEY,
+    "status": pl.String(),
 }
 
 _TIER_RANK = {tier: rank for rank, tier in enumerate(TIERS)}
@@ -104,7 +113,10 @@ def case_state(events: pl.DataFrame) -> pl.DataFrame:
             pl.col("loan_id").first(),
             pl.col("as_of_date").filter(pl.col("event") == "opened").first().alias("opened_date"),
             pl.col("to_tier").drop_nulls().last().alias("tier"),
-            pl.when(last == "resolved").then(pl.lit("resolved")).otherwise(pl.lit("open")).alias("status"),
+            pl.when(last == "resolved")
+            .then(pl.lit("resolved"))
+            .otherwise(pl.lit("open"))
+            .alias("status"),
             pl.when(last == "resolved").then(pl.col("as_of_date").last()).alias("resolved_date"),
         )
         .select([pl.col(name).cast(dtype) for name, dtype in CASE_SCHEMA.items()])
@@ -133,13 +145,21 @@ def case_events(
     dpd = pl.format("{} days past due", pl.col("days_past_due"))
     moved = (
         open_cases.select("case_id", "loan_id", "opened_date", pl.col("tier").alias("from_tier"))
-        .join(tonight_flags.select("loan_id", pl.col("tier").alias("to_tier"), "days_past_due"),
-              on="loan_id", how="full", coalesce=True)
+        .join(
+            tonight_flags.select("loan_id", pl.col("tier").alias("to_tier"), "days_past_due"),
+            on="loan_id",
+            how="full",
+            coalesce=True,
+        )
         .with_columns(
-            pl.when(pl.col("from_tier").is_null()).then(pl.lit("opened"))
-            .when(pl.col("to_tier").is_null()).then(pl.lit("resolved"))
-            .when(now > before).then(pl.lit("escalated"))
-            .when(now < before).then(pl.lit("de-escalated"))
+            pl.when(pl.col("from_tier").is_null())
+            .then(pl.lit("opened"))
+            .when(pl.col("to_tier").is_null())
+            .then(pl.lit("resolved"))
+            .when(now > before)
+            .then(pl.lit("escalated"))
+            .when(now < before)
+            .then(pl.lit("de-escalated"))
             .alias("event"),
             pl.coalesce("case_id", case_id(pl.col("loan_id"), as_of)).alias("case_id"),
             pl.coalesce("opened_date", pl.lit(as_of)).alias("opened_date"),
@@ -147,18 +167,22 @@ def case_events(
         .with_columns(
             pl.when(pl.col("event") == "opened")
             .then(pl.format("flagged {} at {}", pl.col("to_tier"), dpd))
-            .when(pl.col("event") == "resolved").then(pl.lit("no longer flagged"))
+            .when(pl.col("event") == "resolved")
+            .then(pl.lit("no longer flagged"))
             .otherwise(pl.format("{} to {} at {}", pl.col("from_tier"), pl.col("to_tier"), dpd))
             .alias("note"),
             pl.lit(as_of).alias("as_of_date"),
         )
         .sort("loan_id")
     )
-    events = (moved.filter(pl.col("event").is_not_null())
-              .select([pl.col(name).cast(dtype) for name, dtype in EVENT_SCHEMA.items()]))
+    events = moved.filter(pl.col("event").is_not_null()).select(
+        [pl.col(name).cast(dtype) for name, dtype in EVENT_SCHEMA.items()]
+    )
     resolved = pl.col("to_tier").is_null()
     cases = moved.select(
-        "case_id", "loan_id", "opened_date",
+        "case_id",
+        "loan_id",
+        "opened_date",
         pl.coalesce("to_tier", "from_tier").alias("tier"),
         pl.when(resolved).then(pl.lit("resolved")).otherwise(pl.lit("open")).alias("status"),
         pl.when(resolved).then(pl.lit(as_of)).alias("resolved_date"),
@@ -179,18 +203,31 @@ def active_holds(decisions: pl.DataFrame, as_of: date) -> pl.DataFrame:
     made = decisions.filter(made_by(as_of))
     holds = made.filter(pl.col("kind") == "hold")
     releases = made.filter(pl.col("kind") == "release").select(
-        "loan_id", pl.col("letter_id").alias("released_letter"), pl.col("made_at").alias("released_at"))
+        "loan_id",
+        pl.col("letter_id").alias("released_letter"),
+        pl.col("made_at").alias("released_at"),
+    )
     lifted = (
         holds.join(releases, on="loan_id")
-        .filter((pl.col("released_at") > pl.col("made_at"))
-                & (pl.col("released_letter").is_null() | (pl.col("released_letter") == pl.col("letter_id"))))
+        .filter(
+            (pl.col("released_at") > pl.col("made_at"))
+            & (
+                pl.col("released_letter").is_null()
+                | (pl.col("released_letter") == pl.col("letter_id"))
+            )
+        )
         .select("decision_id")
     )
     return (
         holds.join(lifted, on="decision_id", how="anti")
         .sort("made_at")
-        .select("loan_id", "letter_id", "template", pl.col("made_by").alias("held_by"),
-                pl.col("made_at").dt.date().alias("held_on"))
+        .select(
+            "loan_id",
+            "letter_id",
+            "template",
+            pl.col("made_by").alias("held_by"),
+            pl.col("made_at").dt.date().alias("held_on"),
+        )
         # polars types cast()'s mapping keys as `str | selector | dtype` and a Mapping's key
         # type is invariant, so a dict[str, DataType] is refused, though cast() takes it
         .cast(HOLD_SCHEMA)  # type: ignore[arg-type]
@@ -209,8 +246,11 @@ def apply_holds(letters: pl.DataFrame, holds: pl.DataFrame) -> pl.DataFrame:
     matched = (
         letters.select("letter_id", "loan_id", "template")
         .join(holds.rename({"letter_id": "held_letter", "template": "held_template"}), on="loan_id")
-        .filter(pl.col("held_letter").is_null() | (pl.col("held_letter") == pl.col("letter_id"))
-                | (pl.col("held_template") == pl.col("template")))
+        .filter(
+            pl.col("held_letter").is_null()
+            | (pl.col("held_letter") == pl.col("letter_id"))
+            | (pl.col("held_template") == pl.col("template"))
+        )
         .sort("held_on")
         .group_by("letter_id")
         .agg(pl.format("held by analyst {} on {}", "held_by", "held_on").last().alias("_held"))
@@ -220,7 +260,9 @@ def apply_holds(letters: pl.DataFrame, holds: pl.DataFrame) -> pl.DataFrame:
         letters.join(matched, on="letter_id", how="left", maintain_order="left")
         .with_columns(
             pl.when(held).then(pl.lit("suppressed")).otherwise(pl.col("status")).alias("status"),
-            pl.when(held).then(pl.col("_held")).otherwise(pl.col("suppression_reason"))
+            pl.when(held)
+            .then(pl.col("_held"))
+            .otherwise(pl.col("suppression_reason"))
             .alias("suppression_reason"),
         )
         .select(letters.columns)
@@ -241,18 +283,28 @@ def open_applications(decisions: pl.DataFrame, loss_mit: pl.DataFrame, as_of: da
     before the night; from then on the servicing system's record governs.
     """
     taken = decisions.filter(made_by(as_of) & (pl.col("kind") == "application")).select(
-        "loan_id", pl.col("made_at").dt.date().alias("opened_date"))
+        "loan_id", pl.col("made_at").dt.date().alias("opened_date")
+    )
     recorded = loss_mit.filter(pl.col("opened_date") <= as_of).select(
-        "loan_id", pl.col("opened_date").alias("recorded_date"))
-    superseded = (taken.join(recorded, on="loan_id")
-                  .filter(pl.col("recorded_date") >= pl.col("opened_date"))
-                  .select("loan_id", "opened_date"))
+        "loan_id", pl.col("opened_date").alias("recorded_date")
+    )
+    superseded = (
+        taken.join(recorded, on="loan_id")
+        .filter(pl.col("recorded_date") >= pl.col("opened_date"))
+        .select("loan_id", "opened_date")
+    )
     return (
         taken.join(superseded, on=["loan_id", "opened_date"], how="anti")
-        .group_by("loan_id").agg(pl.col("opened_date").min())
+        .group_by("loan_id")
+        .agg(pl.col("opened_date").min())
         .sort("loan_id")
-        .select("loan_id", pl.lit("application").alias("case_type"), pl.lit("open").alias("status"),
-                "opened_date", pl.lit(None, dtype=pl.Date).alias("closed_date"))
+        .select(
+            "loan_id",
+            pl.lit("application").alias("case_type"),
+            pl.lit("open").alias("status"),
+            "opened_date",
+            pl.lit(None, dtype=pl.Date).alias("closed_date"),
+        )
     )
 
 
@@ -270,27 +322,40 @@ def promise_status(decisions: pl.DataFrame, payments: pl.DataFrame, as_of: date)
     """
     promises = decisions.filter(made_by(as_of) & (pl.col("kind") == "promise"))
     known = payments.filter(pl.col("posted_date") <= as_of)
-    reversed_ = (known.filter(pl.col("txn_type") == "reversal")
-                 .group_by(pl.col("reverses_txn_id").alias("txn_id"))
-                 .agg(pl.col("amount").sum().alias("reversed")))
-    net = (known.filter(pl.col("txn_type") == "payment")
-           .join(reversed_, on="txn_id", how="left")
-           .select("loan_id", "posted_date",
-                   (pl.col("amount") - pl.col("reversed").fill_null(0)).alias("net")))
+    reversed_ = (
+        known.filter(pl.col("txn_type") == "reversal")
+        .group_by(pl.col("reverses_txn_id").alias("txn_id"))
+        .agg(pl.col("amount").sum().alias("reversed"))
+    )
+    net = (
+        known.filter(pl.col("txn_type") == "payment")
+        .join(reversed_, on="txn_id", how="left")
+        .select(
+            "loan_id",
+            "posted_date",
+            (pl.col("amount") - pl.col("reversed").fill_null(0)).alias("net"),
+        )
+    )
     paid = (
         promises.select("decision_id", "loan_id", "made_at", "promise_date")
         .join(net, on="loan_id")
-        .filter(pl.col("posted_date").is_between(pl.col("made_at").dt.date(), pl.col("promise_date")))
-        .group_by("decision_id").agg(pl.col("net").sum().alias("paid_toward"))
+        .filter(
+            pl.col("posted_date").is_between(pl.col("made_at").dt.date(), pl.col("promise_date"))
+        )
+        .group_by("decision_id")
+        .agg(pl.col("net").sum().alias("paid_toward"))
     )
     toward = pl.col("paid_toward").fill_null(0).cast(MONEY)
     return (
         promises.join(paid, on="decision_id", how="left")
         .with_columns(toward.alias("paid_toward"))
         .with_columns(
-            pl.when(pl.col("paid_toward") >= pl.col("promise_amount")).then(pl.lit("kept"))
-            .when(pl.col("promise_date") < as_of).then(pl.lit("broken"))
-            .otherwise(pl.lit("pending")).alias("status"),
+            pl.when(pl.col("paid_toward") >= pl.col("promise_amount"))
+            .then(pl.lit("kept"))
+            .when(pl.col("promise_date") < as_of)
+            .then(pl.lit("broken"))
+            .otherwise(pl.lit("pending"))
+            .alias("status"),
             pl.lit(as_of).alias("as_of_date"),
         )
         .sort("made_at", "decision_id")
@@ -312,17 +377,26 @@ def call_list(candidates: pl.DataFrame, decisions: pl.DataFrame, as_of: date) ->
     today, due tomorrow) and last_contact_date (the latest contact ever recorded);
     sorted by call_status, then queue_rank.
     """
-    contacts = decisions.filter(made_by(as_of) & (pl.col("kind") == "contact")).group_by("loan_id").agg(
-        pl.col("made_at").max().dt.date().alias("last_contact_date"))
+    contacts = (
+        decisions.filter(made_by(as_of) & (pl.col("kind") == "contact"))
+        .group_by("loan_id")
+        .agg(pl.col("made_at").max().dt.date().alias("last_contact_date"))
+    )
     due = pl.col("live_contact_due_date")
-    status = (pl.when(due < as_of).then(pl.lit(CALL_STATUSES[0]))
-              .when(due == as_of).then(pl.lit(CALL_STATUSES[1]))
-              .otherwise(pl.lit(CALL_STATUSES[2])))
+    status = (
+        pl.when(due < as_of)
+        .then(pl.lit(CALL_STATUSES[0]))
+        .when(due == as_of)
+        .then(pl.lit(CALL_STATUSES[1]))
+        .otherwise(pl.lit(CALL_STATUSES[2]))
+    )
     return (
         candidates.filter(due <= as_of + timedelta(days=1))
         .join(contacts, on="loan_id", how="left")
-        .filter(pl.col("last_contact_date").is_null()
-                | (pl.col("last_contact_date") < pl.col("delinquency_start_date")))
+        .filter(
+            pl.col("last_contact_date").is_null()
+            | (pl.col("last_contact_date") < pl.col("delinquency_start_date"))
+        )
         .with_columns(status.alias("call_status"))
         .sort(pl.col("call_status").replace_strict(CALL_STATUSES, list(range(3))), "queue_rank")
     )
@@ -340,8 +414,12 @@ def on_page(queue: pl.DataFrame, calls: pl.DataFrame, limit: int) -> pl.DataFram
     called = calls.select("loan_id").with_row_index("_call_order")
     return (
         queue.join(called, on="loan_id", how="left")
-        .sort(pl.col("in_queue").fill_null(False).not_(), pl.col("_call_order").is_null(), "_call_order",
-              "queue_rank")
+        .sort(
+            pl.col("in_queue").fill_null(False).not_(),
+            pl.col("_call_order").is_null(),
+            "_call_order",
+            "queue_rank",
+        )
         .head(limit)
         .sort("queue_rank")
         .drop("_call_order")

@@ -20,7 +20,13 @@ LOAN_STATUSES = ("active", "paid_off", "charged_off", "foreclosure", "transferre
 LANGUAGES = ("en", "es")
 TXN_TYPES = ("payment", "reversal")
 # payment_deferral is accepted beyond the contract's four, so the deferral rule can see past deferrals.
-LOSS_MIT_CASE_TYPES = ("forbearance", "repayment_plan", "trial_modification", "application", "payment_deferral")
+LOSS_MIT_CASE_TYPES = (
+    "forbearance",
+    "repayment_plan",
+    "trial_modification",
+    "application",
+    "payment_deferral",
+)
 LOSS_MIT_STATUSES = ("open", "closed")
 
 # Buckets in order of severity, with their inclusive lower bound in days past due.
@@ -42,7 +48,13 @@ SIGNALS = (
     "early_delinquency",
 )
 # Loans that need care: flagged for review, and they shape (or stop) outreach.
-CARE_FLAGS = ("bankruptcy", "deceased", "cease_communication", "open_loss_mitigation", "not_principal_residence")
+CARE_FLAGS = (
+    "bankruptcy",
+    "deceased",
+    "cease_communication",
+    "open_loss_mitigation",
+    "not_principal_residence",
+)
 
 LETTER_TEMPLATES = (
     "early_intervention",

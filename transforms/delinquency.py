@@ -71,9 +71,20 @@ STATUS_COLUMNS: dict[str, pl.DataType] = {
 the contract's ``loan_status`` table."""
 
 TRANSITION_COLUMNS = ("loan_id", "bucket", "entered_date", "left_date")
-DELINQUENCY_START_COLUMNS = ("loan_id", "as_of_date", "delinquency_start_date", "first_observed_date")
+DELINQUENCY_START_COLUMNS = (
+    "loan_id",
+    "as_of_date",
+    "delinquency_start_date",
+    "first_observed_date",
+)
 ROLL_RATE_COLUMNS = (
-    "month_end_date", "from_bucket", "to_bucket", "loan_count", "balance", "share", "balance_share",
+    "month_end_date",
+    "from_bucket",
+    "to_bucket",
+    "loan_count",
+    "balance",
+    "share",
+    "balance_share",
 )
 NEW = "new"  # roll-rate origin of a loan that was not active at the previous month end
 EXITED = "exited"  # roll-rate destination of a loan that left with no status to name
@@ -144,16 +155,20 @@ def loan_status_history(
         per_date = dates.join(loans.with_row_index("_terms"), how="cross")
     if "current_balance" not in per_date.collect_schema().names():
         per_date = per_date.with_columns(pl.lit(None, dtype=MONEY).alias("current_balance"))
-    keys = (
-        _active(per_date, pl.col("as_of_date"))
-        .join(
-            net_paid_month_ends.lazy().select("loan_id", "as_of_date", "net_paid"),
-            on=["loan_id", "as_of_date"], how="left",
-        )
+    keys = _active(per_date, pl.col("as_of_date")).join(
+        net_paid_month_ends.lazy().select("loan_id", "as_of_date", "net_paid"),
+        on=["loan_id", "as_of_date"],
+        how="left",
     )
     extra = (pl.col("current_balance").cast(MONEY),)
     return (
-        _status(keys, payment_changes.lazy(), _tolerance_cents(tolerance), extra=extra, many_per_terms=True)
+        _status(
+            keys,
+            payment_changes.lazy(),
+            _tolerance_cents(tolerance),
+            extra=extra,
+            many_per_terms=True,
+        )
         .sort("as_of_date", "loan_id")
         .collect()
     )
@@ -181,7 +196,9 @@ def bucket_transitions(history: pl.DataFrame, dates: list[date] | None = None) -
     )
 
 
-def current_delinquency_start(history: pl.DataFrame, dates: list[date] | None = None) -> pl.DataFrame:
+def current_delinquency_start(
+    history: pl.DataFrame, dates: list[date] | None = None
+) -> pl.DataFrame:
     """One row per loan delinquent at the latest observation date in ``history``.
 
     Columns: loan_id, as_of_date (that latest date), delinquency_start_date,
@@ -195,9 +212,13 @@ def current_delinquency_start(history: pl.DataFrame, dates: list[date] | None = 
     :func:`bucket_transitions` (the latest observation date is the latest of them).
     """
     if history.is_empty():
-        return pl.DataFrame(schema={**dict.fromkeys(DELINQUENCY_START_COLUMNS, pl.Date), "loan_id": pl.String})
+        return pl.DataFrame(
+            schema={**dict.fromkeys(DELINQUENCY_START_COLUMNS, pl.Date), "loan_id": pl.String}
+        )
     latest = max(dates) if dates else history["as_of_date"].max()
-    spells = _spells(history, pl.col("days_past_due") > 0, carry=("oldest_unpaid_due_date",), dates=dates)
+    spells = _spells(
+        history, pl.col("days_past_due") > 0, carry=("oldest_unpaid_due_date",), dates=dates
+    )
     return (
         spells.filter(pl.col("state") & (pl.col("last_date") == latest))
         .select(
@@ -234,9 +255,14 @@ def roll_rates(history: pl.DataFrame, month_end: date, loans: Frame | None = Non
     balance = pl.col("current_balance") if has_balance else pl.lit(None, dtype=MONEY)
 
     def at(day: date, prefix: str) -> pl.LazyFrame:
-        return history.lazy().filter(pl.col("as_of_date") == day).select(
-            "loan_id", pl.col("bucket").alias(f"{prefix}_bucket"),
-            balance.cast(pl.Decimal(18, 2)).alias(f"{prefix}_balance"),
+        return (
+            history.lazy()
+            .filter(pl.col("as_of_date") == day)
+            .select(
+                "loan_id",
+                pl.col("bucket").alias(f"{prefix}_bucket"),
+                balance.cast(pl.Decimal(18, 2)).alias(f"{prefix}_balance"),
+            )
         )
 
     moves = at(previous, "from").join(at(month_end, "to"), on="loan_id", how="full", coalesce=True)
@@ -250,7 +276,9 @@ def roll_rates(history: pl.DataFrame, month_end: date, loans: Frame | None = Non
     return (
         moves.with_columns(
             pl.col("from_bucket").fill_null(NEW),
-            pl.col("to_bucket").fill_null(exit_state.then(pl.col("_status")).otherwise(pl.lit(EXITED))),
+            pl.col("to_bucket").fill_null(
+                exit_state.then(pl.col("_status")).otherwise(pl.lit(EXITED))
+            ),
             pl.coalesce("from_balance", "to_balance").alias("_balance"),
         )
         .group_by("from_bucket", "to_bucket")
@@ -260,13 +288,17 @@ def roll_rates(history: pl.DataFrame, month_end: date, loans: Frame | None = Non
         )
         .with_columns(
             pl.lit(month_end, dtype=pl.Date).alias("month_end_date"),
-            pl.col("balance") if has_balance else pl.lit(None, dtype=pl.Decimal(18, 2)).alias("balance"),
+            pl.col("balance")
+            if has_balance
+            else pl.lit(None, dtype=pl.Decimal(18, 2)).alias("balance"),
         )
         .with_columns(
             (pl.col("loan_count") / pl.col("loan_count").sum().over("from_bucket")).alias("share"),
             # the total summed in decimals, exact in any order: a rerun gives the same bits
-            (pl.col("balance").cast(pl.Float64)
-             / pl.col("balance").sum().over("from_bucket").cast(pl.Float64)).alias("balance_share"),
+            (
+                pl.col("balance").cast(pl.Float64)
+                / pl.col("balance").sum().over("from_bucket").cast(pl.Float64)
+            ).alias("balance_share"),
             pl.col("from_bucket").replace_strict(order, default=len(order)).alias("_from"),
             pl.col("to_bucket").replace_strict(order, default=len(order)).alias("_to"),
         )
@@ -295,7 +327,9 @@ def due_date(first_payment_date: pl.Expr, k: pl.Expr) -> pl.Expr:
     """
     month_days, month_lengths = _calendar()
     month = _month_index(first_payment_date) + k - CALENDAR_START.year * 12
-    day = pl.min_horizontal(first_payment_date.dt.day().cast(pl.Int32), pl.lit(month_lengths).gather(month))
+    day = pl.min_horizontal(
+        first_payment_date.dt.day().cast(pl.Int32), pl.lit(month_lengths).gather(month)
+    )
     return (pl.lit(month_days).gather(month) + day - 1).cast(pl.Date)
 
 
@@ -345,7 +379,9 @@ def _dollars(cents: pl.Expr) -> pl.Expr:
 def _tolerance_cents(tolerance: Decimal) -> int:
     cents = Decimal(tolerance) * 100
     if cents < 0 or cents != cents.to_integral_value():
-        raise ValueError(f"shortfall tolerance must be a non-negative amount in cents, got {tolerance}")
+        raise ValueError(
+            f"shortfall tolerance must be a non-negative amount in cents, got {tolerance}"
+        )
     return int(cents)
 
 
@@ -353,7 +389,9 @@ def _active(loans: pl.LazyFrame, as_of: pl.Expr) -> pl.LazyFrame:
     """The loans reported as of a date: active, and originated by then when known."""
     reported = pl.col("status") == "active"
     if "origination_date" in loans.collect_schema().names():
-        reported = reported & (pl.col("origination_date").is_null() | (pl.col("origination_date") <= as_of))
+        reported = reported & (
+            pl.col("origination_date").is_null() | (pl.col("origination_date") <= as_of)
+        )
     return loans.filter(reported)
 
 
@@ -369,25 +407,42 @@ def _segments(terms: pl.LazyFrame, payment_changes: pl.LazyFrame) -> pl.LazyFram
     they get their one segment directly, and only the others are sorted and summed.
     """
     term = pl.col("term_months").cast(pl.Int32)
-    changes = payment_changes.select(
-        pl.col("loan_id").cast(pl.String), pl.col("effective_due_date").cast(pl.Date), "scheduled_payment",
-    ).join(
-        terms.select("_terms", "loan_id", "first_payment_date", "term_months"), on="loan_id", how="inner",
-    ).select(
-        "_terms",
-        _first_index_on_or_after(pl.col("first_payment_date"), pl.col("effective_due_date")).alias("seg_start"),
-        _cents(pl.col("scheduled_payment")).alias("seg_cents"),
-        pl.col("effective_due_date").alias("_effective"),
-        term.alias("_term"),
-    ).filter(pl.col("seg_start") < pl.col("_term"))
+    changes = (
+        payment_changes.select(
+            pl.col("loan_id").cast(pl.String),
+            pl.col("effective_due_date").cast(pl.Date),
+            "scheduled_payment",
+        )
+        .join(
+            terms.select("_terms", "loan_id", "first_payment_date", "term_months"),
+            on="loan_id",
+            how="inner",
+        )
+        .select(
+            "_terms",
+            _first_index_on_or_after(
+                pl.col("first_payment_date"), pl.col("effective_due_date")
+            ).alias("seg_start"),
+            _cents(pl.col("scheduled_payment")).alias("seg_cents"),
+            pl.col("effective_due_date").alias("_effective"),
+            term.alias("_term"),
+        )
+        .filter(pl.col("seg_start") < pl.col("_term"))
+    )
     changed = changes.select("_terms").unique()
     steady = terms.join(changed, on="_terms", how="anti").select(
-        "_terms", pl.lit(0, dtype=pl.Int32).alias("seg_start"), term.alias("seg_end"),
-        pl.col("scheduled_cents").alias("seg_cents"), pl.lit(0, dtype=pl.Int64).alias("seg_cum"),
+        "_terms",
+        pl.lit(0, dtype=pl.Int32).alias("seg_start"),
+        term.alias("seg_end"),
+        pl.col("scheduled_cents").alias("seg_cents"),
+        pl.lit(0, dtype=pl.Int64).alias("seg_cum"),
     )
     base = terms.join(changed, on="_terms", how="semi").select(
-        "_terms", pl.lit(0, dtype=pl.Int32).alias("seg_start"), pl.col("scheduled_cents").alias("seg_cents"),
-        pl.lit(date(1, 1, 1), dtype=pl.Date).alias("_effective"), term.alias("_term"),
+        "_terms",
+        pl.lit(0, dtype=pl.Int32).alias("seg_start"),
+        pl.col("scheduled_cents").alias("seg_cents"),
+        pl.lit(date(1, 1, 1), dtype=pl.Date).alias("_effective"),
+        term.alias("_term"),
     )
     pieces = (
         pl.concat([base, changes], how="vertical_relaxed")
@@ -398,14 +453,20 @@ def _segments(terms: pl.LazyFrame, payment_changes: pl.LazyFrame) -> pl.LazyFram
     seg_end = pl.when(same_loan).then(pl.col("seg_start").shift(-1)).otherwise(pl.col("_term"))
     varying = (
         pieces.with_columns(seg_end.alias("seg_end"))
-        .with_columns(((pl.col("seg_end") - pl.col("seg_start")).cast(pl.Int64) * pl.col("seg_cents")).alias("_sum"))
+        .with_columns(
+            ((pl.col("seg_end") - pl.col("seg_start")).cast(pl.Int64) * pl.col("seg_cents")).alias(
+                "_sum"
+            )
+        )
         .with_columns((pl.col("_sum").cum_sum().over("_terms") - pl.col("_sum")).alias("seg_cum"))
         .select("_terms", "seg_start", "seg_end", "seg_cents", "seg_cum")
     )
     return pl.concat([steady, varying], how="vertical_relaxed")
 
 
-def _schedule_figures(keys: pl.LazyFrame, segments: pl.LazyFrame, tolerance_cents: int) -> pl.LazyFrame:
+def _schedule_figures(
+    keys: pl.LazyFrame, segments: pl.LazyFrame, tolerance_cents: int
+) -> pl.LazyFrame:
     """Rules 4 and 5 over the segments, one row per _key.
 
     ``keys`` has _key, _terms, installments_due and net_cents. For each key: paid_raw,
@@ -416,9 +477,15 @@ def _schedule_figures(keys: pl.LazyFrame, segments: pl.LazyFrame, tolerance_cent
     """
     reach = pl.col("net_cents") + tolerance_cents
     seg_len = pl.col("seg_end") - pl.col("seg_start")
-    within = pl.when(pl.col("seg_cents") > 0).then(
-        pl.min_horizontal((reach - pl.col("seg_cum")) // pl.col("seg_cents"), seg_len.cast(pl.Int64))
-    ).otherwise(seg_len.cast(pl.Int64))
+    within = (
+        pl.when(pl.col("seg_cents") > 0)
+        .then(
+            pl.min_horizontal(
+                (reach - pl.col("seg_cum")) // pl.col("seg_cents"), seg_len.cast(pl.Int64)
+            )
+        )
+        .otherwise(seg_len.cast(pl.Int64))
+    )
     reached = pl.col("seg_cum") <= reach
     current = pl.max_horizontal(pl.col("installments_due") - 1, pl.lit(0, dtype=pl.Int32))
     return (
@@ -432,7 +499,8 @@ def _schedule_figures(keys: pl.LazyFrame, segments: pl.LazyFrame, tolerance_cent
                 * pl.col("seg_cents")
             ).alias("_due_part"),
             pl.when((pl.col("seg_start") <= current) & (current < pl.col("seg_end")))
-            .then(pl.col("seg_cents")).alias("_current"),
+            .then(pl.col("seg_cents"))
+            .alias("_current"),
         )
         .group_by("_key")
         .agg(
@@ -460,20 +528,27 @@ def _status(
     """
     passed_on = sorted({name for expr in extra for name in expr.meta.root_names()})
     # Materialised once: every later step reads it, and it holds the one string join.
-    keys = keys.select(
-        "_terms",
-        pl.col("as_of_date").cast(pl.Date),
-        pl.col("loan_id").cast(pl.String),
-        pl.col("lien_position").cast(pl.Int32),
-        pl.col("first_payment_date").cast(pl.Date),
-        pl.col("term_months").cast(pl.Int32),
-        _cents(pl.col("scheduled_payment")).alias("scheduled_cents"),
-        _cents(pl.col("net_paid")).fill_null(0).alias("net_cents"),
-        *passed_on,
-    ).with_row_index("_key").with_columns(
-        _installments_due(pl.col("first_payment_date"), pl.col("as_of_date"), pl.col("term_months"))
-        .alias("installments_due"),
-    ).collect().lazy()
+    keys = (
+        keys.select(
+            "_terms",
+            pl.col("as_of_date").cast(pl.Date),
+            pl.col("loan_id").cast(pl.String),
+            pl.col("lien_position").cast(pl.Int32),
+            pl.col("first_payment_date").cast(pl.Date),
+            pl.col("term_months").cast(pl.Int32),
+            _cents(pl.col("scheduled_payment")).alias("scheduled_cents"),
+            _cents(pl.col("net_paid")).fill_null(0).alias("net_cents"),
+            *passed_on,
+        )
+        .with_row_index("_key")
+        .with_columns(
+            _installments_due(
+                pl.col("first_payment_date"), pl.col("as_of_date"), pl.col("term_months")
+            ).alias("installments_due"),
+        )
+        .collect()
+        .lazy()
+    )
     terms = keys.select("_terms", "loan_id", "first_payment_date", "scheduled_cents", "term_months")
     if many_per_terms:
         terms = terms.unique(subset="_terms", keep="any")
@@ -484,7 +559,9 @@ def _status(
     # On its own due date an unpaid installment is not yet past due: 0 days, bucket
     # current, and the contract's oldest_unpaid_due_date is null when current (the
     # amount owed still shows in amount_past_due, rule 5).
-    oldest = pl.when(behind & (due_date(first, n_paid) < pl.col("as_of_date"))).then(due_date(first, n_paid))
+    oldest = pl.when(behind & (due_date(first, n_paid) < pl.col("as_of_date"))).then(
+        due_date(first, n_paid)
+    )
     dpd = pl.col("days_past_due")
 
     def milestone(days: int) -> pl.Expr:
@@ -494,18 +571,30 @@ def _status(
         keys.join(figures, on="_key", how="left")
         .with_columns(
             pl.min_horizontal(pl.col("paid_raw"), n_due).cast(pl.Int32).alias("installments_paid"),
-            pl.when(pl.col("paid_raw") >= n_due).then(pl.col("total_due_cents"))
-            .otherwise(pl.col("cum_paid_raw")).alias("cum_paid_cents"),
+            pl.when(pl.col("paid_raw") >= n_due)
+            .then(pl.col("total_due_cents"))
+            .otherwise(pl.col("cum_paid_raw"))
+            .alias("cum_paid_cents"),
         )
         .with_columns(
             oldest.alias("oldest_unpaid_due_date"),
-            pl.when(n_due < pl.col("term_months")).then(due_date(first, n_due)).alias("next_due_date"),
-            pl.when(behind).then(pl.col("total_due_cents") - pl.col("net_cents")).otherwise(0).alias("_past_due"),
-            pl.max_horizontal(pl.col("net_cents") - pl.col("cum_paid_cents"), pl.lit(0)).alias("_suspense"),
+            pl.when(n_due < pl.col("term_months"))
+            .then(due_date(first, n_due))
+            .alias("next_due_date"),
+            pl.when(behind)
+            .then(pl.col("total_due_cents") - pl.col("net_cents"))
+            .otherwise(0)
+            .alias("_past_due"),
+            pl.max_horizontal(pl.col("net_cents") - pl.col("cum_paid_cents"), pl.lit(0)).alias(
+                "_suspense"
+            ),
         )
         .with_columns(
-            (pl.col("as_of_date") - pl.col("oldest_unpaid_due_date")).dt.total_days()
-            .fill_null(0).cast(pl.Int32).alias("days_past_due"),
+            (pl.col("as_of_date") - pl.col("oldest_unpaid_due_date"))
+            .dt.total_days()
+            .fill_null(0)
+            .cast(pl.Int32)
+            .alias("days_past_due"),
         )
         .select(
             "as_of_date",
@@ -533,8 +622,12 @@ def _status(
     )
 
 
-def _spells(history: pl.DataFrame, state: pl.Expr, carry: tuple[str, ...] = (),
-            dates: list[date] | None = None) -> pl.DataFrame:
+def _spells(
+    history: pl.DataFrame,
+    state: pl.Expr,
+    carry: tuple[str, ...] = (),
+    dates: list[date] | None = None,
+) -> pl.DataFrame:
     """Runs of a loan's consecutive observations in one ``state``.
 
     Observation dates are ``dates``, or those present anywhere in ``history``; a loan
@@ -542,9 +635,16 @@ def _spells(history: pl.DataFrame, state: pl.Expr, carry: tuple[str, ...] = (),
     observation), last_date (last observation), left_date (the next observation date
     after last_date, null when there is none), and the ``carry`` columns at entered_date.
     """
-    observed = (history.select(pl.col("as_of_date").unique()) if dates is None
-                else pl.DataFrame({"as_of_date": sorted(set(dates))}, schema={"as_of_date": pl.Date}))
-    ranked = observed.sort("as_of_date").with_row_index("_rank").with_columns(pl.col("_rank").cast(pl.Int64))
+    observed = (
+        history.select(pl.col("as_of_date").unique())
+        if dates is None
+        else pl.DataFrame({"as_of_date": sorted(set(dates))}, schema={"as_of_date": pl.Date})
+    )
+    ranked = (
+        observed.sort("as_of_date")
+        .with_row_index("_rank")
+        .with_columns(pl.col("_rank").cast(pl.Int64))
+    )
     ordered = (
         history.select("loan_id", "as_of_date", state.alias("state"), *carry)
         .join(ranked, on="as_of_date", how="left")
@@ -572,7 +672,9 @@ def _spells(history: pl.DataFrame, state: pl.Expr, carry: tuple[str, ...] = (),
     )
 
 
-def spell_tail(open_spells: pl.DataFrame, tonight: pl.DataFrame, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+def spell_tail(
+    open_spells: pl.DataFrame, tonight: pl.DataFrame, as_of: date
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Tonight's change to the bucket spells, without recomputing the history.
 
     ``open_spells`` are the spells open at the latest month end before the night
@@ -583,17 +685,30 @@ def spell_tail(open_spells: pl.DataFrame, tonight: pl.DataFrame, as_of: date) ->
     with tonight appended.
     """
     paired = open_spells.select("loan_id", pl.col("bucket").alias("_was")).join(
-        tonight.select("loan_id", "bucket"), on="loan_id", how="full", coalesce=True)
-    closing = paired.filter(pl.col("_was").is_not_null() & (pl.col("bucket").is_null() | (pl.col("bucket") != pl.col("_was"))))
-    opening = paired.filter(pl.col("bucket").is_not_null() & (pl.col("_was").is_null() | (pl.col("bucket") != pl.col("_was"))))
+        tonight.select("loan_id", "bucket"), on="loan_id", how="full", coalesce=True
+    )
+    closing = paired.filter(
+        pl.col("_was").is_not_null()
+        & (pl.col("bucket").is_null() | (pl.col("bucket") != pl.col("_was")))
+    )
+    opening = paired.filter(
+        pl.col("bucket").is_not_null()
+        & (pl.col("_was").is_null() | (pl.col("bucket") != pl.col("_was")))
+    )
     return (
         closing.select("loan_id").sort("loan_id"),
-        opening.select("loan_id", "bucket", pl.lit(as_of, dtype=pl.Date).alias("entered_date"),
-                       pl.lit(None, dtype=pl.Date).alias("left_date")).sort("loan_id"),
+        opening.select(
+            "loan_id",
+            "bucket",
+            pl.lit(as_of, dtype=pl.Date).alias("entered_date"),
+            pl.lit(None, dtype=pl.Date).alias("left_date"),
+        ).sort("loan_id"),
     )
 
 
-def delinquency_start_tail(open_runs: pl.DataFrame, tonight: pl.DataFrame, as_of: date) -> pl.DataFrame:
+def delinquency_start_tail(
+    open_runs: pl.DataFrame, tonight: pl.DataFrame, as_of: date
+) -> pl.DataFrame:
     """:func:`current_delinquency_start` for tonight from the runs open at the latest month end.
 
     ``open_runs`` is :func:`current_delinquency_start` of the month-end history (the
@@ -603,11 +718,17 @@ def delinquency_start_tail(open_runs: pl.DataFrame, tonight: pl.DataFrame, as_of
     """
     late = tonight.filter(pl.col("days_past_due") > 0).select("loan_id", "oldest_unpaid_due_date")
     return (
-        late.join(open_runs.select("loan_id", "delinquency_start_date", "first_observed_date"), on="loan_id", how="left")
+        late.join(
+            open_runs.select("loan_id", "delinquency_start_date", "first_observed_date"),
+            on="loan_id",
+            how="left",
+        )
         .select(
             "loan_id",
             pl.lit(as_of, dtype=pl.Date).alias("as_of_date"),
-            pl.coalesce("delinquency_start_date", "oldest_unpaid_due_date").alias("delinquency_start_date"),
+            pl.coalesce("delinquency_start_date", "oldest_unpaid_due_date").alias(
+                "delinquency_start_date"
+            ),
             pl.col("first_observed_date").fill_null(pl.lit(as_of, dtype=pl.Date)),
         )
         .sort("loan_id")

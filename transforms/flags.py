@@ -80,8 +80,10 @@ def _money(column: str) -> pl.Expr:
 
 def _signal_rules(policy: Policy) -> dict[str, tuple[pl.Expr, pl.Expr]]:
     """For each signal: (condition, plain-words text with its figures)."""
-    cltv = (pl.col("senior_lien_balance").fill_null(0).cast(pl.Float64)
-            + pl.col("current_balance").cast(pl.Float64)) / pl.col("property_value").cast(pl.Float64)
+    cltv = (
+        pl.col("senior_lien_balance").fill_null(0).cast(pl.Float64)
+        + pl.col("current_balance").cast(pl.Float64)
+    ) / pl.col("property_value").cast(pl.Float64)
     late = pl.col("days_late")
     rising = (
         (late.list.len() == 3)
@@ -94,17 +96,25 @@ def _signal_rules(policy: Policy) -> dict[str, tuple[pl.Expr, pl.Expr]]:
         "The last three installments due were paid {} days after their due dates (oldest first; an unpaid one counts to tonight).",
         late.list.eval(pl.element().cast(pl.String)).list.join(", "),
     )
-    ratio = pl.col("next_change_amount").cast(pl.Float64) / pl.col("installment_amount").cast(pl.Float64)
+    ratio = pl.col("next_change_amount").cast(pl.Float64) / pl.col("installment_amount").cast(
+        pl.Float64
+    )
     return {
         "senior_lien_delinquent": (
             pl.col("senior_days_past_due") >= policy.senior_dpd_threshold,
-            pl.format("The first mortgage ahead of this loan was reported {} days past due on {}.",
-                      pl.col("senior_days_past_due"), pl.col("senior_reported_date")),
+            pl.format(
+                "The first mortgage ahead of this loan was reported {} days past due on {}.",
+                pl.col("senior_days_past_due"),
+                pl.col("senior_reported_date"),
+            ),
         ),
         "returned_payment": (
             pl.col("returns_in_window") > 0,
-            pl.format("{} payment(s) returned unpaid recently, the latest on {}.",
-                      pl.col("returns_in_window"), pl.col("last_return_date")),
+            pl.format(
+                "{} payment(s) returned unpaid recently, the latest on {}.",
+                pl.col("returns_in_window"),
+                pl.col("last_return_date"),
+            ),
         ),
         "partial_or_suspense": (
             # Money short of the oldest unpaid installment: held unapplied, or a short last
@@ -112,16 +122,28 @@ def _signal_rules(policy: Policy) -> dict[str, tuple[pl.Expr, pl.Expr]]:
             (pl.col("amount_past_due") > 0)
             & ((pl.col("suspense_amount") > 0) | pl.col("last_payment_short").fill_null(False)),
             pl.when(pl.col("suspense_amount") > 0)
-            .then(pl.format("{} received is held unapplied: less than a full payment of {}.",
-                            _money("suspense_amount"), _money("installment_amount")))
-            .otherwise(pl.format("The latest payment was less than the {} due.",
-                                 _money("installment_amount"))),
+            .then(
+                pl.format(
+                    "{} received is held unapplied: less than a full payment of {}.",
+                    _money("suspense_amount"),
+                    _money("installment_amount"),
+                )
+            )
+            .otherwise(
+                pl.format(
+                    "The latest payment was less than the {} due.", _money("installment_amount")
+                )
+            ),
         ),
         "payment_shock": (
             ratio >= float(policy.payment_rise_ratio),
-            pl.format("The payment rises from {} to {} ({}% more) with the installment due {}.",
-                      _money("installment_amount"), _money("next_change_amount"),
-                      ((ratio - 1) * 100).round(0, mode="half_away_from_zero").cast(pl.Int64), pl.col("next_change_date")),
+            pl.format(
+                "The payment rises from {} to {} ({}% more) with the installment due {}.",
+                _money("installment_amount"),
+                _money("next_change_amount"),
+                ((ratio - 1) * 100).round(0, mode="half_away_from_zero").cast(pl.Int64),
+                pl.col("next_change_date"),
+            ),
         ),
         "paying_later": (
             rising | (late_count >= 2),
@@ -129,20 +151,32 @@ def _signal_rules(policy: Policy) -> dict[str, tuple[pl.Expr, pl.Expr]]:
         ),
         "underwater": (
             cltv > float(policy.cltv_threshold),
-            pl.format("Combined loan-to-value is {}% (first mortgage {} plus this loan {} against a value of {}).",
-                      (cltv * 100).round(0, mode="half_away_from_zero").cast(pl.Int64), _money("senior_lien_balance"),
-                      _money("current_balance"), _money("property_value")),
+            pl.format(
+                "Combined loan-to-value is {}% (first mortgage {} plus this loan {} against a value of {}).",
+                (cltv * 100).round(0, mode="half_away_from_zero").cast(pl.Int64),
+                _money("senior_lien_balance"),
+                _money("current_balance"),
+                _money("property_value"),
+            ),
         ),
         "worsening_bucket": (
-            pl.col("bucket").replace_strict(BUCKETS, list(range(len(BUCKETS))), return_dtype=pl.Int32)
-            > pl.col("prior_bucket").replace_strict(BUCKETS, list(range(len(BUCKETS))),
-                                                     default=None, return_dtype=pl.Int32),
-            pl.format("Days past due moved from the {} bucket a month ago to {} now.",
-                      pl.col("prior_bucket"), pl.col("bucket")),
+            pl.col("bucket").replace_strict(
+                BUCKETS, list(range(len(BUCKETS))), return_dtype=pl.Int32
+            )
+            > pl.col("prior_bucket").replace_strict(
+                BUCKETS, list(range(len(BUCKETS))), default=None, return_dtype=pl.Int32
+            ),
+            pl.format(
+                "Days past due moved from the {} bucket a month ago to {} now.",
+                pl.col("prior_bucket"),
+                pl.col("bucket"),
+            ),
         ),
         "early_delinquency": (
             pl.col("days_past_due").is_between(1, 29),
-            pl.format("{} days past due: {} is owed.", pl.col("days_past_due"), _money("amount_past_due")),
+            pl.format(
+                "{} days past due: {} is owed.", pl.col("days_past_due"), _money("amount_past_due")
+            ),
         ),
     }
 
@@ -171,8 +205,13 @@ def care(features: pl.DataFrame) -> pl.DataFrame:
     return features.select("loan_id", _care().alias("care"))
 
 
-_CARE_LISTS = pl.Series([[code for bit, code in enumerate(CARE_FLAGS) if combination >> bit & 1]
-                         for combination in range(1 << len(CARE_FLAGS))], dtype=pl.List(pl.String))
+_CARE_LISTS = pl.Series(
+    [
+        [code for bit, code in enumerate(CARE_FLAGS) if combination >> bit & 1]
+        for combination in range(1 << len(CARE_FLAGS))
+    ],
+    dtype=pl.List(pl.String),
+)
 
 
 def _care(as_list: bool = True) -> pl.Expr:
@@ -187,21 +226,29 @@ def _care(as_list: bool = True) -> pl.Expr:
         "not_principal_residence": pl.col("occupancy") != "primary",  # unknown: not flagged
     }
     assert tuple(conditions) == CARE_FLAGS
-    combination = pl.sum_horizontal([c.cast(pl.UInt32) * (1 << bit) for bit, c in enumerate(conditions.values())])
+    combination = pl.sum_horizontal(
+        [c.cast(pl.UInt32) * (1 << bit) for bit, c in enumerate(conditions.values())]
+    )
     return pl.lit(_CARE_LISTS).gather(combination) if as_list else combination
 
 
 def tier_of(days_past_due: pl.Expr, has_signal: pl.Expr) -> pl.Expr:
     """The contract's tier: default 90+, imminent 60-89, delinquent 30-59, early warning below."""
     return (
-        pl.when(days_past_due >= 90).then(pl.lit("default"))
-        .when(days_past_due >= 60).then(pl.lit("imminent_default"))
-        .when(days_past_due >= 30).then(pl.lit("delinquent"))
-        .when((days_past_due >= 1) | has_signal).then(pl.lit("early_warning"))
+        pl.when(days_past_due >= 90)
+        .then(pl.lit("default"))
+        .when(days_past_due >= 60)
+        .then(pl.lit("imminent_default"))
+        .when(days_past_due >= 30)
+        .then(pl.lit("delinquent"))
+        .when((days_past_due >= 1) | has_signal)
+        .then(pl.lit("early_warning"))
     )
 
 
-def risk_flags(features: pl.DataFrame, found: pl.DataFrame, as_of: date, policy: Policy) -> pl.DataFrame:
+def risk_flags(
+    features: pl.DataFrame, found: pl.DataFrame, as_of: date, policy: Policy
+) -> pl.DataFrame:
     """One row per flagged second lien: tier, score, reasons, care, and the queue.
 
     ``found`` is the output of :func:`signals`. Columns: as_of_date, loan_id,
@@ -210,38 +257,65 @@ def risk_flags(features: pl.DataFrame, found: pl.DataFrame, as_of: date, policy:
     in_queue (false for what the review capacity cut).
     """
     weights = pl.DataFrame(
-        {"signal": list(SIGNALS),
-         "weight": [float(policy.weights.get(code, 0)) for code in SIGNALS]}
+        {
+            "signal": list(SIGNALS),
+            "weight": [float(policy.weights.get(code, 0)) for code in SIGNALS],
+        }
     )
     per_loan = (
         found.join(weights, on="signal", how="left", maintain_order="left")
         .group_by("loan_id", maintain_order=True)
-        .agg(pl.col("signal").alias("reasons"), pl.col("detail").alias("reason_details"),
-             pl.col("weight").sum().alias("signal_points"))
+        .agg(
+            pl.col("signal").alias("reasons"),
+            pl.col("detail").alias("reason_details"),
+            pl.col("weight").sum().alias("signal_points"),
+        )
     )
     # The lists are carried to the queue's order once, at the end: a loan without a
     # signal takes the empty lists of the row added last.
-    lists = pl.concat([
-        per_loan.select("reasons", "reason_details"),
-        pl.DataFrame({"reasons": [[]], "reason_details": [[]]},
-                     schema={"reasons": pl.List(pl.String), "reason_details": pl.List(pl.String)}),
-    ])
+    lists = pl.concat(
+        [
+            per_loan.select("reasons", "reason_details"),
+            pl.DataFrame(
+                {"reasons": [[]], "reason_details": [[]]},
+                schema={"reasons": pl.List(pl.String), "reason_details": pl.List(pl.String)},
+            ),
+        ]
+    )
     tier_rank = {t: i for i, t in enumerate(TIERS)}
     seconds = features.filter(pl.col("lien_position") == 2)
     flagged = (
-        seconds.select("loan_id", "borrower_id", "days_past_due", _care(as_list=False).alias("_care"))
-        .hstack(_aligned(seconds["loan_id"], per_loan.select(
-            "loan_id", pl.int_range(pl.len(), dtype=pl.UInt32).alias("_signals"), "signal_points")))
-        .with_columns(tier_of(pl.col("days_past_due"), pl.col("_signals").is_not_null()).alias("tier"))
+        seconds.select(
+            "loan_id", "borrower_id", "days_past_due", _care(as_list=False).alias("_care")
+        )
+        .hstack(
+            _aligned(
+                seconds["loan_id"],
+                per_loan.select(
+                    "loan_id",
+                    pl.int_range(pl.len(), dtype=pl.UInt32).alias("_signals"),
+                    "signal_points",
+                ),
+            )
+        )
+        .with_columns(
+            tier_of(pl.col("days_past_due"), pl.col("_signals").is_not_null()).alias("tier")
+        )
         .filter(pl.col("tier").is_not_null())
         .with_columns(
-            (pl.col("signal_points").fill_null(0.0)
-             + pl.col("days_past_due") * float(policy.weight_per_day_past_due))
-            .round(2).cast(pl.Decimal(10, 2)).alias("score"),
+            (
+                pl.col("signal_points").fill_null(0.0)
+                + pl.col("days_past_due") * float(policy.weight_per_day_past_due)
+            )
+            .round(2)
+            .cast(pl.Decimal(10, 2))
+            .alias("score"),
             pl.col("tier").replace_strict(tier_rank, return_dtype=pl.Int32).alias("_tier_rank"),
         )
-        .sort(["_tier_rank", "score", "days_past_due", "loan_id"],
-              descending=[True, True, True, False])
+        .sort(
+            ["_tier_rank", "score", "days_past_due", "loan_id"],
+            descending=[True, True, True, False],
+        )
         .with_row_index("queue_rank", offset=1)
         .with_columns(
             pl.col("queue_rank").cast(pl.Int64),
@@ -250,10 +324,20 @@ def risk_flags(features: pl.DataFrame, found: pl.DataFrame, as_of: date, policy:
         )
     )
     flagged = flagged.hstack(lists[flagged["_signals"].fill_null(lists.height - 1)]).with_columns(
-        pl.lit(_CARE_LISTS).gather(pl.col("_care")).alias("care"))
+        pl.lit(_CARE_LISTS).gather(pl.col("_care")).alias("care")
+    )
     return flagged.select(
-        "as_of_date", "loan_id", "borrower_id", "tier", "score", "reasons", "reason_details",
-        "care", "days_past_due", "queue_rank", "in_queue",
+        "as_of_date",
+        "loan_id",
+        "borrower_id",
+        "tier",
+        "score",
+        "reasons",
+        "reason_details",
+        "care",
+        "days_past_due",
+        "queue_rank",
+        "in_queue",
     )
 
 
@@ -275,12 +359,20 @@ def _aligned(keys: pl.Series, right: pl.DataFrame, on: str = "loan_id") -> pl.Da
     # Matched on a 64-bit hash of the key (cheaper than the text at a million rows), then
     # checked: a repeated hash or a hash shared by two keys falls back to the text.
     hashed = pl.col(on).hash(seed=0).alias("_hash")
-    found = keys.to_frame(on).select(hashed).join(
-        right.select(hashed, pl.col(on).alias("_key")).with_row_index("_row"),
-        on="_hash", how="left", maintain_order="left")
+    found = (
+        keys.to_frame(on)
+        .select(hashed)
+        .join(
+            right.select(hashed, pl.col(on).alias("_key")).with_row_index("_row"),
+            on="_hash",
+            how="left",
+            maintain_order="left",
+        )
+    )
     if found.height != keys.len() or not (found["_key"].is_null() | (found["_key"] == keys)).all():
-        found = keys.to_frame(on).join(right.select(on).with_row_index("_row"), on=on, how="left",
-                                       maintain_order="left")
+        found = keys.to_frame(on).join(
+            right.select(on).with_row_index("_row"), on=on, how="left", maintain_order="left"
+        )
     if found.height != keys.len():
         raise ValueError(f"{on} repeats in a frame joined to the features")
     return other[found["_row"]]
@@ -309,33 +401,57 @@ def assemble_features(
     :func:`align`) is joined at no cost.
     """
     seconds = status.filter(pl.col("lien_position") == 2).select(
-        "loan_id", "lien_position", "days_past_due", "bucket", "amount_past_due",
-        "suspense_amount", "installment_amount",
+        "loan_id",
+        "lien_position",
+        "days_past_due",
+        "bucket",
+        "amount_past_due",
+        "suspense_amount",
+        "installment_amount",
     )
-    senior = senior_liens.select("loan_id", "senior_days_past_due",
-                                 pl.col("reported_date").alias("senior_reported_date"))
+    senior = senior_liens.select(
+        "loan_id", "senior_days_past_due", pl.col("reported_date").alias("senior_reported_date")
+    )
     open_cases = (
         loss_mit.filter(
-            (pl.col("status") == "open") & (pl.col("opened_date") <= as_of)
+            (pl.col("status") == "open")
+            & (pl.col("opened_date") <= as_of)
             & (pl.col("closed_date").is_null() | (pl.col("closed_date") > as_of))
         )
-        .select("loan_id").unique().with_columns(pl.lit(True).alias("open_loss_mitigation"))
+        .select("loan_id")
+        .unique()
+        .with_columns(pl.lit(True).alias("open_loss_mitigation"))
     )
     horizon_end = as_of + timedelta(days=horizon_days)
     rises = (
-        payment_changes.filter(pl.col("effective_due_date").is_between(as_of, horizon_end, closed="right"))
+        payment_changes.filter(
+            pl.col("effective_due_date").is_between(as_of, horizon_end, closed="right")
+        )
         .sort("scheduled_payment", "effective_due_date", descending=[True, False])
         .group_by("loan_id")
-        .agg(pl.col("scheduled_payment").first().alias("next_change_amount"),
-             pl.col("effective_due_date").first().alias("next_change_date"))
+        .agg(
+            pl.col("scheduled_payment").first().alias("next_change_amount"),
+            pl.col("effective_due_date").first().alias("next_change_date"),
+        )
     )
     people = borrowers.select("borrower_id", "bankruptcy", "deceased", "cease_communication")
     keys = seconds["loan_id"]
-    features = seconds.hstack(_aligned(keys, loans.select(
-        "loan_id", "borrower_id", "product", "occupancy", "current_balance", "property_value",
-        "senior_lien_balance")))
-    return (
-        features.hstack([
+    features = seconds.hstack(
+        _aligned(
+            keys,
+            loans.select(
+                "loan_id",
+                "borrower_id",
+                "product",
+                "occupancy",
+                "current_balance",
+                "property_value",
+                "senior_lien_balance",
+            ),
+        )
+    )
+    return features.hstack(
+        [
             *_aligned(keys, prior.select("loan_id", pl.col("bucket").alias("prior_bucket"))),
             *_aligned(keys, senior),
             *_aligned(keys, ledger),
@@ -343,14 +459,14 @@ def assemble_features(
             *_aligned(keys, lateness),
             *_aligned(features["borrower_id"], people, on="borrower_id"),
             *_aligned(keys, open_cases),
-        ])
-        .with_columns(
-            pl.col("returns_in_window").fill_null(0),
-            pl.col("open_loss_mitigation").fill_null(False),
-            (pl.col("last_payment_amount") < pl.col("installment_amount"))
-            .fill_null(False).alias("last_payment_short"),
-            pl.col("days_late").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
-        )
+        ]
+    ).with_columns(
+        pl.col("returns_in_window").fill_null(0),
+        pl.col("open_loss_mitigation").fill_null(False),
+        (pl.col("last_payment_amount") < pl.col("installment_amount"))
+        .fill_null(False)
+        .alias("last_payment_short"),
+        pl.col("days_late").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
     )
 
 
@@ -384,9 +500,13 @@ def lateness(
     tonight = _installments(status, loans)
     start = as_of - timedelta(days=window_days)
     if "_key" in changes.columns:
-        moves = (changes.select(pl.col("_key").cast(pl.UInt32), pl.col("_day").cast(pl.Int32),
-                                pl.col("_change").cast(pl.Int64))
-                 .filter(tonight["_watched"].gather(changes["_key"]) & pl.col("_day").is_between(1, window_days)))
+        moves = changes.select(
+            pl.col("_key").cast(pl.UInt32),
+            pl.col("_day").cast(pl.Int32),
+            pl.col("_change").cast(pl.Int64),
+        ).filter(
+            tonight["_watched"].gather(changes["_key"]) & pl.col("_day").is_between(1, window_days)
+        )
     else:
         moves = _moves(changes, tonight.filter(pl.col("_watched")), start, window_days)
     return _lateness(tonight, loans, payment_changes, moves, as_of, window_days, tolerance)
@@ -410,32 +530,58 @@ def _installments(status: pl.DataFrame, loans: pl.DataFrame) -> pl.DataFrame:
     from transforms.delinquency import due_date
 
     n = pl.col("installments_due")
-    terms = _aligned(status["loan_id"], loans.select(
-        "loan_id", "first_payment_date",
-        ((pl.col("lien_position") == 2) & (pl.col("status") == "active")).alias("_watched")))
+    terms = _aligned(
+        status["loan_id"],
+        loans.select(
+            "loan_id",
+            "first_payment_date",
+            ((pl.col("lien_position") == 2) & (pl.col("status") == "active")).alias("_watched"),
+        ),
+    )
     return (
-        status.select("loan_id", n.cast(pl.Int64), pl.col("installments_paid").alias("paid_now"),
-                      _cents_of("net_paid").alias("_now"), _cents_of("total_due").alias("_total"),
-                      _cents_of("installment_amount").alias("_amount"))
+        status.select(
+            "loan_id",
+            n.cast(pl.Int64),
+            pl.col("installments_paid").alias("paid_now"),
+            _cents_of("net_paid").alias("_now"),
+            _cents_of("total_due").alias("_total"),
+            _cents_of("installment_amount").alias("_amount"),
+        )
         .hstack(terms)
         .with_row_index("_key")
         .with_columns(
             pl.col("_watched").fill_null(False),
             # how many of the three there are (none for a loan missing from ``loans``)
             pl.when(pl.col("first_payment_date").is_not_null())
-            .then(pl.min_horizontal(pl.max_horizontal(n, 0), 3)).otherwise(0).alias("_count"),
+            .then(pl.min_horizontal(pl.max_horizontal(n, 0), 3))
+            .otherwise(0)
+            .alias("_count"),
         )
         .with_columns(
-            *[pl.when(pl.col("_count") >= 3 - j)
-              .then(due_date(pl.col("first_payment_date"), pl.max_horizontal(n - 3 + j, 0).cast(pl.Int32)))
-              .alias(f"_due{j}") for j in range(3)],
+            *[
+                pl.when(pl.col("_count") >= 3 - j)
+                .then(
+                    due_date(
+                        pl.col("first_payment_date"), pl.max_horizontal(n - 3 + j, 0).cast(pl.Int32)
+                    )
+                )
+                .alias(f"_due{j}")
+                for j in range(3)
+            ],
         )
         .with_columns(pl.coalesce("_due0", "_due1", "_due2").alias("_from"))  # the oldest of them
     )
 
 
-def _lateness(tonight: pl.DataFrame, loans: pl.DataFrame, payment_changes: pl.DataFrame,
-              moves: pl.DataFrame, as_of: date, window_days: int, tolerance: Decimal) -> pl.DataFrame:
+def _lateness(
+    tonight: pl.DataFrame,
+    loans: pl.DataFrame,
+    payment_changes: pl.DataFrame,
+    moves: pl.DataFrame,
+    as_of: date,
+    window_days: int,
+    tolerance: Decimal,
+) -> pl.DataFrame:
     """:func:`lateness` of the loans of ``tonight`` (see :func:`_installments`) from their
     ledger ``moves`` in the window (see :func:`_moves`)."""
     start = as_of - timedelta(days=window_days)
@@ -443,36 +589,60 @@ def _lateness(tonight: pl.DataFrame, loans: pl.DataFrame, payment_changes: pl.Da
     # them), installment k is paid once net paid reaches total_due less the later ones,
     # less the tolerance: money thresholds, no need to rerun the engine day by day.
     changed = (
-        payment_changes.join(tonight.filter(pl.col("_from").is_not_null()).select("loan_id", "_key", "_from"),
-                             on="loan_id")
-        .filter((pl.col("effective_due_date") > pl.col("_from")) & (pl.col("effective_due_date") <= as_of))
-        .select("_key").unique()
+        payment_changes.join(
+            tonight.filter(pl.col("_from").is_not_null()).select("loan_id", "_key", "_from"),
+            on="loan_id",
+        )
+        .filter(
+            (pl.col("effective_due_date") > pl.col("_from"))
+            & (pl.col("effective_due_date") <= as_of)
+        )
+        .select("_key")
+        .unique()
     )
-    tonight = tonight.with_columns(pl.col("_key").is_in(changed["_key"].implode()).alias("_changed"))
+    tonight = tonight.with_columns(
+        pl.col("_key").is_in(changed["_key"].implode()).alias("_changed")
+    )
     watched = tonight.filter(pl.col("_watched"))
     levels = _levels(tonight["_now"], watched["_key"], moves)
     floors = _floors(levels)
     simple = tonight.filter(~pl.col("_changed"))
     by_money = _first_day_at_or_above(
         floors,
-        pl.concat([
-            simple.filter(pl.col(f"_due{j}").is_not_null()).select(
-                "_key", pl.lit(j, dtype=pl.Int32).alias("j"),
-                (pl.col("_total") - (2 - j) * pl.col("_amount") - _tolerance_cents(tolerance)).alias("_need"))
-            for j in range(3)
-        ]),
+        pl.concat(
+            [
+                simple.filter(pl.col(f"_due{j}").is_not_null()).select(
+                    "_key",
+                    pl.lit(j, dtype=pl.Int32).alias("j"),
+                    (
+                        pl.col("_total") - (2 - j) * pl.col("_amount") - _tolerance_cents(tolerance)
+                    ).alias("_need"),
+                )
+                for j in range(3)
+            ]
+        ),
         start,
     )
     engine = tonight.filter(pl.col("_changed"))
     by_count = _paid_days_by_engine(
-        engine, loans, payment_changes,
-        levels.join(engine.select("_key", "loan_id"), on="_key"), start, tolerance)
+        engine,
+        loans,
+        payment_changes,
+        levels.join(engine.select("_key", "loan_id"), on="_key"),
+        start,
+        tolerance,
+    )
     paid = pl.concat([by_money, by_count])
-    late = tonight.select("_key", "loan_id", "installments_due", "paid_now", "_count", "_due0", "_due1", "_due2")
+    late = tonight.select(
+        "_key", "loan_id", "installments_due", "paid_now", "_count", "_due0", "_due1", "_due2"
+    )
     for j in range(3):  # each paid date to its loan's row (the key is the row number)
         found = paid.filter(pl.col("j") == j)
-        late = late.with_columns(pl.Series(f"_paid{j}", dtype=pl.Date).extend_constant(None, late.height)
-                                 .scatter(found["_key"], found["paid_date"]))
+        late = late.with_columns(
+            pl.Series(f"_paid{j}", dtype=pl.Date)
+            .extend_constant(None, late.height)
+            .scatter(found["_key"], found["paid_date"])
+        )
 
     def days_late(j: int) -> pl.Expr:
         due = pl.col(f"_due{j}")
@@ -485,8 +655,10 @@ def _lateness(tonight: pl.DataFrame, loans: pl.DataFrame, payment_changes: pl.Da
 
     return late.select(
         "loan_id",
-        pl.concat_arr([days_late(j) for j in range(3)]).arr.to_list()
-        .list.slice(3 - pl.col("_count"), pl.col("_count")).alias("days_late"),
+        pl.concat_arr([days_late(j) for j in range(3)])
+        .arr.to_list()
+        .list.slice(3 - pl.col("_count"), pl.col("_count"))
+        .alias("days_late"),
     )
 
 
@@ -503,8 +675,11 @@ def _levels(now: pl.Series, watched: pl.Series, moves: pl.DataFrame) -> pl.DataF
     key = pl.col("_key")
 
     def by_key_and_day(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.select(key, (key.cast(pl.Int64) * 65536 + pl.col("_day")).alias("_at"),
-                            pl.col("_change").cast(pl.Int64))
+        return frame.select(
+            key,
+            (key.cast(pl.Int64) * 65536 + pl.col("_day")).alias("_at"),
+            pl.col("_change").cast(pl.Int64),
+        )
 
     opening = by_key_and_day(pl.DataFrame({"_key": watched, "_day": 0, "_change": 0}))
     return (
@@ -513,10 +688,16 @@ def _levels(now: pl.Series, watched: pl.Series, moves: pl.DataFrame) -> pl.DataF
         # a day's last row carries the figure at the day's end
         .filter((pl.col("_at") != pl.col("_at").shift(-1)).fill_null(True))
         .select(
-            key, (pl.col("_at") % 65536).alias("_day"),
+            key,
+            (pl.col("_at") % 65536).alias("_day"),
             # tonight's less what moved after the day (to the key's last row)
-            (pl.lit(now).gather(key) - pl.when((key != key.shift(-1)).fill_null(True)).then(pl.col("_run"))
-             .fill_null(strategy="backward") + pl.col("_run")).alias("_level"),
+            (
+                pl.lit(now).gather(key)
+                - pl.when((key != key.shift(-1)).fill_null(True))
+                .then(pl.col("_run"))
+                .fill_null(strategy="backward")
+                + pl.col("_run")
+            ).alias("_level"),
         )
     )
 
@@ -554,7 +735,9 @@ def _first_day_at_or_above(floors: pl.DataFrame, needs: pl.DataFrame, start: dat
         # Keys and floors in one sorted number (floors never fall within a key): the
         # first at or above key-and-need is a binary search.
         def lifted(frame: pl.DataFrame, column: str) -> pl.Series:
-            return frame.select(pl.col("_key").cast(pl.Int64) * span + pl.col(column) - lo).to_series()
+            return frame.select(
+                pl.col("_key").cast(pl.Int64) * span + pl.col(column) - lo
+            ).to_series()
 
         at = lifted(floors, "_floor").search_sorted(lifted(needs, "_need"), side="left")
         hit = floors.select(pl.col("_key", "_day").gather(at.clip(0, floors.height - 1)))
@@ -565,7 +748,8 @@ def _first_day_at_or_above(floors: pl.DataFrame, needs: pl.DataFrame, start: dat
         )
     settled = floors.select("_key", pl.col("_floor").alias("_need"), "_day").sort("_need", "_day")
     return (
-        needs.with_row_index("_row").sort("_need")
+        needs.with_row_index("_row")
+        .sort("_need")
         .join_asof(settled, on="_need", by="_key", strategy="forward", check_sortedness=False)
         .sort("_row")
         .select("_key", "j", (pl.lit(start) + pl.duration(days=pl.col("_day"))).alias("paid_date"))
@@ -590,18 +774,25 @@ def net_paid_by_day(
     """
     start = as_of - timedelta(days=window_days)
     tonight = (
-        status.join(loans.filter((pl.col("lien_position") == 2) & (pl.col("status") == "active")),
-                    on="loan_id", how="semi")
+        status.join(
+            loans.filter((pl.col("lien_position") == 2) & (pl.col("status") == "active")),
+            on="loan_id",
+            how="semi",
+        )
         .select("loan_id", _cents_of("net_paid").alias("_now"))
         .with_row_index("_key")
     )
     levels = _levels(tonight["_now"], tonight["_key"], _moves(changes, tonight, start, window_days))
-    return levels.select(tonight["loan_id"].gather(levels["_key"]).alias("loan_id"),
-                         (pl.lit(start) + pl.duration(days=pl.col("_day"))).alias("as_of_date"),
-                         _dollars_of("_level").alias("net_paid"))
+    return levels.select(
+        tonight["loan_id"].gather(levels["_key"]).alias("loan_id"),
+        (pl.lit(start) + pl.duration(days=pl.col("_day"))).alias("as_of_date"),
+        _dollars_of("_level").alias("net_paid"),
+    )
 
 
-def _moves(changes: pl.DataFrame, keys: pl.DataFrame, start: date, window_days: int) -> pl.DataFrame:
+def _moves(
+    changes: pl.DataFrame, keys: pl.DataFrame, start: date, window_days: int
+) -> pl.DataFrame:
     """``ledger_events.sql``'s rows of the loans in ``keys`` (loan_id, _key): _key, _day
     (days after ``start``), _change in cents. The rows are matched to the keys on a
     hash of loan_id (cheaper than the text at millions of rows), then checked."""
@@ -610,8 +801,11 @@ def _moves(changes: pl.DataFrame, keys: pl.DataFrame, start: date, window_days: 
         changes.with_columns(hashed)
         .join(keys.select(pl.col("loan_id").alias("_id"), "_key", hashed), on="_hash")
         .filter(pl.col("loan_id") == pl.col("_id"))
-        .select("_key", (pl.col("as_of_date").cast(pl.Int32) - (start - date(1970, 1, 1)).days).alias("_day"),
-                pl.col("change").cast(pl.Decimal(18, 2)).to_physical().cast(pl.Int64).alias("_change"))
+        .select(
+            "_key",
+            (pl.col("as_of_date").cast(pl.Int32) - (start - date(1970, 1, 1)).days).alias("_day"),
+            pl.col("change").cast(pl.Decimal(18, 2)).to_physical().cast(pl.Int64).alias("_change"),
+        )
         .filter(pl.col("_day").is_between(1, window_days))
     )
 
@@ -625,11 +819,19 @@ def _tolerance_cents(tolerance: Decimal) -> int:
 
 
 def _dollars_of(column: str) -> pl.Expr:
-    return (pl.col(column).cast(pl.Decimal(38, 0)) * pl.lit(Decimal("0.01"))).cast(pl.Decimal(18, 2))
+    return (pl.col(column).cast(pl.Decimal(38, 0)) * pl.lit(Decimal("0.01"))).cast(
+        pl.Decimal(18, 2)
+    )
 
 
-def _paid_days_by_engine(wanted: pl.DataFrame, loans: pl.DataFrame, payment_changes: pl.DataFrame,
-                         levels: pl.DataFrame, start: date, tolerance: Decimal) -> pl.DataFrame:
+def _paid_days_by_engine(
+    wanted: pl.DataFrame,
+    loans: pl.DataFrame,
+    payment_changes: pl.DataFrame,
+    levels: pl.DataFrame,
+    start: date,
+    tolerance: Decimal,
+) -> pl.DataFrame:
     """(_key, j, paid_date) where a payment change falls among the last installments: the
     engine's installments-paid count on each day with ledger activity (and at the
     window's start), against k + 1. ``wanted`` are those loans' rows of the lateness
@@ -639,25 +841,43 @@ def _paid_days_by_engine(wanted: pl.DataFrame, loans: pl.DataFrame, payment_chan
     empty = pl.DataFrame(schema={"_key": pl.UInt32, "j": pl.Int32, "paid_date": pl.Date})
     if wanted.is_empty() or levels.is_empty():
         return empty
-    events = levels.select("loan_id", (pl.lit(start) + pl.duration(days=pl.col("_day"))).alias("as_of_date"),
-                           _dollars_of("_level").alias("net_paid"))
-    terms = loans.select("loan_id", "lien_position", "first_payment_date", "scheduled_payment",
-                         "term_months", "status", "origination_date")
+    events = levels.select(
+        "loan_id",
+        (pl.lit(start) + pl.duration(days=pl.col("_day"))).alias("as_of_date"),
+        _dollars_of("_level").alias("net_paid"),
+    )
+    terms = loans.select(
+        "loan_id",
+        "lien_position",
+        "first_payment_date",
+        "scheduled_payment",
+        "term_months",
+        "status",
+        "origination_date",
+    )
     per_day = events.select("loan_id", "as_of_date").join(terms, on="loan_id", how="inner")
     dates = sorted(set(events["as_of_date"].to_list()))
     paid = (
         loan_status_history(per_day, payment_changes, events, dates, tolerance)
         .join(wanted.select("loan_id", "_key"), on="loan_id")
-        .select("_key", (pl.col("as_of_date") - pl.lit(start)).dt.total_days().alias("_day"),
-                pl.col("installments_paid").cast(pl.Int64).alias("_level"))
+        .select(
+            "_key",
+            (pl.col("as_of_date") - pl.lit(start)).dt.total_days().alias("_day"),
+            pl.col("installments_paid").cast(pl.Int64).alias("_level"),
+        )
         .sort("_key", "_day")
     )
     return _first_day_at_or_above(
         _floors(paid),
-        pl.concat([
-            wanted.filter(pl.col(f"_due{j}").is_not_null()).select(
-                "_key", pl.lit(j, dtype=pl.Int32).alias("j"), (pl.col("installments_due") - 3 + j + 1).alias("_need"))
-            for j in range(3)
-        ]),
+        pl.concat(
+            [
+                wanted.filter(pl.col(f"_due{j}").is_not_null()).select(
+                    "_key",
+                    pl.lit(j, dtype=pl.Int32).alias("j"),
+                    (pl.col("installments_due") - 3 + j + 1).alias("_need"),
+                )
+                for j in range(3)
+            ]
+        ),
         start,
     )

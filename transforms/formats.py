@@ -29,9 +29,16 @@ def money_text(cents_expr: pl.Expr) -> pl.Expr:
         return group(n).str.zfill(3)
 
     whole = (
-        pl.when(dollars >= 10**9).then(pl.format("{},{},{},{}", group(3), padded(2), padded(1), padded(0)))
-        .when(dollars >= 10**6).then(pl.format("{},{},{}", group(2), padded(1), padded(0)))
-        .when(dollars >= 10**3).then(pl.format("{},{}", group(1), padded(0)))
+        pl.when(dollars >= 10**9)
+        .then(pl.format("{},{},{},{}", group(3), padded(2), padded(1), padded(0)))
+        .when(dollars >= 10**6)
+        .then(pl.format("{},{},{}", group(2), padded(1), padded(0)))
+        .when(dollars >= 10**3)
+        .then(pl.format("{},{}", group(1), padded(0)))
         .otherwise(group(0))
     )
-    return pl.when(negative).then(pl.format("-${}.{}", whole, rest)).otherwise(pl.format("${}.{}", whole, rest))
+    return (
+        pl.when(negative)
+        .then(pl.format("-${}.{}", whole, rest))
+        .otherwise(pl.format("${}.{}", whole, rest))
+    )

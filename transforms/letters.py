@@ -56,8 +56,14 @@ CANDIDATE_COLUMNS = {
 HISTORY_COLUMNS = ("letter_id", "as_of_date", "loan_id", "borrower_id", "template")
 
 LETTER_SCHEMA = {
-    "letter_id": pl.String, "as_of_date": pl.Date, "loan_id": pl.String, "borrower_id": pl.String,
-    "template": pl.String, "language": pl.String, "status": pl.String, "suppression_reason": pl.String,
+    "letter_id": pl.String,
+    "as_of_date": pl.Date,
+    "loan_id": pl.String,
+    "borrower_id": pl.String,
+    "template": pl.String,
+    "language": pl.String,
+    "status": pl.String,
+    "suppression_reason": pl.String,
 }
 
 
@@ -76,7 +82,9 @@ class Rules:
 
 def letter_id(as_of: date, borrower_id: str, loan_id: str, template: str) -> str:
     """Stable across reruns: the same night, borrower, loan and template give the same id."""
-    digest = hashlib.sha256(f"{as_of.isoformat()}|{borrower_id}|{loan_id}|{template}".encode()).hexdigest()
+    digest = hashlib.sha256(
+        f"{as_of.isoformat()}|{borrower_id}|{loan_id}|{template}".encode()
+    ).hexdigest()
     return f"L{as_of:%Y%m%d}-{digest[:12]}"
 
 
@@ -97,10 +105,15 @@ def letter_ids(frame: pl.DataFrame, as_of: date) -> pl.Series:
     """:func:`letter_id` of every row of ``frame`` (borrower_id, loan_id, template)."""
     night, prefix = as_of.isoformat(), f"L{as_of:%Y%m%d}-"
     keys = frame.select("borrower_id", "loan_id", "template").iter_rows()
-    return pl.Series("letter_id", [
-        prefix + hashlib.sha256(f"{night}|{borrower}|{loan}|{template}".encode()).hexdigest()[:12]
-        for borrower, loan, template in keys
-    ], dtype=pl.String)
+    return pl.Series(
+        "letter_id",
+        [
+            prefix
+            + hashlib.sha256(f"{night}|{borrower}|{loan}|{template}".encode()).hexdigest()[:12]
+            for borrower, loan, template in keys
+        ],
+        dtype=pl.String,
+    )
 
 
 def _care(flag: str) -> pl.Expr:
@@ -108,11 +121,16 @@ def _care(flag: str) -> pl.Expr:
 
 
 def _last_sent(history: pl.DataFrame, templates: tuple[str, ...], alias: str) -> pl.DataFrame:
-    return (history.filter(pl.col("template").is_in(list(templates)))
-            .group_by("loan_id").agg(pl.col("as_of_date").max().alias(alias)))
+    return (
+        history.filter(pl.col("template").is_in(list(templates)))
+        .group_by("loan_id")
+        .agg(pl.col("as_of_date").max().alias(alias))
+    )
 
 
-def decide(candidates: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: Rules) -> pl.DataFrame:
+def decide(
+    candidates: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: Rules
+) -> pl.DataFrame:
     """One row per letter decided on tonight (columns :data:`LETTER_SCHEMA`).
 
     ``candidates`` has :data:`CANDIDATE_COLUMNS` (one row per flagged loan);
@@ -125,33 +143,48 @@ def decide(candidates: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: 
         return (pl.lit(as_of) - pl.col(col)).dt.total_days()
 
     frame = (
-        candidates
-        .join(_last_sent(history, NOTICE_FAMILY, "_notice"), on="loan_id", how="left")
+        candidates.join(_last_sent(history, NOTICE_FAMILY, "_notice"), on="loan_id", how="left")
         .join(_last_sent(history, ("heloc_counseling",), "_counseling"), on="loan_id", how="left")
         .join(_last_sent(history, ("imminent_default",), "_imminent"), on="loan_id", how="left")
         .join(_last_sent(history, ("early_warning",), "_courtesy"), on="loan_id", how="left")
     )
     bankrupt, cease = _care("bankruptcy"), _care("cease_communication")
     reg_x = (pl.col("product") == "closed_end") & (pl.col("occupancy") == "primary")
-    notice = (pl.when(cease).then(pl.lit("early_intervention_cease"))
-              .when(bankrupt).then(pl.lit("early_intervention_bankruptcy"))
-              .otherwise(pl.lit("early_intervention")))
+    notice = (
+        pl.when(cease)
+        .then(pl.lit("early_intervention_cease"))
+        .when(bankrupt)
+        .then(pl.lit("early_intervention_bankruptcy"))
+        .otherwise(pl.lit("early_intervention"))
+    )
 
     def due(last: str, every: int) -> pl.Expr:
         return pl.col(last).is_null() | (since(last) >= every)
 
     # (wanted, template, due tonight), in order of priority
     wanted = [
-        (reg_x & (dpd >= rules.notice_from_day), notice,
-         due("_notice", rules.notice_every_days)),
-        ((pl.col("product") == "heloc") & (pl.col("occupancy") == "primary") & (dpd >= rules.heloc_counseling_from_day),
-         pl.lit("heloc_counseling"),
-         due("_counseling", rules.heloc_counseling_every_days)
-         & (pl.col("_counseling").is_null() | (pl.col("_counseling") < pl.col("oldest_unpaid_due_date")))),
-        (pl.col("tier") == "imminent_default", pl.lit("imminent_default"),
-         due("_imminent", rules.imminent_default_every_days)),
-        (pl.col("tier") == "early_warning", pl.lit("early_warning"),
-         due("_courtesy", rules.early_warning_every_days)),
+        (reg_x & (dpd >= rules.notice_from_day), notice, due("_notice", rules.notice_every_days)),
+        (
+            (pl.col("product") == "heloc")
+            & (pl.col("occupancy") == "primary")
+            & (dpd >= rules.heloc_counseling_from_day),
+            pl.lit("heloc_counseling"),
+            due("_counseling", rules.heloc_counseling_every_days)
+            & (
+                pl.col("_counseling").is_null()
+                | (pl.col("_counseling") < pl.col("oldest_unpaid_due_date"))
+            ),
+        ),
+        (
+            pl.col("tier") == "imminent_default",
+            pl.lit("imminent_default"),
+            due("_imminent", rules.imminent_default_every_days),
+        ),
+        (
+            pl.col("tier") == "early_warning",
+            pl.lit("early_warning"),
+            due("_courtesy", rules.early_warning_every_days),
+        ),
     ]
     # The first letter that is both wanted and due tonight. A letter that is not due yet
     # (its cadence) is not a decision: no row, so the table holds what was sent or held back.
@@ -164,63 +197,107 @@ def decide(candidates: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: 
     courtesy = t.is_in(["imminent_default", "early_warning"])
     in_family = t.is_in(list(NOTICE_FAMILY))
     reason = (
-        pl.when(_care("deceased")).then(pl.lit("borrower deceased: routed to review"))
-        .when(bankrupt & cease & in_family).then(
-            pl.lit("bankruptcy and a cease-communication notice: no early intervention notice is required"))
-        .when(cease & (t != "early_intervention_cease")).then(
-            pl.lit("cease communication: only the required early intervention notice is sent"))
-        .when(bankrupt & ~in_family).then(pl.lit("bankruptcy: only the informational early intervention notice is sent; routed to review"))
-        .when(in_family & (t != "early_intervention") & ~pl.col("has_option")).then(
-            pl.lit("no loss-mitigation option available: this form of the notice is not required"))
-        .when(courtesy & _care("open_loss_mitigation")).then(
-            pl.lit("open loss-mitigation case: courtesy letters are replaced by the case's own contact"))
-        .when(~pl.col("address_ok").fill_null(False)).then(pl.lit("undeliverable address: routed to review"))
+        pl.when(_care("deceased"))
+        .then(pl.lit("borrower deceased: routed to review"))
+        .when(bankrupt & cease & in_family)
+        .then(
+            pl.lit(
+                "bankruptcy and a cease-communication notice: no early intervention notice is required"
+            )
+        )
+        .when(cease & (t != "early_intervention_cease"))
+        .then(pl.lit("cease communication: only the required early intervention notice is sent"))
+        .when(bankrupt & ~in_family)
+        .then(
+            pl.lit(
+                "bankruptcy: only the informational early intervention notice is sent; routed to review"
+            )
+        )
+        .when(in_family & (t != "early_intervention") & ~pl.col("has_option"))
+        .then(
+            pl.lit("no loss-mitigation option available: this form of the notice is not required")
+        )
+        .when(courtesy & _care("open_loss_mitigation"))
+        .then(
+            pl.lit(
+                "open loss-mitigation case: courtesy letters are replaced by the case's own contact"
+            )
+        )
+        .when(~pl.col("address_ok").fill_null(False))
+        .then(pl.lit("undeliverable address: routed to review"))
     )
     frame = frame.with_columns(
         reason.alias("suppression_reason"),
-        pl.when(pl.col("preferred_language").is_in(["en", "es"])).then(pl.col("preferred_language"))
-        .otherwise(pl.lit("en")).alias("language"),
+        pl.when(pl.col("preferred_language").is_in(["en", "es"]))
+        .then(pl.col("preferred_language"))
+        .otherwise(pl.lit("en"))
+        .alias("language"),
         pl.lit(as_of).alias("as_of_date"),
     )
     frame = _gap_and_one_a_night(frame, history, as_of, rules)
     return (
         frame.with_columns(
             letter_ids(frame, as_of),
-            pl.when(pl.col("suppression_reason").is_null()).then(pl.lit("generated"))
-            .otherwise(pl.lit("suppressed")).alias("status"),
+            pl.when(pl.col("suppression_reason").is_null())
+            .then(pl.lit("generated"))
+            .otherwise(pl.lit("suppressed"))
+            .alias("status"),
         )
         .sort("borrower_id", "loan_id")
         .select(list(LETTER_SCHEMA))
     )
 
 
-def _gap_and_one_a_night(frame: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: Rules) -> pl.DataFrame:
+def _gap_and_one_a_night(
+    frame: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: Rules
+) -> pl.DataFrame:
     """The minimum gap between a borrower's letters, and one letter per borrower a night."""
     recent = (
         history.filter((pl.lit(as_of) - pl.col("as_of_date")).dt.total_days() < rules.min_gap_days)
         .sort("as_of_date")
-        .group_by("borrower_id").agg(pl.col("letter_id").last().alias("_recent_id"),
-                                     pl.col("as_of_date").last().alias("_recent_date"))
+        .group_by("borrower_id")
+        .agg(
+            pl.col("letter_id").last().alias("_recent_id"),
+            pl.col("as_of_date").last().alias("_recent_date"),
+        )
     )
     order = {t: i for i, t in enumerate(PRIORITY)}
     frame = (
         frame.join(recent, on="borrower_id", how="left")
         .with_columns(
             pl.when(pl.col("suppression_reason").is_null() & pl.col("_recent_id").is_not_null())
-            .then(pl.format("minimum gap: letter {} sent on {}; at most one letter in {} days", pl.col("_recent_id"),
-                            pl.col("_recent_date"), pl.lit(rules.min_gap_days)))
-            .otherwise(pl.col("suppression_reason")).alias("suppression_reason"),
+            .then(
+                pl.format(
+                    "minimum gap: letter {} sent on {}; at most one letter in {} days",
+                    pl.col("_recent_id"),
+                    pl.col("_recent_date"),
+                    pl.lit(rules.min_gap_days),
+                )
+            )
+            .otherwise(pl.col("suppression_reason"))
+            .alias("suppression_reason"),
             pl.col("template").replace_strict(order, return_dtype=pl.Int32).alias("_priority"),
         )
-        .sort("borrower_id", pl.col("suppression_reason").is_not_null(), "_priority",
-              pl.col("days_past_due"), "loan_id", descending=[False, False, False, True, False])
+        .sort(
+            "borrower_id",
+            pl.col("suppression_reason").is_not_null(),
+            "_priority",
+            pl.col("days_past_due"),
+            "loan_id",
+            descending=[False, False, False, True, False],
+        )
     )
     first = pl.int_range(pl.len()).over("borrower_id") == 0
     keeper = pl.col("loan_id").first().over("borrower_id")
     return frame.with_columns(
         pl.when(pl.col("suppression_reason").is_null() & ~first)
-        .then(pl.format("one letter per borrower a night: the letter for loan {} goes instead", keeper))
-        .otherwise(pl.col("suppression_reason")).alias("suppression_reason")
+        .then(
+            pl.format(
+                "one letter per borrower a night: the letter for loan {} goes instead", keeper
+            )
+        )
+        .otherwise(pl.col("suppression_reason"))
+        .alias("suppression_reason")
     )
 
 
@@ -262,7 +339,9 @@ def _fold(text: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).casefold()
 
 
-def check(text: str, template: str, language: str, checklist: dict[str, Any], values: dict[str, str]) -> list[str]:
+def check(
+    text: str, template: str, language: str, checklist: dict[str, Any], values: dict[str, str]
+) -> list[str]:
     """The checklist's failures for one letter: missing elements and forbidden phrases."""
     spec = checklist.get(template)
     if spec is None:

@@ -34,8 +34,9 @@ RETIRED = {
     "hamp": "HAMP ended in 2016-2017",
     "2mp": "HAMP's Second Lien Modification Program (2MP) ended in 2016-2017",
 }
-RETIRED_WORDS = re.compile(r"\bHAMP\b|Home Affordable Modification|\b2MP\b|Second Lien Modification Program",
-                           re.IGNORECASE)
+RETIRED_WORDS = re.compile(
+    r"\bHAMP\b|Home Affordable Modification|\b2MP\b|Second Lien Modification Program", re.IGNORECASE
+)
 CLOSED_FOR_GOOD = {
     "ca_mortgage_relief": "the California Mortgage Relief Program has closed and takes no applications",
 }
@@ -137,9 +138,12 @@ class Rules(_Strict):
             raise ValueError("max_used_months needs used_case_types")
         if self.or_signals and self.min_days_past_due is None:
             raise ValueError("or_signals needs min_days_past_due")
-        for low, high in (("min_days_past_due", "max_days_past_due"),
-                          ("min_installments_behind", "max_installments_behind"),
-                          ("min_cltv", "max_cltv"), ("opens", "closes")):
+        for low, high in (
+            ("min_days_past_due", "max_days_past_due"),
+            ("min_installments_behind", "max_installments_behind"),
+            ("min_cltv", "max_cltv"),
+            ("opens", "closes"),
+        ):
             a, b = getattr(self, low), getattr(self, high)
             if a is not None and b is not None and a > b:
                 raise ValueError(f"{low} is after {high}")
@@ -154,7 +158,9 @@ def _known(value: _Codes, allowed: tuple[str, ...], what: str) -> _Codes:
         return value
     unknown = [v for v in value if v not in allowed]
     if unknown:
-        raise ValueError(f"unknown {what} {', '.join(map(str, unknown))}; known: {', '.join(allowed)}")
+        raise ValueError(
+            f"unknown {what} {', '.join(map(str, unknown))}; known: {', '.join(allowed)}"
+        )
     return value
 
 
@@ -168,7 +174,9 @@ class TermsSettings(_Strict):
 
 class Option(_Strict):
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    terms: Literal["none", "forbearance", "repayment_plan", "payment_deferral", "lien_settlement"] = "none"
+    terms: Literal[
+        "none", "forbearance", "repayment_plan", "payment_deferral", "lien_settlement"
+    ] = "none"
     offer: bool = True
     rank: dict[str, Annotated[int, Field(ge=0, le=1000)]]
     name: Words
@@ -190,8 +198,14 @@ class Option(_Strict):
     def _not_retired(self) -> Option:
         if self.code in RETIRED:
             raise ValueError(f"{RETIRED[self.code]} and must not be offered")
-        for text in (self.name.en, self.name.es, self.description.en, self.description.es,
-                     *self.notes.en, *self.notes.es):
+        for text in (
+            self.name.en,
+            self.name.es,
+            self.description.en,
+            self.description.es,
+            *self.notes.en,
+            *self.notes.es,
+        ):
             if RETIRED_WORDS.search(text):
                 raise ValueError("mentions HAMP, which ended in 2016-2017 and must not be offered")
         return self
@@ -228,7 +242,11 @@ def parse_catalogue(raw: dict[str, Any], source: str = "catalogue") -> Catalogue
             where = ".".join(str(p) for p in loc) or "(top level)"
             if len(loc) >= 2 and loc[0] == "option" and isinstance(loc[1], int):
                 entries = raw.get("option") or []
-                code = entries[loc[1]].get("code", "?") if loc[1] < len(entries) and isinstance(entries[loc[1]], dict) else "?"
+                code = (
+                    entries[loc[1]].get("code", "?")
+                    if loc[1] < len(entries) and isinstance(entries[loc[1]], dict)
+                    else "?"
+                )
                 key = ".".join(str(p) for p in loc[2:]) or "(entry)"
                 where = f"option {loc[1] + 1} ({code}): {key}"
             problems.append(f"{where}: {err['msg']}")
@@ -241,9 +259,10 @@ _NO_TEXT = pl.lit(None, dtype=pl.String)
 
 
 def _cltv() -> pl.Expr:
-    return ((pl.col("senior_lien_balance").fill_null(0).cast(pl.Float64)
-             + pl.col("current_balance").cast(pl.Float64))
-            / pl.col("property_value").cast(pl.Float64))
+    return (
+        pl.col("senior_lien_balance").fill_null(0).cast(pl.Float64)
+        + pl.col("current_balance").cast(pl.Float64)
+    ) / pl.col("property_value").cast(pl.Float64)
 
 
 def _pct(expr: pl.Expr) -> pl.Expr:
@@ -263,7 +282,11 @@ def _has_any(column: str, values: tuple[str, ...]) -> pl.Expr:
 
 
 def _first_of(column: str, values: tuple[str, ...]) -> pl.Expr:
-    return pl.col(column).list.set_intersection(pl.lit(list(values), dtype=pl.List(pl.String))).list.first()
+    return (
+        pl.col(column)
+        .list.set_intersection(pl.lit(list(values), dtype=pl.List(pl.String)))
+        .list.first()
+    )
 
 
 def _rule_checks(rules: Rules, as_of: date) -> list[tuple[pl.Expr, pl.Expr, pl.Expr]]:
@@ -274,17 +297,34 @@ def _rule_checks(rules: Rules, as_of: date) -> list[tuple[pl.Expr, pl.Expr, pl.E
         plain = dpd >= m
         if rules.or_signals:
             signal = _has_any("reasons", rules.or_signals)
-            checks.append((
-                plain | signal,
-                pl.when(plain).then(pl.format("{} days past due ({}+ needed)", dpd, pl.lit(m)))
-                .otherwise(pl.format("{} days past due, but default is likely ({})", dpd,
-                                     _first_of("reasons", rules.or_signals).str.replace_all("_", " "))),
-                pl.format("{} days past due ({}+ needed, or a sign of imminent default: {})", dpd, pl.lit(m),
-                          pl.lit(_words(rules.or_signals))),
-            ))
+            checks.append(
+                (
+                    plain | signal,
+                    pl.when(plain)
+                    .then(pl.format("{} days past due ({}+ needed)", dpd, pl.lit(m)))
+                    .otherwise(
+                        pl.format(
+                            "{} days past due, but default is likely ({})",
+                            dpd,
+                            _first_of("reasons", rules.or_signals).str.replace_all("_", " "),
+                        )
+                    ),
+                    pl.format(
+                        "{} days past due ({}+ needed, or a sign of imminent default: {})",
+                        dpd,
+                        pl.lit(m),
+                        pl.lit(_words(rules.or_signals)),
+                    ),
+                )
+            )
         else:
-            checks.append((plain, pl.format("{} days past due ({}+ needed)", dpd, pl.lit(m)),
-                           pl.format("{} days past due ({}+ needed)", dpd, pl.lit(m))))
+            checks.append(
+                (
+                    plain,
+                    pl.format("{} days past due ({}+ needed)", dpd, pl.lit(m)),
+                    pl.format("{} days past due ({}+ needed)", dpd, pl.lit(m)),
+                )
+            )
     if rules.max_days_past_due is not None:
         m = rules.max_days_past_due
         text = pl.format("{} days past due ({} or fewer allowed)", dpd, pl.lit(m))
@@ -298,18 +338,37 @@ def _rule_checks(rules: Rules, as_of: date) -> list[tuple[pl.Expr, pl.Expr, pl.E
         m = rules.max_installments_behind
         text = pl.format("{} payments behind ({} or fewer allowed)", behind, pl.lit(m))
         checks.append((behind <= m, _NO_TEXT, text))
-    for column, allowed, label in (("product", rules.products, "product"),
-                                   ("occupancy", rules.occupancy, "occupancy"),
-                                   ("property_state", rules.states, "property in")):
+    for column, allowed, label in (
+        ("product", rules.products, "product"),
+        ("occupancy", rules.occupancy, "occupancy"),
+        ("property_state", rules.states, "property in"),
+    ):
         if allowed is not None:
             value = pl.col(column).cast(pl.String)
-            checks.append((value.is_in(list(allowed)).fill_null(False), _NO_TEXT,
-                           pl.format("{} {} (needs {})", pl.lit(label), value.str.replace_all("_", " "),
-                                     pl.lit(_words(allowed)))))
+            checks.append(
+                (
+                    value.is_in(list(allowed)).fill_null(False),
+                    _NO_TEXT,
+                    pl.format(
+                        "{} {} (needs {})",
+                        pl.lit(label),
+                        value.str.replace_all("_", " "),
+                        pl.lit(_words(allowed)),
+                    ),
+                )
+            )
     if rules.lien_positions is not None:
-        checks.append((pl.col("lien_position").is_in(list(rules.lien_positions)), _NO_TEXT,
-                       pl.format("lien position {} (needs {})", pl.col("lien_position"),
-                                 pl.lit(_words(rules.lien_positions)))))
+        checks.append(
+            (
+                pl.col("lien_position").is_in(list(rules.lien_positions)),
+                _NO_TEXT,
+                pl.format(
+                    "lien position {} (needs {})",
+                    pl.col("lien_position"),
+                    pl.lit(_words(rules.lien_positions)),
+                ),
+            )
+        )
     if rules.min_loan_age_months is not None:
         m, age = rules.min_loan_age_months, pl.col("_age_months")
         text = pl.format("loan {} months old ({}+ needed)", age, pl.lit(m))
@@ -323,28 +382,64 @@ def _rule_checks(rules: Rules, as_of: date) -> list[tuple[pl.Expr, pl.Expr, pl.E
             continue
         cltv = pl.col("_cltv")
         holds = (cltv >= float(limit)) if bound == "min" else (cltv < float(limit))
-        need = f"{_ratio_text(limit)} or more needed" if bound == "min" else f"below {_ratio_text(limit)} needed"
+        need = (
+            f"{_ratio_text(limit)} or more needed"
+            if bound == "min"
+            else f"below {_ratio_text(limit)} needed"
+        )
         text = pl.format("combined loan-to-value {} ({})", _pct(cltv), pl.lit(need))
-        checks.append((holds.fill_null(False), text,
-                       pl.when(cltv.is_null()).then(pl.lit("no property value on file, so combined loan-to-value is unknown"))
-                       .otherwise(text)))
+        checks.append(
+            (
+                holds.fill_null(False),
+                text,
+                pl.when(cltv.is_null())
+                .then(pl.lit("no property value on file, so combined loan-to-value is unknown"))
+                .otherwise(text),
+            )
+        )
     if rules.exclude_care:
         present = _has_any("care", rules.exclude_care)
-        checks.append((~present, _NO_TEXT,
-                       pl.format("not while {}", _first_of("care", rules.exclude_care).str.replace_all("_", " "))))
+        checks.append(
+            (
+                ~present,
+                _NO_TEXT,
+                pl.format(
+                    "not while {}", _first_of("care", rules.exclude_care).str.replace_all("_", " ")
+                ),
+            )
+        )
     if rules.require_care:
         present = _has_any("care", rules.require_care)
-        checks.append((present, pl.format("{} on file", _first_of("care", rules.require_care).str.replace_all("_", " ")),
-                       pl.lit(f"only for borrowers with {_words(rules.require_care)} on file")))
+        checks.append(
+            (
+                present,
+                pl.format(
+                    "{} on file", _first_of("care", rules.require_care).str.replace_all("_", " ")
+                ),
+                pl.lit(f"only for borrowers with {_words(rules.require_care)} on file"),
+            )
+        )
     if rules.none_within_months is not None:
         col = "_recent_case_date"
-        checks.append((pl.col(col).is_null(),
-                       pl.lit(f"no {_words(rules.none_within_case_types)} in the last {rules.none_within_months} months"),
-                       pl.format("a {} began on {}, within {} months", pl.lit(_words(rules.none_within_case_types)),
-                                 pl.col(col), pl.lit(rules.none_within_months))))
+        checks.append(
+            (
+                pl.col(col).is_null(),
+                pl.lit(
+                    f"no {_words(rules.none_within_case_types)} in the last {rules.none_within_months} months"
+                ),
+                pl.format(
+                    "a {} began on {}, within {} months",
+                    pl.lit(_words(rules.none_within_case_types)),
+                    pl.col(col),
+                    pl.lit(rules.none_within_months),
+                ),
+            )
+        )
     if rules.max_used_months is not None:
         used, m = pl.col("_used_months"), rules.max_used_months
-        text = pl.format("{} of {} months of {} used", used, pl.lit(m), pl.lit(_words(rules.used_case_types)))
+        text = pl.format(
+            "{} of {} months of {} used", used, pl.lit(m), pl.lit(_words(rules.used_case_types))
+        )
         checks.append((used < m, text, text))
     if rules.opens is not None or rules.closes is not None:
         opened = rules.opens is None or rules.opens <= as_of
@@ -352,11 +447,23 @@ def _rule_checks(rules: Rules, as_of: date) -> list[tuple[pl.Expr, pl.Expr, pl.E
         if not opened:
             checks.append((pl.lit(False), _NO_TEXT, pl.lit(f"the program opens on {rules.opens}")))
         elif not still:
-            checks.append((pl.lit(False), _NO_TEXT,
-                           pl.lit(f"the program closed on {rules.closes} and takes no applications")))
+            checks.append(
+                (
+                    pl.lit(False),
+                    _NO_TEXT,
+                    pl.lit(f"the program closed on {rules.closes} and takes no applications"),
+                )
+            )
         else:
-            checks.append((pl.lit(True), pl.lit(f"the program takes applications until {rules.closes or 'further notice'}"),
-                           _NO_TEXT))
+            checks.append(
+                (
+                    pl.lit(True),
+                    pl.lit(
+                        f"the program takes applications until {rules.closes or 'further notice'}"
+                    ),
+                    _NO_TEXT,
+                )
+            )
     return checks
 
 
@@ -364,47 +471,92 @@ def _terms(option: Option) -> tuple[pl.Expr, dict[str, pl.Expr], pl.Expr]:
     """(terms possible, structured term columns, terms text) for an option's terms kind."""
     t = option.terms_settings
     none_money = pl.lit(None, dtype=pl.Decimal(14, 2))
-    cols = {"plan_months": pl.lit(None, dtype=pl.Int32), "plan_payment": none_money,
-            "plan_last_payment": none_money, "amount": none_money}
+    cols = {
+        "plan_months": pl.lit(None, dtype=pl.Int32),
+        "plan_payment": none_money,
+        "plan_last_payment": none_money,
+        "amount": none_money,
+    }
     if option.terms == "repayment_plan":
-        cols = {"plan_months": pl.col("_plan_months").cast(pl.Int32),
-                "plan_payment": from_cents(pl.col("_regular") + pl.col("_extra")),
-                "plan_last_payment": from_cents(pl.col("_regular") + pl.col("_last_extra")),
-                "amount": from_cents(pl.col("_arrears"))}
+        cols = {
+            "plan_months": pl.col("_plan_months").cast(pl.Int32),
+            "plan_payment": from_cents(pl.col("_regular") + pl.col("_extra")),
+            "plan_last_payment": from_cents(pl.col("_regular") + pl.col("_last_extra")),
+            "amount": from_cents(pl.col("_arrears")),
+        }
         ratio = _ratio_text(t.max_payment_ratio)
-        text = (pl.when(pl.col("_arrears") <= 0).then(pl.lit("nothing is past due to repay"))
-                .when(pl.col("_plan_months").is_null()).then(pl.format(
+        text = (
+            pl.when(pl.col("_arrears") <= 0)
+            .then(pl.lit("nothing is past due to repay"))
+            .when(pl.col("_plan_months").is_null())
+            .then(
+                pl.format(
                     "{} past due cannot be repaid within {} months at no more than {} of the {} regular payment",
-                    money_text(pl.col("_arrears")), pl.lit(t.max_months), pl.lit(ratio), money_text(pl.col("_regular"))))
-                .otherwise(pl.format(
+                    money_text(pl.col("_arrears")),
+                    pl.lit(t.max_months),
+                    pl.lit(ratio),
+                    money_text(pl.col("_regular")),
+                )
+            )
+            .otherwise(
+                pl.format(
                     "{} past due repaid over {} months: {} a month (the {} regular payment plus {}), the last {}; at most {} of the regular payment",
-                    money_text(pl.col("_arrears")), pl.col("_plan_months"),
-                    money_text(pl.col("_regular") + pl.col("_extra")), money_text(pl.col("_regular")),
-                    money_text(pl.col("_extra")), money_text(pl.col("_regular") + pl.col("_last_extra")),
-                    pl.lit(ratio))))
+                    money_text(pl.col("_arrears")),
+                    pl.col("_plan_months"),
+                    money_text(pl.col("_regular") + pl.col("_extra")),
+                    money_text(pl.col("_regular")),
+                    money_text(pl.col("_extra")),
+                    money_text(pl.col("_regular") + pl.col("_last_extra")),
+                    pl.lit(ratio),
+                )
+            )
+        )
         return pl.col("_plan_months").is_not_null() & (pl.col("_arrears") > 0), cols, text
     if option.terms == "forbearance":
         left = pl.lit(t.total_months) - pl.col("_used_months")
         months = pl.min_horizontal(pl.lit(t.step_months), left)
         cols["plan_months"] = months.cast(pl.Int32)
-        text = pl.format("up to {} months now, in steps of {}; {} in all, {} left",
-                         months, pl.lit(t.step_months), pl.lit(t.total_months), left)
+        text = pl.format(
+            "up to {} months now, in steps of {}; {} in all, {} left",
+            months,
+            pl.lit(t.step_months),
+            pl.lit(t.total_months),
+            left,
+        )
         return left > 0, cols, text
     if option.terms == "payment_deferral":
         cols["plan_months"] = pl.col("installments_behind").cast(pl.Int32)
         cols["amount"] = from_cents(pl.col("_arrears"))
-        text = pl.format("{} missed payments ({}) moved to the end of the loan, without interest",
-                         pl.col("installments_behind"), money_text(pl.col("_arrears")))
+        text = pl.format(
+            "{} missed payments ({}) moved to the end of the loan, without interest",
+            pl.col("installments_behind"),
+            money_text(pl.col("_arrears")),
+        )
         return pl.col("_arrears") > 0, cols, text
     if option.terms == "lien_settlement":
         above = pl.min_horizontal(pl.col("_balance"), pl.col("_owed_all") - pl.col("_value"))
         cols["amount"] = from_cents(above)
-        text = (pl.when(pl.col("_value").is_null()).then(pl.lit("no property value on file"))
-                .when(above <= 0).then(pl.format("the home's {} value covers both loans ({} owed)",
-                                                 money_text(pl.col("_value")), money_text(pl.col("_owed_all"))))
-                .otherwise(pl.format("about {} of this loan's {} balance is above the home's {} value after the {} first lien",
-                                     money_text(above), money_text(pl.col("_balance")), money_text(pl.col("_value")),
-                                     money_text(pl.col("_owed_all") - pl.col("_balance")))))
+        text = (
+            pl.when(pl.col("_value").is_null())
+            .then(pl.lit("no property value on file"))
+            .when(above <= 0)
+            .then(
+                pl.format(
+                    "the home's {} value covers both loans ({} owed)",
+                    money_text(pl.col("_value")),
+                    money_text(pl.col("_owed_all")),
+                )
+            )
+            .otherwise(
+                pl.format(
+                    "about {} of this loan's {} balance is above the home's {} value after the {} first lien",
+                    money_text(above),
+                    money_text(pl.col("_balance")),
+                    money_text(pl.col("_value")),
+                    money_text(pl.col("_owed_all") - pl.col("_balance")),
+                )
+            )
+        )
         return (above > 0).fill_null(False), cols, text
     return pl.lit(True), cols, _NO_TEXT
 
@@ -422,63 +574,115 @@ def _plan_search(frame: pl.DataFrame, catalogue: Catalogue) -> pl.DataFrame:
         if option.terms != "repayment_plan":
             continue
         t = option.terms_settings
-        cap = (pl.col("_regular").cast(pl.Float64) * float(t.max_payment_ratio - 1) + 1e-6).floor().cast(pl.Int64)
+        cap = (
+            (pl.col("_regular").cast(pl.Float64) * float(t.max_payment_ratio - 1) + 1e-6)
+            .floor()
+            .cast(pl.Int64)
+        )
         tried = (
             frame.select("loan_id", "_arrears", "_regular")
             .filter(pl.col("_arrears") > 0)
             .with_columns(pl.int_ranges(1, t.max_months + 1).alias("_n"), cap.alias("_cap"))
             .explode("_n")
             .with_columns((pl.col("_arrears") // pl.col("_n")).alias("_extra"))
-            .with_columns((pl.col("_arrears") - pl.col("_extra") * (pl.col("_n") - 1)).alias("_last_extra"))
+            .with_columns(
+                (pl.col("_arrears") - pl.col("_extra") * (pl.col("_n") - 1)).alias("_last_extra")
+            )
             .filter(pl.col("_last_extra") <= pl.col("_cap"))
             .sort("loan_id", "_n", descending=[False, t.spread == "most_months"])
             .group_by("loan_id", maintain_order=True)
             .first()
         )
-        plans.append(tried.select("loan_id", pl.lit(option.code).alias("option_code"),
-                                  pl.col("_n").alias("_plan_months"), "_extra", "_last_extra"))
+        plans.append(
+            tried.select(
+                "loan_id",
+                pl.lit(option.code).alias("option_code"),
+                pl.col("_n").alias("_plan_months"),
+                "_extra",
+                "_last_extra",
+            )
+        )
     if not plans:
-        return pl.DataFrame(schema={"loan_id": pl.String, "option_code": pl.String, "_plan_months": pl.Int64,
-                                    "_extra": pl.Int64, "_last_extra": pl.Int64})
+        return pl.DataFrame(
+            schema={
+                "loan_id": pl.String,
+                "option_code": pl.String,
+                "_plan_months": pl.Int64,
+                "_extra": pl.Int64,
+                "_last_extra": pl.Int64,
+            }
+        )
     return pl.concat(plans)
 
 
-def _case_facts(inputs: pl.DataFrame, cases: pl.DataFrame, option: Option, as_of: date) -> pl.DataFrame:
+def _case_facts(
+    inputs: pl.DataFrame, cases: pl.DataFrame, option: Option, as_of: date
+) -> pl.DataFrame:
     """Per loan: the latest case of the rule's types opened within the window, and months used."""
     rules = inputs.select("loan_id")
     r = option.rules
     mine = cases.filter(pl.col("opened_date") <= as_of)
     if r.none_within_months is not None:
         since = pl.lit(as_of).dt.offset_by(f"-{r.none_within_months}mo")
-        recent = (mine.filter(pl.col("case_type").is_in(list(r.none_within_case_types))
-                              & (pl.col("opened_date") > since))
-                  .group_by("loan_id").agg(pl.col("opened_date").max().alias("_recent_case_date")))
+        recent = (
+            mine.filter(
+                pl.col("case_type").is_in(list(r.none_within_case_types))
+                & (pl.col("opened_date") > since)
+            )
+            .group_by("loan_id")
+            .agg(pl.col("opened_date").max().alias("_recent_case_date"))
+        )
         rules = rules.join(recent, on="loan_id", how="left")
     else:
         rules = rules.with_columns(pl.lit(None, dtype=pl.Date).alias("_recent_case_date"))
     if r.max_used_months is not None:
         end = pl.min_horizontal(pl.col("closed_date").fill_null(as_of), pl.lit(as_of))
         # Whole or part months: a case open 1 to 31 days counts one month.
-        months = ((end - pl.col("opened_date")).dt.total_days() / 30.4375).ceil().cast(pl.Int64).clip(lower_bound=1)
-        used = (mine.filter(pl.col("case_type").is_in(list(r.used_case_types)))
-                .group_by("loan_id").agg(months.sum().alias("_used_months")))
-        rules = rules.join(used, on="loan_id", how="left").with_columns(pl.col("_used_months").fill_null(0))
+        months = (
+            ((end - pl.col("opened_date")).dt.total_days() / 30.4375)
+            .ceil()
+            .cast(pl.Int64)
+            .clip(lower_bound=1)
+        )
+        used = (
+            mine.filter(pl.col("case_type").is_in(list(r.used_case_types)))
+            .group_by("loan_id")
+            .agg(months.sum().alias("_used_months"))
+        )
+        rules = rules.join(used, on="loan_id", how="left").with_columns(
+            pl.col("_used_months").fill_null(0)
+        )
     else:
         rules = rules.with_columns(pl.lit(0, dtype=pl.Int64).alias("_used_months"))
     return rules
 
 
 OUTPUT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
-    "as_of_date": pl.Date, "loan_id": pl.String, "borrower_id": pl.String, "option_code": pl.String,
-    "eligible": pl.Boolean, "rank": pl.Int32, "rationale": pl.String, "offer": pl.Boolean,
-    "plan_months": pl.Int32, "plan_payment": pl.Decimal(14, 2), "plan_last_payment": pl.Decimal(14, 2),
-    "amount": pl.Decimal(14, 2), "terms": pl.String, "notes": pl.List(pl.String),
+    "as_of_date": pl.Date,
+    "loan_id": pl.String,
+    "borrower_id": pl.String,
+    "option_code": pl.String,
+    "eligible": pl.Boolean,
+    "rank": pl.Int32,
+    "rationale": pl.String,
+    "offer": pl.Boolean,
+    "plan_months": pl.Int32,
+    "plan_payment": pl.Decimal(14, 2),
+    "plan_last_payment": pl.Decimal(14, 2),
+    "amount": pl.Decimal(14, 2),
+    "terms": pl.String,
+    "notes": pl.List(pl.String),
     "catalogue_version": pl.String,
 }
 
 
-def evaluate(inputs: pl.DataFrame, cases: pl.DataFrame, catalogue: Catalogue, as_of: date,
-             language: str = "en") -> pl.DataFrame:
+def evaluate(
+    inputs: pl.DataFrame,
+    cases: pl.DataFrame,
+    catalogue: Catalogue,
+    as_of: date,
+    language: str = "en",
+) -> pl.DataFrame:
     """One row per flagged loan per catalogue option (columns :data:`OUTPUT_SCHEMA`).
 
     ``inputs`` has :data:`INPUT_COLUMNS`; ``cases`` is the loss_mit feed
@@ -494,11 +698,15 @@ def evaluate(inputs: pl.DataFrame, cases: pl.DataFrame, catalogue: Catalogue, as
         cents(pl.col("installment_amount")).alias("_regular"),
         cents(pl.col("current_balance")).alias("_balance"),
         cents(pl.col("property_value")).alias("_value"),
-        (cents(pl.col("senior_lien_balance").fill_null(0)) + cents(pl.col("current_balance"))).alias("_owed_all"),
+        (
+            cents(pl.col("senior_lien_balance").fill_null(0)) + cents(pl.col("current_balance"))
+        ).alias("_owed_all"),
         _cltv().alias("_cltv"),
         _months_between(pl.col("origination_date"), pl.lit(as_of)).alias("_age_months"),
-        _months_between(pl.lit(as_of), due_date(pl.col("first_payment_date"),
-                                                (pl.col("term_months") - 1).cast(pl.Int32))).alias("_months_left"),
+        _months_between(
+            pl.lit(as_of),
+            due_date(pl.col("first_payment_date"), (pl.col("term_months") - 1).cast(pl.Int32)),
+        ).alias("_months_left"),
     ).with_row_index("_loan")  # an integer key per loan: ranking within a loan groups on it
     plans = _plan_search(base, catalogue)
     cases = cases.select(CASE_COLUMNS)
@@ -506,13 +714,20 @@ def evaluate(inputs: pl.DataFrame, cases: pl.DataFrame, catalogue: Catalogue, as
     for option in catalogue.option:
         frame = base.lazy()
         if option.rules.none_within_months is not None or option.rules.max_used_months is not None:
-            frame = frame.join(_case_facts(base, cases, option, as_of).lazy(), on="loan_id", how="left")
+            frame = frame.join(
+                _case_facts(base, cases, option, as_of).lazy(), on="loan_id", how="left"
+            )
         else:
-            frame = frame.with_columns(pl.lit(None, dtype=pl.Date).alias("_recent_case_date"),
-                                       pl.lit(0, dtype=pl.Int64).alias("_used_months"))
+            frame = frame.with_columns(
+                pl.lit(None, dtype=pl.Date).alias("_recent_case_date"),
+                pl.lit(0, dtype=pl.Int64).alias("_used_months"),
+            )
         if option.terms == "repayment_plan":
-            frame = frame.join(plans.lazy().filter(pl.col("option_code") == option.code).drop("option_code"),
-                               on="loan_id", how="left")
+            frame = frame.join(
+                plans.lazy().filter(pl.col("option_code") == option.code).drop("option_code"),
+                on="loan_id",
+                how="left",
+            )
         checks = _rule_checks(option.rules, as_of)
         possible, term_cols, terms_text = _terms(option)
         holds = pl.all_horizontal([c[0] for c in checks]) if checks else pl.lit(True)
@@ -522,35 +737,57 @@ def evaluate(inputs: pl.DataFrame, cases: pl.DataFrame, catalogue: Catalogue, as
         rank_expr = pl.lit(option.rank_for("default"))
         for tier in TIERS:
             if tier in option.rank:
-                rank_expr = pl.when(pl.col("tier") == tier).then(pl.lit(option.rank[tier])).otherwise(rank_expr)
+                rank_expr = (
+                    pl.when(pl.col("tier") == tier)
+                    .then(pl.lit(option.rank[tier]))
+                    .otherwise(rank_expr)
+                )
         frame = frame.with_columns(
-            (holds.fill_null(False) & possible.fill_null(False) & pl.lit(closed is None)).alias("eligible"),
+            (holds.fill_null(False) & possible.fill_null(False) & pl.lit(closed is None)).alias(
+                "eligible"
+            ),
             _joined([pl.when(c[0]).then(c[1]) for c in checks] + [terms_text]).alias("_fits"),
             _joined([pl.when(~c[0]).then(c[2]) for c in checks]).alias("_fails"),
             terms_text.alias("terms"),
             *(expr.alias(name) for name, expr in term_cols.items()),
         ).select(
-            "_loan", "loan_id", "borrower_id", "eligible", "terms", *term_cols,
+            "_loan",
+            "loan_id",
+            "borrower_id",
+            "eligible",
+            "terms",
+            *term_cols,
             rank_expr.alias("_rank"),
             pl.lit(option.code).alias("option_code"),
             pl.lit(option.offer).alias("offer"),
             _rationale(closed).alias("rationale"),
-            (pl.lit(notes, dtype=pl.List(pl.String)) if states is None
-             else pl.when(pl.col("property_state").is_in(list(states)))
-             .then(pl.lit(notes, dtype=pl.List(pl.String)))
-             .otherwise(pl.lit([], dtype=pl.List(pl.String)))).alias("notes"),
+            (
+                pl.lit(notes, dtype=pl.List(pl.String))
+                if states is None
+                else pl.when(pl.col("property_state").is_in(list(states)))
+                .then(pl.lit(notes, dtype=pl.List(pl.String)))
+                .otherwise(pl.lit([], dtype=pl.List(pl.String)))
+            ).alias("notes"),
         )
         frames.append(frame)
     # Options in code order, so that the rank key (catalogue rank, then code) is one integer.
     order = {code: i for i, code in enumerate(sorted(o.code for o in catalogue.option))}
-    key = pl.col("_rank").cast(pl.Int64) * 10_000 + pl.col("option_code").replace_strict(order, return_dtype=pl.Int64)
+    key = pl.col("_rank").cast(pl.Int64) * 10_000 + pl.col("option_code").replace_strict(
+        order, return_dtype=pl.Int64
+    )
     terms = ("plan_months", "plan_payment", "plan_last_payment", "amount", "terms")
     return (
         pl.concat(frames, how="diagonal_relaxed")
         .with_columns(
-            pl.when(pl.col("eligible")).then(key).rank("ordinal").over("_loan").cast(pl.Int32).alias("rank"),
+            pl.when(pl.col("eligible"))
+            .then(key)
+            .rank("ordinal")
+            .over("_loan")
+            .cast(pl.Int32)
+            .alias("rank"),
             *(pl.when(pl.col("eligible")).then(pl.col(c)).alias(c) for c in terms),
-            pl.lit(as_of).alias("as_of_date"), pl.lit(catalogue.version).alias("catalogue_version"),
+            pl.lit(as_of).alias("as_of_date"),
+            pl.lit(catalogue.version).alias("catalogue_version"),
         )
         .select([pl.col(name).cast(dtype) for name, dtype in OUTPUT_SCHEMA.items()])
         .collect()
@@ -569,14 +806,22 @@ def _rationale(closed: str | None) -> pl.Expr:
         return pl.lit(f"Not available: {closed}.")
     return (
         pl.when(pl.col("eligible"))
-        .then(pl.when(pl.col("_fits") == "").then(pl.lit("Fits: open to every flagged borrower."))
-              .otherwise(pl.format("Fits: {}.", pl.col("_fits"))))
-        .when(pl.col("_fails") != "").then(pl.format("Does not fit: {}.", pl.col("_fails")))
+        .then(
+            pl.when(pl.col("_fits") == "")
+            .then(pl.lit("Fits: open to every flagged borrower."))
+            .otherwise(pl.format("Fits: {}.", pl.col("_fits")))
+        )
+        .when(pl.col("_fails") != "")
+        .then(pl.format("Does not fit: {}.", pl.col("_fails")))
         .otherwise(pl.format("Does not fit: {}.", pl.col("terms")))
     )
 
 
 def _months_between(start: pl.Expr, end: pl.Expr) -> pl.Expr:
     """Whole months from ``start`` to ``end`` (a month counts once its day is reached)."""
-    months = (end.dt.year() - start.dt.year()) * 12 + end.dt.month().cast(pl.Int32) - start.dt.month().cast(pl.Int32)
+    months = (
+        (end.dt.year() - start.dt.year()) * 12
+        + end.dt.month().cast(pl.Int32)
+        - start.dt.month().cast(pl.Int32)
+    )
     return (months - (end.dt.day() < start.dt.day()).cast(pl.Int32)).cast(pl.Int64)

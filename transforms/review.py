@@ -93,22 +93,53 @@ def queue_json(queue: pl.DataFrame, call: pl.DataFrame) -> dict[str, Any]:
         return values.index(value) if value in values else None
 
     rows = [
-        [r["loan_id"], r["borrower_name"] or "", at(tiers, r["tier"]), money(r["score"]), r["days_past_due"],
-         r["queue_rank"], int(bool(r["in_queue"])), [at(reasons, x) for x in r["reasons"] or []],
-         [at(care, x) for x in r["care"] or []], at(products, r["product"]), r["property_state"],
-         at(languages, r["language"]), at(letters, r["letter_status"]), money(r["amount_past_due"]),
-         money(r["current_balance"]), at(events, r["case_event"]), day(r["case_opened_date"]),
-         day(r["live_contact_due_date"]), r["borrower_id"], r["letter_template"]]
+        [
+            r["loan_id"],
+            r["borrower_name"] or "",
+            at(tiers, r["tier"]),
+            money(r["score"]),
+            r["days_past_due"],
+            r["queue_rank"],
+            int(bool(r["in_queue"])),
+            [at(reasons, x) for x in r["reasons"] or []],
+            [at(care, x) for x in r["care"] or []],
+            at(products, r["product"]),
+            r["property_state"],
+            at(languages, r["language"]),
+            at(letters, r["letter_status"]),
+            money(r["amount_past_due"]),
+            money(r["current_balance"]),
+            at(events, r["case_event"]),
+            day(r["case_opened_date"]),
+            day(r["live_contact_due_date"]),
+            r["borrower_id"],
+            r["letter_template"],
+        ]
         for r in queue.iter_rows(named=True)
     ]
     calls = [
-        [r["loan_id"], cases.CALL_STATUSES.index(r["call_status"]), r["phone"], day(r["last_contact_date"]),
-         day(r["delinquency_start_date"]), day(r["written_notice_due_date"])]
+        [
+            r["loan_id"],
+            cases.CALL_STATUSES.index(r["call_status"]),
+            r["phone"],
+            day(r["last_contact_date"]),
+            day(r["delinquency_start_date"]),
+            day(r["written_notice_due_date"]),
+        ]
         for r in call.iter_rows(named=True)
     ]
-    return {"tiers": tiers, "reasons": reasons, "care": care, "products": products,
-            "languages": languages, "letters": letters, "events": events, "rows": rows,
-            "callStatuses": list(cases.CALL_STATUSES), "calls": calls}
+    return {
+        "tiers": tiers,
+        "reasons": reasons,
+        "care": care,
+        "products": products,
+        "languages": languages,
+        "letters": letters,
+        "events": events,
+        "rows": rows,
+        "callStatuses": list(cases.CALL_STATUSES),
+        "calls": calls,
+    }
 
 
 # A text starting with one of = + - @ tab or carriage return is a formula to a spreadsheet.
@@ -121,21 +152,46 @@ def safe_text(column: pl.Expr) -> pl.Expr:
 
 
 QUEUE_EXPORT = {
-    "queue_rank": "queue_rank", "in_queue": "in_queue", "loan_id": "loan_id", "borrower_id": "borrower_id",
-    "borrower_name": "borrower_name", "tier": "tier", "score": "score", "days_past_due": "days_past_due",
-    "amount_past_due": "amount_past_due", "current_balance": "current_balance", "reasons": "reasons",
-    "care": "care", "product": "product", "property_state": "state", "language": "language",
-    "letter_template": "letter_template", "letter_status": "letter_status",
-    "suppression_reason": "suppression_reason", "case_id": "case_id", "case_opened_date": "case_opened_date",
-    "case_event": "case_event_tonight", "live_contact_due_date": "live_contact_due_date",
-    "written_notice_due_date": "written_notice_due_date", "senior_days_past_due": "senior_days_past_due",
+    "queue_rank": "queue_rank",
+    "in_queue": "in_queue",
+    "loan_id": "loan_id",
+    "borrower_id": "borrower_id",
+    "borrower_name": "borrower_name",
+    "tier": "tier",
+    "score": "score",
+    "days_past_due": "days_past_due",
+    "amount_past_due": "amount_past_due",
+    "current_balance": "current_balance",
+    "reasons": "reasons",
+    "care": "care",
+    "product": "product",
+    "property_state": "state",
+    "language": "language",
+    "letter_template": "letter_template",
+    "letter_status": "letter_status",
+    "suppression_reason": "suppression_reason",
+    "case_id": "case_id",
+    "case_opened_date": "case_opened_date",
+    "case_event": "case_event_tonight",
+    "live_contact_due_date": "live_contact_due_date",
+    "written_notice_due_date": "written_notice_due_date",
+    "senior_days_past_due": "senior_days_past_due",
 }
 CALL_EXPORT = {
-    "call_status": "call_status", "live_contact_due_date": "live_contact_due_date", "queue_rank": "queue_rank",
-    "loan_id": "loan_id", "borrower_id": "borrower_id", "borrower_name": "borrower_name", "phone": "phone",
-    "language": "language", "tier": "tier", "days_past_due": "days_past_due",
-    "amount_past_due": "amount_past_due", "delinquency_start_date": "delinquency_start_date",
-    "last_contact_date": "last_contact_date", "written_notice_due_date": "written_notice_due_date",
+    "call_status": "call_status",
+    "live_contact_due_date": "live_contact_due_date",
+    "queue_rank": "queue_rank",
+    "loan_id": "loan_id",
+    "borrower_id": "borrower_id",
+    "borrower_name": "borrower_name",
+    "phone": "phone",
+    "language": "language",
+    "tier": "tier",
+    "days_past_due": "days_past_due",
+    "amount_past_due": "amount_past_due",
+    "delinquency_start_date": "delinquency_start_date",
+    "last_contact_date": "last_contact_date",
+    "written_notice_due_date": "written_notice_due_date",
 }
 
 

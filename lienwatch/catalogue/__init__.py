@@ -24,7 +24,9 @@ def load_catalogue(path: Path | None) -> options.Catalogue:
         except FileNotFoundError:
             raise LienwatchError(f"{path}: hardship options catalogue not found") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise LienwatchError(f"{path}: cannot read the hardship options catalogue ({exc})") from None
+            raise LienwatchError(
+                f"{path}: cannot read the hardship options catalogue ({exc})"
+            ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -92,8 +92,9 @@ def decisions(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
     )
     named = found["letter_id"].drop_nulls().unique().to_list()
     templates = _letter_templates(con, named)
-    return (found.join(templates, on="letter_id", how="left", maintain_order="left")
-            .select([pl.col(name).cast(dtype) for name, dtype in schema.items()]))
+    return found.join(templates, on="letter_id", how="left", maintain_order="left").select(
+        [pl.col(name).cast(dtype) for name, dtype in schema.items()]
+    )
 
 
 def _letter_templates(con: duckdb.DuckDBPyConnection, letter_ids: list[str]) -> pl.DataFrame:
@@ -115,7 +116,9 @@ def _letter_templates(con: duckdb.DuckDBPyConnection, letter_ids: list[str]) -> 
                    WHERE as_of_date IN (SELECT unnest($nights::DATE[]))
                      AND letter_id IN (SELECT unnest($ids::VARCHAR[]))"""
         params = {"ids": letter_ids, "nights": sorted(nights)}
-    return warehouse.frame(con, query, params).select([pl.col(n).cast(t) for n, t in schema.items()])
+    return warehouse.frame(con, query, params).select(
+        [pl.col(n).cast(t) for n, t in schema.items()]
+    )
 
 
 def record_decision(
@@ -143,31 +146,50 @@ def record_decision(
     if kind == "promise":
         if promise_date is None or promise_amount is None:
             raise LienwatchError("a promise to pay needs --date and --amount")
-        if not (0 < promise_amount < MAX_AMOUNT) or promise_amount != promise_amount.quantize(Decimal("0.01")):
-            raise LienwatchError(f"--amount {promise_amount}: a positive amount in dollars and cents")
+        if not (0 < promise_amount < MAX_AMOUNT) or promise_amount != promise_amount.quantize(
+            Decimal("0.01")
+        ):
+            raise LienwatchError(
+                f"--amount {promise_amount}: a positive amount in dollars and cents"
+            )
         if promise_date < made_at.date():
-            raise LienwatchError(f"--date {promise_date} is before the promise was made ({made_at.date()})")
+            raise LienwatchError(
+                f"--date {promise_date} is before the promise was made ({made_at.date()})"
+            )
     if kind == "note" and not (note or "").strip():
         raise LienwatchError("a note needs --note text")
     if not db.exists():
         raise LienwatchError(f"{db}: no warehouse at this path")
     row = {
         "decision_id": f"D{made_at:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}",
-        "loan_id": loan_id, "kind": kind, "made_at": made_at, "made_by": made_by.strip(),
-        "promise_date": promise_date, "promise_amount": promise_amount,
-        "letter_id": letter_id, "note": note,
+        "loan_id": loan_id,
+        "kind": kind,
+        "made_at": made_at,
+        "made_by": made_by.strip(),
+        "promise_date": promise_date,
+        "promise_amount": promise_amount,
+        "letter_id": letter_id,
+        "note": note,
     }
     con = warehouse.connect(db)
     try:
-        if not con.execute("SELECT count(*) FROM loans WHERE loan_id = $l", {"l": loan_id}).fetchall()[0][0]:
+        if not con.execute(
+            "SELECT count(*) FROM loans WHERE loan_id = $l", {"l": loan_id}
+        ).fetchall()[0][0]:
             raise LienwatchError(f"--loan {loan_id}: no such loan in {db}")
         if letter_id is not None:
-            owners = {r[0] for r in con.execute(
-                "SELECT DISTINCT loan_id FROM letters WHERE letter_id = $id", {"id": letter_id}).fetchall()}
+            owners = {
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT loan_id FROM letters WHERE letter_id = $id", {"id": letter_id}
+                ).fetchall()
+            }
             if not owners:
                 raise LienwatchError(f"--letter {letter_id}: no such letter in {db}")
             if loan_id not in owners:
-                raise LienwatchError(f"--letter {letter_id} is a letter of loan {sorted(owners)[0]}, not {loan_id}")
+                raise LienwatchError(
+                    f"--letter {letter_id} is a letter of loan {sorted(owners)[0]}, not {loan_id}"
+                )
         ensure_tables(con)
         frame = pl.DataFrame([row], schema=cases.DECISION_SCHEMA)
         with warehouse.transaction(con):

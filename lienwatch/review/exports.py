@@ -15,8 +15,9 @@ from lienwatch.files import write_atomic
 from transforms.review import call_export, queue_export
 
 
-def write_exports(folder: Path, queue: pl.DataFrame, call: pl.DataFrame, shown: pl.DataFrame,
-                  as_of: date) -> None:
+def write_exports(
+    folder: Path, queue: pl.DataFrame, call: pl.DataFrame, shown: pl.DataFrame, as_of: date
+) -> None:
     """call_list.csv and queue.csv (every row), and queue.xlsx (the rows on the page)."""
     write_atomic(folder / "call_list.csv", _csv(call_export(call)))
     write_atomic(folder / "queue.csv", _csv(queue_export(queue)))

@@ -17,8 +17,13 @@ PAGE = "review.html"
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(REVIEW_TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(REVIEW_TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     # tojson escapes <, >, & and ' as \u escapes, so no text in the data can end the script
     # element it sits in; compact separators keep a 20,000-row page small.
     env.policies["json.dumps_kwargs"] = {"separators": (",", ":"), "ensure_ascii": False}
@@ -55,4 +60,6 @@ def _asset(name: str, closing: str) -> Markup:
 def render_page(model: dict[str, Any]) -> str:
     """The review page: one HTML file with its data, script and styles inline."""
     template = _environment().get_template("review.html.j2")
-    return template.render(**model, script=_asset("review.js", "</script"), style=_asset("review.css", "</style"))
+    return template.render(
+        **model, script=_asset("review.js", "</script"), style=_asset("review.css", "</style")
+    )

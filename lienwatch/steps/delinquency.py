@@ -19,7 +19,8 @@ HISTORY_MONTHS = 24  # month ends kept in loan_status_month_end
 
 def month_ends(first: date, last: date) -> list[date]:
     """Every month end from ``first`` to ``last`` inclusive."""
-    out, year, month = [], first.year, first.month
+    out: list[date] = []
+    year, month = first.year, first.month
     while True:
         end = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
         if end > last:
@@ -35,14 +36,23 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
     con = warehouse.connect(night.db)
     try:
         loans = warehouse.frame(con, "SELECT * EXCLUDE (load_id) FROM loans")
-        changes = warehouse.frame(con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes")
+        changes = warehouse.frame(
+            con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes"
+        )
         net_paid = warehouse.frame(con, sql.query("net_paid"), {"as_of": night.as_of})
         status = engine.loan_status(loans, changes, net_paid, night.as_of, tolerance)
 
-        wanted = month_ends(night.as_of.replace(day=1) - timedelta(days=HISTORY_MONTHS * 31), night.as_of)
+        wanted = month_ends(
+            night.as_of.replace(day=1) - timedelta(days=HISTORY_MONTHS * 31), night.as_of
+        )
         have = set()
         if warehouse.table_exists(con, "loan_status_month_end"):
-            have = {r[0] for r in con.execute("SELECT DISTINCT as_of_date FROM loan_status_month_end").fetchall()}
+            have = {
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT as_of_date FROM loan_status_month_end"
+                ).fetchall()
+            }
         missing = sorted(set(wanted) - have)
 
         # Each month end missing from the history is committed on its own, with its roll
@@ -52,8 +62,11 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         rolled = 0
         for month_end in missing:
             with warehouse.transaction(con):
-                ledger = warehouse.frame(con, sql.query("net_paid_month_ends"),
-                                {"from_date": month_end, "to_date": month_end})
+                ledger = warehouse.frame(
+                    con,
+                    sql.query("net_paid_month_ends"),
+                    {"from_date": month_end, "to_date": month_end},
+                )
                 history = engine.loan_status_history(loans, changes, ledger, [month_end], tolerance)
                 del ledger
                 warehouse.replace_night(con, "loan_status_month_end", history, month_end)
@@ -81,11 +94,15 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _add_roll_rates(con: duckdb.DuckDBPyConnection, previous: date, month_end: date,
-                    loans: pl.DataFrame) -> None:
+def _add_roll_rates(
+    con: duckdb.DuckDBPyConnection, previous: date, month_end: date, loans: pl.DataFrame
+) -> None:
     """The roll rates into ``month_end`` from ``previous``, the month end before it."""
-    month_history = warehouse.frame(con, "SELECT * FROM loan_status_month_end WHERE as_of_date IN ($a, $b)",
-                           {"a": previous, "b": month_end})
+    month_history = warehouse.frame(
+        con,
+        "SELECT * FROM loan_status_month_end WHERE as_of_date IN ($a, $b)",
+        {"a": previous, "b": month_end},
+    )
     rates = engine.roll_rates(month_history, month_end, loans)
     warehouse.replace_night(con, "roll_rates", rates, month_end, column="month_end_date")
 
@@ -102,21 +119,40 @@ def _update_spells(con: duckdb.DuckDBPyConnection, status: pl.DataFrame, as_of: 
     nights the previous night's tail is undone and tonight's applied ("extended"), so a
     steady night touches only the loans whose bucket moved. Same result either way.
     """
-    base = con.execute("SELECT max(as_of_date) FROM loan_status_month_end WHERE as_of_date < $d",
-                       {"d": as_of}).fetchall()[0][0] or NO_MONTH_END
-    state = con.execute("SELECT base_date FROM spell_state").fetchall() if warehouse.table_exists(con, "spell_state") else []
+    base = (
+        con.execute(
+            "SELECT max(as_of_date) FROM loan_status_month_end WHERE as_of_date < $d", {"d": as_of}
+        ).fetchall()[0][0]
+        or NO_MONTH_END
+    )
+    state = (
+        con.execute("SELECT base_date FROM spell_state").fetchall()
+        if warehouse.table_exists(con, "spell_state")
+        else []
+    )
     if state != [(base,)] or not warehouse.table_exists(con, "bucket_transitions"):
         # Rebuilt a range of loan ids at a time (a loan's spells are its own), so memory
         # holds a part of the history, not all of it; the night writes each month end in
         # loan_id order, so a range reads little more than its own row groups.
         d = {"d": as_of}
-        dates = [r[0] for r in con.execute(
-            "SELECT DISTINCT as_of_date FROM loan_status_month_end WHERE as_of_date < $d", d).fetchall()]
-        rows = con.execute("SELECT count(*) FROM loan_status_month_end WHERE as_of_date < $d", d).fetchall()[0][0]
+        dates = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT as_of_date FROM loan_status_month_end WHERE as_of_date < $d", d
+            ).fetchall()
+        ]
+        rows = con.execute(
+            "SELECT count(*) FROM loan_status_month_end WHERE as_of_date < $d", d
+        ).fetchall()[0][0]
         parts = max(1, -(-rows // SPELL_PART_ROWS))
-        bounds = con.execute(
-            "SELECT quantile_disc(loan_id, $q) FROM loan_status_month_end WHERE as_of_date = $last",
-            {"q": [i / parts for i in range(1, parts)], "last": max(dates)}).fetchall()[0][0] if parts > 1 else []
+        bounds = (
+            con.execute(
+                "SELECT quantile_disc(loan_id, $q) FROM loan_status_month_end WHERE as_of_date = $last",
+                {"q": [i / parts for i in range(1, parts)], "last": max(dates)},
+            ).fetchall()[0][0]
+            if parts > 1
+            else []
+        )
         for part, (low, high) in enumerate(zip([None, *bounds], [*bounds, None], strict=True)):
             observed = warehouse.frame(
                 con,
@@ -125,29 +161,43 @@ def _update_spells(con: duckdb.DuckDBPyConnection, status: pl.DataFrame, as_of: 
                   AND ($low IS NULL OR loan_id >= $low) AND ($high IS NULL OR loan_id < $high)""",
                 {**d, "low": low, "high": high},
             )
-            write = warehouse.replace_all if part == 0 else warehouse.append  # the first part replaces
+            write = (
+                warehouse.replace_all if part == 0 else warehouse.append
+            )  # the first part replaces
             write(con, "bucket_transitions", engine.bucket_transitions(observed, dates))
-            write(con, "delinquency_runs_month_end", engine.current_delinquency_start(observed, dates))
+            write(
+                con, "delinquency_runs_month_end", engine.current_delinquency_start(observed, dates)
+            )
             del observed
-        con.execute("CREATE OR REPLACE TABLE spell_state AS SELECT $b::DATE AS base_date", {"b": base})
+        con.execute(
+            "CREATE OR REPLACE TABLE spell_state AS SELECT $b::DATE AS base_date", {"b": base}
+        )
         mode = "rebuilt"
     else:
         con.execute("DELETE FROM bucket_transitions WHERE entered_date > $b", {"b": base})
-        con.execute("UPDATE bucket_transitions SET left_date = NULL WHERE left_date > $b", {"b": base})
+        con.execute(
+            "UPDATE bucket_transitions SET left_date = NULL WHERE left_date > $b", {"b": base}
+        )
         mode = "extended"
-    open_spells = warehouse.frame(con, "SELECT loan_id, bucket, entered_date FROM bucket_transitions WHERE left_date IS NULL")
+    open_spells = warehouse.frame(
+        con, "SELECT loan_id, bucket, entered_date FROM bucket_transitions WHERE left_date IS NULL"
+    )
     closing, opening = engine.spell_tail(open_spells, status.select("loan_id", "bucket"), as_of)
     con.register("_closing", closing)
     con.register("_opening", opening)
     try:
-        con.execute("""UPDATE bucket_transitions SET left_date = $d
-                       WHERE left_date IS NULL AND loan_id IN (SELECT loan_id FROM _closing)""", {"d": as_of})
+        con.execute(
+            """UPDATE bucket_transitions SET left_date = $d
+                       WHERE left_date IS NULL AND loan_id IN (SELECT loan_id FROM _closing)""",
+            {"d": as_of},
+        )
         con.execute("INSERT INTO bucket_transitions BY NAME SELECT * FROM _opening")
     finally:
         con.unregister("_closing")
         con.unregister("_opening")
     runs = warehouse.frame(con, "SELECT * FROM delinquency_runs_month_end")
     starts = engine.delinquency_start_tail(
-        runs, status.select("loan_id", "days_past_due", "oldest_unpaid_due_date"), as_of)
+        runs, status.select("loan_id", "days_past_due", "oldest_unpaid_due_date"), as_of
+    )
     warehouse.replace_night(con, "delinquency_starts", starts, as_of)
     return mode

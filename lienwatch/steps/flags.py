@@ -24,16 +24,20 @@ def risk_policy(settings: Settings) -> flags.Policy:
 
     risk = settings.risk
     return flags.Policy(
-        senior_dpd_threshold=risk.senior_dpd_threshold, payment_rise_ratio=risk.payment_rise_ratio,
-        late_days_threshold=risk.late_days_threshold, drift_min_days=risk.drift_min_days,
+        senior_dpd_threshold=risk.senior_dpd_threshold,
+        payment_rise_ratio=risk.payment_rise_ratio,
+        late_days_threshold=risk.late_days_threshold,
+        drift_min_days=risk.drift_min_days,
         cltv_threshold=risk.cltv_threshold,
-        review_capacity=risk.review_capacity, weights=dict(risk.weights),
+        review_capacity=risk.review_capacity,
+        weights=dict(risk.weights),
         weight_per_day_past_due=risk.weight_per_day_past_due,
     )
 
 
-def flags_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
-                status_table: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def flags_as_of(
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, status_table: str
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(features, signals found, risk_flags) as of a date, from the status rows in ``status_table``.
 
     The night uses ``loan_status``; the backtest replays month ends from
@@ -57,8 +61,12 @@ def flags_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
     try:
         reader.register("_status_keys", status.select("loan_id").with_row_index("_key").to_arrow())
         with ThreadPoolExecutor(1, thread_name_prefix="flags-ledger") as pool:
-            moves = pool.submit(warehouse.frame, reader, flags.keyed_events_sql(sql.query("ledger_events"), "_status_keys"),
-                                {**d, "window_days": LATENESS_WINDOW_DAYS})
+            moves = pool.submit(
+                warehouse.frame,
+                reader,
+                flags.keyed_events_sql(sql.query("ledger_events"), "_status_keys"),
+                {**d, "window_days": LATENESS_WINDOW_DAYS},
+            )
             try:
                 features = _flag_features(con, settings, as_of, status_table, status, moves)
             except BaseException:
@@ -70,11 +78,16 @@ def flags_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
     return features, found, flags.risk_flags(features, found, as_of, policy)
 
 
-def _flag_features(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, status_table: str,
-                   status: pl.DataFrame, moves: Future[pl.DataFrame]) -> pl.DataFrame:
+def _flag_features(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    as_of: date,
+    status_table: str,
+    status: pl.DataFrame,
+    moves: Future[pl.DataFrame],
+) -> pl.DataFrame:
     """The features of :func:`flags_as_of`; ``moves`` gives the keyed ledger moves when
     lateness needs them."""
-
 
     risk, d = settings.risk, {"as_of": as_of}
     keys = status["loan_id"]
@@ -83,9 +96,16 @@ def _flag_features(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: da
         FROM loans WHERE {where}"""
     loans = flags.align(keys, warehouse.frame(con, terms.format(where="lien_position = 2")))
     if loans["lien_position"].null_count():  # a loan the master no longer holds as a second lien
-        loans = flags.align(keys, warehouse.frame(con, terms.format(
-            where=f"loan_id IN (SELECT loan_id FROM {status_table} WHERE as_of_date = $as_of AND lien_position = 2)"),
-            d))
+        loans = flags.align(
+            keys,
+            warehouse.frame(
+                con,
+                terms.format(
+                    where=f"loan_id IN (SELECT loan_id FROM {status_table} WHERE as_of_date = $as_of AND lien_position = 2)"
+                ),
+                d,
+            ),
+        )
 
     # The bucket "a month ago": each loan's latest status on or before the cutoff. Nearly
     # every loan has one on the latest date that has any; only the others are looked for
@@ -94,50 +114,90 @@ def _flag_features(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: da
     statuses = """SELECT as_of_date, loan_id, bucket FROM loan_status_month_end WHERE {where}
         UNION ALL SELECT as_of_date, loan_id, bucket FROM loan_status WHERE {where}"""
     cutoff = {"cutoff": as_of - timedelta(days=PRIOR_DAYS)}
-    latest_in = {table: con.execute(f"SELECT max(as_of_date) FROM {table} WHERE as_of_date <= $cutoff",
-                                    cutoff).fetchall()[0][0]
-                 for table in ("loan_status_month_end", "loan_status")}
+    latest_in = {
+        table: con.execute(
+            f"SELECT max(as_of_date) FROM {table} WHERE as_of_date <= $cutoff", cutoff
+        ).fetchall()[0][0]
+        for table in ("loan_status_month_end", "loan_status")
+    }
     latest = max((day for day in latest_in.values() if day is not None), default=None)
     one_a_loan = "QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1"
     holding = [table for table, day in latest_in.items() if day == latest]
-    prior = flags.align(keys, warehouse.frame(
-        con,
-        f"SELECT loan_id, bucket FROM {holding[0]} WHERE as_of_date = $latest" if len(holding) == 1
-        else f"SELECT loan_id, bucket FROM ({statuses.format(where='as_of_date = $latest')}) {one_a_loan}",
-        {"latest": latest},
-    ))
-    earlier = loans.filter(
-        prior["bucket"].is_null() & (loans["origination_date"].is_null() | (loans["origination_date"] < latest))
-    )["loan_id"] if latest is not None else keys.clear()
+    prior = flags.align(
+        keys,
+        warehouse.frame(
+            con,
+            f"SELECT loan_id, bucket FROM {holding[0]} WHERE as_of_date = $latest"
+            if len(holding) == 1
+            else f"SELECT loan_id, bucket FROM ({statuses.format(where='as_of_date = $latest')}) {one_a_loan}",
+            {"latest": latest},
+        ),
+    )
+    earlier = (
+        loans.filter(
+            prior["bucket"].is_null()
+            & (loans["origination_date"].is_null() | (loans["origination_date"] < latest))
+        )["loan_id"]
+        if latest is not None
+        else keys.clear()
+    )
     if earlier.len():
-        prior = flags.align(keys, pl.concat([
-            prior.filter(prior["bucket"].is_not_null()),
-            warehouse.frame(con, f"""SELECT loan_id, bucket FROM ({statuses.format(where='as_of_date < $latest')})
+        prior = flags.align(
+            keys,
+            pl.concat(
+                [
+                    prior.filter(prior["bucket"].is_not_null()),
+                    warehouse.frame(
+                        con,
+                        f"""SELECT loan_id, bucket FROM ({statuses.format(where="as_of_date < $latest")})
                    WHERE loan_id IN (SELECT unnest($loans)) {one_a_loan}""",
-                   {"latest": latest, "loans": earlier.to_list()}),
-        ]))
+                        {"latest": latest, "loans": earlier.to_list()},
+                    ),
+                ]
+            ),
+        )
 
-    changes = warehouse.frame(con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes")
+    changes = warehouse.frame(
+        con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes"
+    )
     return flags.assemble_features(
         status=status,
         prior=prior,
         loans=loans,
-        borrowers=warehouse.frame(con, "SELECT borrower_id, bankruptcy, deceased, cease_communication FROM borrowers"),
+        borrowers=warehouse.frame(
+            con, "SELECT borrower_id, bankruptcy, deceased, cease_communication FROM borrowers"
+        ),
         senior_liens=warehouse.frame(  # the latest report ((loan_id, reported_date) is the feed's key)
             con,
             """SELECT loan_id, max(reported_date) AS reported_date,
                 arg_max(senior_days_past_due, reported_date) AS senior_days_past_due
             FROM senior_liens WHERE reported_date <= $as_of GROUP BY loan_id""",
-            d),
+            d,
+        ),
         # the feed's cases, and the hardship applications analysts recorded (lienwatch review)
-        loss_mit=pl.concat([
-            warehouse.frame(con, "SELECT loan_id, status, opened_date, closed_date FROM loss_mit"),
-            decisions.application_cases(con, as_of).select("loan_id", "status", "opened_date", "closed_date"),
-        ]),
-        ledger=warehouse.frame(con, sql.query("ledger_signals"), {**d, "lookback_days": risk.nsf_lookback_days}),
+        loss_mit=pl.concat(
+            [
+                warehouse.frame(
+                    con, "SELECT loan_id, status, opened_date, closed_date FROM loss_mit"
+                ),
+                decisions.application_cases(con, as_of).select(
+                    "loan_id", "status", "opened_date", "closed_date"
+                ),
+            ]
+        ),
+        ledger=warehouse.frame(
+            con, sql.query("ledger_signals"), {**d, "lookback_days": risk.nsf_lookback_days}
+        ),
         payment_changes=changes,
-        lateness=flags.lateness(loans, changes, moves.result(), status, as_of, LATENESS_WINDOW_DAYS,
-                                settings.delinquency.shortfall_tolerance),
+        lateness=flags.lateness(
+            loans,
+            changes,
+            moves.result(),
+            status,
+            as_of,
+            LATENESS_WINDOW_DAYS,
+            settings.delinquency.shortfall_tolerance,
+        ),
         as_of=as_of,
         horizon_days=risk.payment_rise_horizon_days,
     )

@@ -14,11 +14,15 @@ def run(night: Night) -> dict[str, Any]:
     con = warehouse.connect(night.db)
     try:
         summary = ingest(
-            con, night.data, run_id=night.run_id, as_of=night.as_of,
+            con,
+            night.data,
+            run_id=night.run_id,
+            as_of=night.as_of,
             results_dir=night.night_dir / "validation",
         )
     finally:
         con.close()
-    counts = summary.totals()
-    counts["validation_results"] = [f.validation_result for f in summary.files if f.validation_result]
-    return counts
+    return {
+        **summary.totals(),
+        "validation_results": [f.validation_result for f in summary.files if f.validation_result],
+    }

@@ -57,11 +57,15 @@ DRY_RUN = "dry run: letters.render is false, nothing was rendered or mailed"
 
 def letter_rules(settings: Settings) -> Rules:
     c = settings.letters
-    return Rules(notice_from_day=c.notice_from_day, notice_every_days=c.notice_every_days,
-                 heloc_counseling_from_day=c.heloc_counseling_from_day,
-                 heloc_counseling_every_days=c.heloc_counseling_every_days,
-                 imminent_default_every_days=c.imminent_default_every_days,
-                 early_warning_every_days=c.early_warning_every_days, min_gap_days=c.min_gap_days)
+    return Rules(
+        notice_from_day=c.notice_from_day,
+        notice_every_days=c.notice_every_days,
+        heloc_counseling_from_day=c.heloc_counseling_from_day,
+        heloc_counseling_every_days=c.heloc_counseling_every_days,
+        imminent_default_every_days=c.imminent_default_every_days,
+        early_warning_every_days=c.early_warning_every_days,
+        min_gap_days=c.min_gap_days,
+    )
 
 
 def prepare(night: Night, settings: Settings) -> dict[str, Any]:
@@ -71,22 +75,35 @@ def prepare(night: Night, settings: Settings) -> dict[str, Any]:
     try:
         params = {"as_of": night.as_of}
         candidates = con.sql(LETTER_INPUTS, params=params).pl()
-        history = con.sql(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM letters "
-                          "WHERE status = 'generated' AND as_of_date < $as_of", params=params).pl()
-        decided = apply_holds(decide(candidates, history, night.as_of, letter_rules(settings)),
-                              decisions.holds_as_of(con, night.as_of))
+        history = con.sql(
+            f"SELECT {', '.join(HISTORY_COLUMNS)} FROM letters "
+            "WHERE status = 'generated' AND as_of_date < $as_of",
+            params=params,
+        ).pl()
+        decided = apply_holds(
+            decide(candidates, history, night.as_of, letter_rules(settings)),
+            decisions.holds_as_of(con, night.as_of),
+        )
         if not settings.letters.render:
             decided = decided.with_columns(
-                pl.when(pl.col("status") == "generated").then(pl.lit(DRY_RUN))
-                .otherwise(pl.col("suppression_reason")).alias("suppression_reason"),
-                pl.lit("suppressed").alias("status"))
+                pl.when(pl.col("status") == "generated")
+                .then(pl.lit(DRY_RUN))
+                .otherwise(pl.col("suppression_reason"))
+                .alias("suppression_reason"),
+                pl.lit("suppressed").alias("status"),
+            )
         # In template and language order: consecutive letters share most of their paragraphs, which
         # the Typst compiler has laid out already (it keeps what the last ten letters used).
-        wanted = (decided.filter(pl.col("status") == "generated").join(candidates, on=["loan_id", "borrower_id"])
-                  .sort("template", "language", "letter_id"))
-        options = con.sql("""SELECT * FROM hardship_options WHERE as_of_date = $as_of AND eligible
+        wanted = (
+            decided.filter(pl.col("status") == "generated")
+            .join(candidates, on=["loan_id", "borrower_id"])
+            .sort("template", "language", "letter_id")
+        )
+        options = con.sql(
+            """SELECT * FROM hardship_options WHERE as_of_date = $as_of AND eligible
                           AND loan_id IN (SELECT unnest($loans::VARCHAR[]))""",
-                          params={**params, "loans": wanted["loan_id"].to_list()}).pl()
+            params={**params, "loans": wanted["loan_id"].to_list()},
+        ).pl()
     finally:
         con.close()
 
@@ -96,42 +113,96 @@ def prepare(night: Night, settings: Settings) -> dict[str, Any]:
         by_loan.setdefault(row["loan_id"], []).append(row)
     payloads = [
         render.letter_payload(
-            row, render.option_entries(by_loan.get(row["loan_id"], []), catalogue, row["language"],
-                                       row["property_state"], settings.letters.max_options),
-            servicer[row["language"]], night.as_of)
+            row,
+            render.option_entries(
+                by_loan.get(row["loan_id"], []),
+                catalogue,
+                row["language"],
+                row["property_state"],
+                settings.letters.max_options,
+            ),
+            servicer[row["language"]],
+            night.as_of,
+        )
         for row in wanted.iter_rows(named=True)
     ]
-    addresses = candidates.select("loan_id", "first_name", "last_name", "address_line1", "address_line2",
-                                  "city", "state", "zip")
-    return {"decided": decided, "addresses": addresses, "payloads": payloads,
-            "folder": str(night.night_dir / "letters")}
+    addresses = candidates.select(
+        "loan_id",
+        "first_name",
+        "last_name",
+        "address_line1",
+        "address_line2",
+        "city",
+        "state",
+        "zip",
+    )
+    return {
+        "decided": decided,
+        "addresses": addresses,
+        "payloads": payloads,
+        "folder": str(night.night_dir / "letters"),
+    }
 
 
-def finish(night: Night, prepared: dict[str, Any], rendered: list[dict[str, Any]]) -> dict[str, Any]:
+def finish(
+    night: Night, prepared: dict[str, Any], rendered: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Write the night's letters rows and the mail manifest from the rendering results."""
     folder = Path(prepared["folder"])
     results = render.results_frame(rendered)
-    _remove_stale(folder, set(results.filter(pl.col("pdf_path").is_not_null())["letter_id"].to_list()))
+    _remove_stale(
+        folder, set(results.filter(pl.col("pdf_path").is_not_null())["letter_id"].to_list())
+    )
     final = (
-        prepared["decided"].join(results, on="letter_id", how="left")
+        prepared["decided"]
+        .join(results, on="letter_id", how="left")
         .with_columns(
             pl.when(pl.col("problems").list.len() > 0)
             .then(pl.format("compliance checklist failed: {}", pl.col("problems").list.join("; ")))
-            .otherwise(pl.col("suppression_reason")).alias("suppression_reason"),
+            .otherwise(pl.col("suppression_reason"))
+            .alias("suppression_reason"),
         )
-        .with_columns(pl.when(pl.col("suppression_reason").is_null()).then(pl.lit("generated"))
-                      .otherwise(pl.lit("suppressed")).alias("status"),
-                      pl.col("pages").cast(pl.Int32))
-        .select("letter_id", "as_of_date", "loan_id", "borrower_id", "template", "language", "status",
-                "suppression_reason", "pdf_path", "html_path", "pages", "problems")
+        .with_columns(
+            pl.when(pl.col("suppression_reason").is_null())
+            .then(pl.lit("generated"))
+            .otherwise(pl.lit("suppressed"))
+            .alias("status"),
+            pl.col("pages").cast(pl.Int32),
+        )
+        .select(
+            "letter_id",
+            "as_of_date",
+            "loan_id",
+            "borrower_id",
+            "template",
+            "language",
+            "status",
+            "suppression_reason",
+            "pdf_path",
+            "html_path",
+            "pages",
+            "problems",
+        )
     )
     manifest = (
         final.filter(pl.col("status") == "generated")
         .join(prepared["addresses"], on="loan_id")
-        .select("letter_id", pl.concat_str("first_name", "last_name", separator=" ", ignore_nulls=True).alias("name"),
-                "address_line1", "address_line2", "city", "state", "zip", "template", "language", "pages",
-                # relative to the manifest, so the night's folder can be handed over as it is
-                pl.format("letters/{}.pdf", pl.col("letter_id")).alias("file"))
+        .select(
+            "letter_id",
+            pl.concat_str("first_name", "last_name", separator=" ", ignore_nulls=True).alias(
+                "name"
+            ),
+            "address_line1",
+            "address_line2",
+            "city",
+            "state",
+            "zip",
+            "template",
+            "language",
+            "pages",
+            # relative to the manifest, so the night's folder can be handed over as it is
+            pl.format("letters/{}.pdf", pl.col("letter_id")).alias("file"),
+        )
         .sort("letter_id")
     )
     night.night_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -143,17 +214,27 @@ def finish(night: Night, prepared: dict[str, Any], rendered: list[dict[str, Any]
             warehouse.replace_night(con, "letters", final.drop("problems"), night.as_of)
     finally:
         con.close()
-    generated = final.filter(pl.col("status") == "generated").group_by("template").len().sort("template")
-    reasons = (final.filter(pl.col("status") == "suppressed")
-               .with_columns(pl.col("suppression_reason").str.extract(r"^([^:;]+)").alias("why"))
-               .group_by("why").len().sort("why"))
+    generated = (
+        final.filter(pl.col("status") == "generated").group_by("template").len().sort("template")
+    )
+    reasons = (
+        final.filter(pl.col("status") == "suppressed")
+        .with_columns(pl.col("suppression_reason").str.extract(r"^([^:;]+)").alias("why"))
+        .group_by("why")
+        .len()
+        .sort("why")
+    )
     return {
         "generated": int((final["status"] == "generated").sum()),
         "suppressed": int((final["status"] == "suppressed").sum()),
         "checklist_failed": int((final["problems"].list.len() > 0).sum()),
         "pages": int(final["pages"].sum() or 0),
-        "by_template": dict(zip(generated["template"].to_list(), generated["len"].to_list(), strict=True)),
-        "suppressed_by_reason": dict(zip(reasons["why"].to_list(), reasons["len"].to_list(), strict=True)),
+        "by_template": dict(
+            zip(generated["template"].to_list(), generated["len"].to_list(), strict=True)
+        ),
+        "suppressed_by_reason": dict(
+            zip(reasons["why"].to_list(), reasons["len"].to_list(), strict=True)
+        ),
         "manifest": str(night.night_dir / "mail_manifest.csv"),
     }
 
@@ -161,8 +242,9 @@ def finish(night: Night, prepared: dict[str, Any], rendered: list[dict[str, Any]
 def run(night: Night, settings: Settings) -> dict[str, Any]:
     """Tonight's letters in one call: decided, rendered over local processes, recorded."""
     prepared = prepare(night, settings)
-    rendered = render.render_all(prepared["payloads"], Path(prepared["folder"]),
-                                 settings.letters.render_workers or None)
+    rendered = render.render_all(
+        prepared["payloads"], Path(prepared["folder"]), settings.letters.render_workers or None
+    )
     return finish(night, prepared, rendered)
 
 

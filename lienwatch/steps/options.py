@@ -29,7 +29,9 @@ ORDER BY f.loan_id
 """
 
 
-def options_as_of(con: duckdb.DuckDBPyConnection, catalogue: options.Catalogue, as_of: date) -> pl.DataFrame:
+def options_as_of(
+    con: duckdb.DuckDBPyConnection, catalogue: options.Catalogue, as_of: date
+) -> pl.DataFrame:
     """hardship_options rows for the loans flagged on ``as_of``."""
     inputs = con.sql(OPTION_INPUTS, params={"as_of": as_of}).pl()
     cases = con.sql("SELECT loan_id, case_type, opened_date, closed_date FROM loss_mit").pl()

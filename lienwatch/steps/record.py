@@ -18,8 +18,10 @@ def start(night: Night) -> None:
     process has it), so its process died: it is marked interrupted."""
     con = warehouse.connect(night.db)
     try:
-        con.execute("UPDATE runs SET status = 'interrupted', reason = 'the process stopped before the night "
-                    "finished' WHERE status = 'running'")
+        con.execute(
+            "UPDATE runs SET status = 'interrupted', reason = 'the process stopped before the night "
+            "finished' WHERE status = 'running'"
+        )
         con.execute(
             "INSERT INTO runs (run_id, as_of_date, started_at, status) VALUES ($id, $d, $t, 'running')",
             {"id": night.run_id, "d": night.as_of, "t": _now()},
@@ -34,8 +36,13 @@ def end(night: Night, status: str, counts: dict[str, Any], reason: str | None = 
         con.execute(
             """UPDATE runs SET finished_at = $t, status = $s, reason = $r, counts = $c
             WHERE run_id = $id""",
-            {"t": _now(), "s": status, "r": reason, "c": json.dumps(counts, default=str),
-             "id": night.run_id},
+            {
+                "t": _now(),
+                "s": status,
+                "r": reason,
+                "c": json.dumps(counts, default=str),
+                "id": night.run_id,
+            },
         )
     finally:
         con.close()
@@ -44,8 +51,12 @@ def end(night: Night, status: str, counts: dict[str, Any], reason: str | None = 
 def write_summary(night: Night, summary: NightSummary) -> Path:
     night.night_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = night.night_dir / "summary.json"
-    payload = {"as_of_date": night.as_of.isoformat(), "run_id": night.run_id,
-               "status": summary.status, "steps": summary.steps}
+    payload = {
+        "as_of_date": night.as_of.isoformat(),
+        "run_id": night.run_id,
+        "status": summary.status,
+        "steps": summary.steps,
+    }
     write_atomic(path, json.dumps(payload, indent=2, default=str).encode("utf-8"))
     return path
 

@@ -31,13 +31,22 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
     as_of = night.as_of
     con = warehouse.connect(night.db)
     try:
-        if not con.execute("SELECT count(*) FROM loan_status WHERE as_of_date = $d", {"d": as_of}).fetchall()[0][0]:
+        if not con.execute(
+            "SELECT count(*) FROM loan_status WHERE as_of_date = $d", {"d": as_of}
+        ).fetchall()[0][0]:
             # Without the night's status and flags every open case would look resolved.
-            raise LienwatchError(f"no loan_status for {as_of}: the night's earlier steps have not run")
+            raise LienwatchError(
+                f"no loan_status for {as_of}: the night's earlier steps have not run"
+            )
         decisions.ensure_tables(con)
-        flags = warehouse.frame(con, "SELECT loan_id, tier, days_past_due FROM risk_flags WHERE as_of_date = $d",
-                       {"d": as_of})
-        before = warehouse.frame(con, "SELECT * FROM review_case_events WHERE as_of_date < $d", {"d": as_of})
+        flags = warehouse.frame(
+            con,
+            "SELECT loan_id, tier, days_past_due FROM risk_flags WHERE as_of_date = $d",
+            {"d": as_of},
+        )
+        before = warehouse.frame(
+            con, "SELECT * FROM review_case_events WHERE as_of_date < $d", {"d": as_of}
+        )
         open_before = cases.case_state(before).filter(pl.col("status") == "open")
         after, events = cases.case_events(open_before, flags, as_of)
         promises = decisions.promises_as_of(con, as_of)
