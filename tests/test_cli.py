@@ -22,6 +22,7 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([LIENWATCH, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 class TestRunCommand:
     def test_missing_feed_exits_non_zero_with_one_line(self, tmp_path):
         """A night that cannot complete exits 2 with exactly one line on stderr, naming the file."""

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from decimal import Decimal as D
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,8 @@ from lienwatch.sql import query
 from tests.helpers import changes_frame, ledger, loans_frame, net_paid
 from transforms.contract import BUCKET_LOWER_DAYS, BUCKETS, LOAN_STATUSES
 from transforms.delinquency import loan_status, loan_status_history
+
+pytestmark = pytest.mark.slow
 
 CENT = D("0.01")
 MONEY_COLUMNS = (

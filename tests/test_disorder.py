@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from lienwatch.night import Night
 from lienwatch.settings import Settings
@@ -17,6 +18,8 @@ from lienwatch.steps import letters as letters_step
 from lienwatch.steps import options as options_step
 from tests.helpers import conserved
 from tests.landing import LOANS, landing, ledger
+
+pytestmark = pytest.mark.slow
 
 AS_OF = date(2024, 6, 3)
 MARCH = ledger("P1,L1,2024-03-01,250.00,payment,,", "Q1,L2,2024-03-01,400.00,payment,,")

@@ -17,7 +17,7 @@ import pytest
 from tests.helpers import tables
 from tests.landing import landing, ledger
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 AS_OF = date(2024, 6, 3)
 
 NIGHT = """

@@ -18,7 +18,7 @@ from lienwatch.steps import flags as flags_step
 from tests.helpers import stored_tables, tables
 from tests.landing import landing, ledger
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 AS_OF = date(2024, 6, 3)
 
 
@@ -110,6 +110,7 @@ class TestNight:
         finally:
             holder.kill()
             holder.wait()
+            holder.stdout.close()
         assert not db.exists()  # nothing was written
 
     def test_backfill_over_a_week(self, folder, tmp_path):

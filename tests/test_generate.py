@@ -13,6 +13,8 @@ from lienwatch.ingest import ingest
 from lienwatch.warehouse import connect
 from transforms.contract import FEEDS
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> tuple[Path, object]:

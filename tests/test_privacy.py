@@ -15,7 +15,7 @@ import pytest
 
 from lienwatch.generate import generate
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 AS_OF = "2026-11-20"
 
 

@@ -25,6 +25,8 @@ import pytest
 from lienwatch.settings import Settings
 from tests.helpers import HOSTILE, NIGHT, PREVIOUS, build_warehouse, run_review
 
+pytestmark = pytest.mark.slow
+
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 LOAD_BUDGET_SECONDS = 3.0
 
