@@ -192,14 +192,7 @@ def finish(
             pl.concat_str("first_name", "last_name", separator=" ", ignore_nulls=True).alias(
                 "name"
             ),
-            "address_line1",
-            "address_line2",
-            "city",
-            "state",
-            "zip",
-            "template",
-            "language",
-            "pages",
+            *render.MANIFEST_COLUMNS[2:-1],  # the address to "pages", as the manifest has them
             # relative to the manifest, so the night's folder can be handed over as it is
             pl.format("letters/{}.pdf", pl.col("letter_id")).alias("file"),
         )
