@@ -137,10 +137,14 @@ def train(settings: Settings, db: Path, models: Path | None = None) -> dict[str,
             valid_sets=[lightgbm.Dataset(risk.matrix(tune), label=tune["went_bad"].to_numpy())],
             callbacks=[lightgbm.early_stopping(PATIENCE, verbose=False)],
         )
-        a, b = risk.calibrate(booster.predict(risk.matrix(tune)), tune["went_bad"].to_numpy())
+
+        def raw(frame: pl.DataFrame) -> np.ndarray:
+            return np.asarray(booster.predict(risk.matrix(frame)), dtype=np.float64)
+
+        a, b = risk.calibrate(raw(tune), tune["went_bad"].to_numpy())
 
         def scored(frame: pl.DataFrame) -> np.ndarray:
-            return risk.calibrated(booster.predict(risk.matrix(frame)), a, b)
+            return risk.calibrated(raw(frame), a, b)
 
         checked = scored(check)
         current = check["days_past_due"].to_numpy() == 0

@@ -25,6 +25,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from transforms.backtest import add_months
 from transforms.contract import SIGNALS
 from transforms.flags import Policy, signal_texts
 
@@ -92,16 +93,15 @@ def bucket_path(history: pl.DataFrame, as_of: date) -> pl.DataFrame:
     days past due at the latest three (dpd_month_ago, dpd_2_months_ago,
     dpd_3_months_ago; null where the loan had no status), the worst (max_dpd_12m) and how
     many found it behind at all (months_late_12m) and 30 days or more (months_30_12m)."""
-    ends = sorted({d for d in history["as_of_date"].unique().to_list() if d < as_of})
-    ends = ends[-PATH_MONTHS:]
-    recent = history.filter(pl.col("as_of_date").is_in(ends))
-    latest = {day: k for k, day in enumerate(reversed(ends))}  # 0 = the latest month end
-    ago = pl.col("as_of_date").replace_strict(latest, return_dtype=pl.Int32, default=None)
+    latest = as_of.replace(day=1) - timedelta(days=1)  # the last month end before the night
+    ago = {add_months(latest, -k): k for k in range(PATH_MONTHS)}  # 0 = the latest month end
+    recent = history.filter(pl.col("as_of_date").is_in(list(ago)))
+    ago_of = pl.col("as_of_date").replace_strict(ago, return_dtype=pl.Int32)
     dpd = pl.col("days_past_due")
     return recent.group_by("loan_id").agg(
-        dpd.filter(ago == 0).first().alias("dpd_month_ago"),
-        dpd.filter(ago == 1).first().alias("dpd_2_months_ago"),
-        dpd.filter(ago == 2).first().alias("dpd_3_months_ago"),
+        dpd.filter(ago_of == 0).first().alias("dpd_month_ago"),
+        dpd.filter(ago_of == 1).first().alias("dpd_2_months_ago"),
+        dpd.filter(ago_of == 2).first().alias("dpd_3_months_ago"),
         dpd.max().alias("max_dpd_12m"),
         (dpd > 0).sum().cast(pl.Int32).alias("months_late_12m"),
         (dpd >= 30).sum().cast(pl.Int32).alias("months_30_12m"),
@@ -125,9 +125,11 @@ def model_inputs(
 
     late = pl.col("days_late")
     last_k = [late.list.get(-k, null_on_oob=True) for k in (1, 2, 3)]
-    months_since = lambda col: (  # noqa: E731
-        (as_of.year * 12 + as_of.month) - (pl.col(col).dt.year() * 12 + pl.col(col).dt.month())
-    ).cast(money)
+
+    def months_since(column: str) -> pl.Expr:
+        day = pl.col(column)
+        return ((as_of.year * 12 + as_of.month) - (day.dt.year() * 12 + day.dt.month())).cast(money)
+
     heloc = pl.col("product") == "heloc"
     frame = (
         features.select(
@@ -207,7 +209,8 @@ def matrix(inputs: pl.DataFrame) -> np.ndarray:
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-9, 1 - 1e-9)
-    return np.log(p / (1 - p))
+    logit: np.ndarray = np.log(p / (1 - p))
+    return logit
 
 
 def calibrate(raw: np.ndarray, bad: np.ndarray, iterations: int = 200) -> tuple[float, float]:
@@ -382,7 +385,7 @@ def psi_bins(risk: np.ndarray) -> dict[str, list[float]]:
 
 def _shares(values: np.ndarray, edges: list[float]) -> list[float]:
     counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-    return (counts / max(values.size, 1)).round(9).tolist()
+    return [round(float(c) / max(values.size, 1), 9) for c in counts]
 
 
 def psi(risk: np.ndarray, bins: dict[str, list[float]]) -> float:
@@ -392,13 +395,3 @@ def psi(risk: np.ndarray, bins: dict[str, list[float]]) -> float:
     actual = np.maximum(np.array(_shares(np.asarray(risk, dtype=np.float64), bins["edges"])), 1e-4)
     expected = np.maximum(np.array(bins["shares"]), 1e-4)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
-
-
-def month_ends_between(first: date, last: date) -> list[date]:
-    """Every month end from ``first``'s month to ``last``'s, inclusive of both ends' months."""
-    out, year, month = [], first.year, first.month
-    while (year, month) <= (last.year, last.month):
-        following = date(year + month // 12, month % 12 + 1, 1)
-        out.append(following - timedelta(days=1))
-        year, month = following.year, following.month
-    return out
