@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import json
 import os
 import sys
 from datetime import date, timedelta
@@ -160,19 +161,68 @@ def serve(
 
 
 @app.command()
+def train(
+    db: Annotated[Path | None, typer.Option("--db", help="DuckDB warehouse file.")] = None,
+    models: Annotated[
+        Path | None,
+        typer.Option(
+            "--models", help="Folder for model files (default: models/ beside the warehouse)."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Learn the early-warning model from the warehouse's month ends; the nights use it from then on."""
+    settings = _settings(config)
+    from lienwatch.train import train as fit
+
+    try:
+        row = fit(settings, db or settings.paths.db, models)
+    except LienwatchError as exc:
+        _fail(str(exc))
+    metrics = json.loads(row["metrics"])
+    typer.echo(
+        f"model {row['version']}: trained on {row['train_from']} to {row['train_to']}, "
+        f"calibrated on {row['calibrate_from']} to {row['calibrate_to']}, "
+        f"validated on {row['validate_from']} to {row['validate_to']}"
+    )
+    typer.echo(
+        f"validation: {metrics['validation_rows']} loan-months, {metrics['validation_bad']} went bad; "
+        f"AUC {metrics['auc']:.3f} (rules' score {metrics['auc_rules_score']:.3f}); "
+        f"flag threshold {row['flag_threshold']:.4f} flags "
+        f"{metrics['current_flagged_share']:.1%} of current second liens"
+    )
+    typer.echo(f"file: {row['model_file']}")
+
+
+@app.command()
 def backtest(
-    start: Annotated[str, typer.Option("--from", help="First month end to replay, YYYY-MM-DD.")],
-    end: Annotated[str, typer.Option("--to", help="Last month end to replay, YYYY-MM-DD.")],
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="First month end to replay, YYYY-MM-DD (default: the model's validation window, or the whole history).",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Last month end to replay, YYYY-MM-DD.")
+    ] = None,
     db: Annotated[Path | None, typer.Option("--db", help="DuckDB warehouse file.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Where the report goes.")] = None,
     horizon: Annotated[
-        int, typer.Option("--horizon", min=1, max=24, help="Months of follow-up.")
-    ] = 6,
+        int | None,
+        typer.Option(
+            "--horizon",
+            min=1,
+            max=24,
+            help="Months of follow-up (default: the model's, or risk.horizon_months).",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Replay month ends and report how the flags predicted 90+ days past due."""
+    """Replay month ends and report how the model and the rules predicted 90+ days past due."""
     settings = _settings(config)
-    first, last = _parse_date(start, "--from"), _parse_date(end, "--to")
+    first = _parse_date(start, "--from") if start else None
+    last = _parse_date(end, "--to") if end else None
     from lienwatch.backtest import run_backtest
 
     try:

@@ -151,6 +151,61 @@ class Risk(_Section):
     weight_per_day_past_due: Decimal = Field(
         Decimal("0.5"), ge=0, description="Score points per day past due."
     )
+    grace_days: int = Field(
+        15,
+        ge=0,
+        le=29,
+        description="Days after a due date inside which a late payment alone does not flag a loan under the rules (the note's grace period).",
+    )
+    horizon_months: int = Field(
+        6,
+        ge=1,
+        le=24,
+        description="The model predicts reaching 90+ days past due within this many months.",
+    )
+    min_history_months: int = Field(
+        12,
+        ge=6,
+        description="lienwatch train refuses with fewer month ends of history than this.",
+    )
+    min_bad_loans: int = Field(
+        50,
+        ge=1,
+        description="lienwatch train refuses when fewer loans than this went bad in its training month ends.",
+    )
+    validation_months: int = Field(
+        3,
+        ge=1,
+        le=12,
+        description="The newest month ends with a full follow-up held out to validate the model (and as many before them to calibrate it).",
+    )
+    early_warning_share: float = Field(
+        0.04,
+        gt=0,
+        le=0.5,
+        description="The flag threshold train proposes flags at most this share of current second liens on the validation month ends.",
+    )
+    flag_threshold: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Risk from which a loan below 30 days past due is flagged early_warning; unset takes the threshold the model in use proposed.",
+    )
+    use_model: bool = Field(
+        True,
+        description="Score with the model in use (lienwatch train) when there is one; false keeps the rules.",
+    )
+    recovery_cost: float = Field(
+        0.10,
+        ge=0,
+        lt=1,
+        description="Share of the property's value a sale would cost, for a second lien's exposure in the expected loss that orders the queue.",
+    )
+    psi_warning: float = Field(
+        0.25,
+        gt=0,
+        description="A night warns when its score distribution has shifted this much (population stability index) from the model's training sample.",
+    )
 
     @field_validator("weights")
     @classmethod

@@ -139,13 +139,57 @@ def _schema() -> list[str]:
   loan_id VARCHAR NOT NULL,
   borrower_id VARCHAR,
   tier VARCHAR NOT NULL,
+  risk DOUBLE,
+  risk_model VARCHAR,
+  expected_loss DOUBLE,
   score DECIMAL(10,2),
   reasons VARCHAR[],
   reason_details VARCHAR[],
   care VARCHAR[],
   days_past_due INTEGER,
+  queue VARCHAR,
   queue_rank BIGINT,
   in_queue BOOLEAN
+)""",
+        # Warehouses made before the learned early warning: its columns, empty.
+        *(
+            f"ALTER TABLE risk_flags ADD COLUMN IF NOT EXISTS {column}"
+            for column in (
+                "risk DOUBLE",
+                "risk_model VARCHAR",
+                "expected_loss DOUBLE",
+                "queue VARCHAR",
+            )
+        ),
+        """CREATE TABLE IF NOT EXISTS loan_risk (
+  as_of_date DATE NOT NULL,
+  loan_id VARCHAR NOT NULL,
+  days_past_due INTEGER,
+  risk DOUBLE NOT NULL,
+  risk_model VARCHAR NOT NULL
+)""",
+        """CREATE TABLE IF NOT EXISTS risk_models (
+  version VARCHAR PRIMARY KEY,
+  trained_at TIMESTAMP NOT NULL,
+  in_use BOOLEAN NOT NULL,
+  horizon_months INTEGER NOT NULL,
+  train_from DATE NOT NULL,
+  train_to DATE NOT NULL,
+  calibrate_from DATE NOT NULL,
+  calibrate_to DATE NOT NULL,
+  validate_from DATE NOT NULL,
+  validate_to DATE NOT NULL,
+  features VARCHAR[] NOT NULL,
+  monotone INTEGER[] NOT NULL,
+  flag_threshold DOUBLE NOT NULL,
+  platt_a DOUBLE NOT NULL,
+  platt_b DOUBLE NOT NULL,
+  metrics JSON NOT NULL,
+  calibration JSON NOT NULL,
+  score_bins JSON NOT NULL,
+  model_file VARCHAR NOT NULL,
+  model_sha256 VARCHAR NOT NULL,
+  model_text VARCHAR NOT NULL
 )""",
         """CREATE TABLE IF NOT EXISTS hardship_options (
   as_of_date DATE NOT NULL,

@@ -7,7 +7,7 @@ from datetime import date
 import polars as pl
 import pytest
 
-from transforms.backtest import add_months, groups, outcomes, summarise
+from transforms.backtest import RULE_GROUPS, add_months, groups, outcomes, rule_members, summarise
 
 M = date(2025, 1, 31)
 
@@ -55,7 +55,7 @@ class TestSummary:
         )
         flagged = pl.DataFrame({"loan_id": ["L0", "L1", "L2"], "tier": ["early_warning"] * 3})
         found = pl.DataFrame({"loan_id": ["L0"], "signal": ["returned_payment"]})
-        table = summarise(groups(M, found, flagged, outcome))
+        table = summarise(groups(M, rule_members(found, flagged), outcome, RULE_GROUPS))
         row = table.filter(pl.col("group") == "any flag").row(0, named=True)
         assert (row["flagged"], row["flagged_bad"], row["unflagged"], row["unflagged_bad"]) == (
             3,

@@ -94,7 +94,7 @@ class TestTiers:
     @pytest.mark.parametrize(
         ("dpd", "tier"),
         [
-            (1, "early_warning"),
+            (16, "early_warning"),
             (29, "early_warning"),
             (30, "delinquent"),
             (59, "delinquent"),
@@ -105,16 +105,40 @@ class TestTiers:
         ],
     )
     def test_tier_from_days_past_due(self, dpd, tier):
-        """The tier follows the contract's day boundaries."""
+        """The tier follows the contract's day boundaries (below 30 days, past the grace period)."""
         frame = features({"days_past_due": dpd, "bucket": "1-29", "prior_bucket": "1-29"})
         assert risk_flags(frame, signals(frame, POLICY), AS_OF, POLICY)["tier"].to_list() == [tier]
 
     def test_current_without_signal_not_flagged_with_signal_flagged(self):
-        """A current loan is flagged early_warning only when a signal is present."""
+        """A current loan is flagged early_warning only when a warning signal is present."""
         frame = features({}, {"senior_days_past_due": 45})
         flags = risk_flags(frame, signals(frame, POLICY), AS_OF, POLICY)
         assert flags["loan_id"].to_list() == ["L1"]
         assert flags["reasons"].to_list() == [["senior_lien_delinquent"]]
+        assert flags["risk_model"].to_list() == ["rules"] and flags["risk"].to_list() == [None]
+
+    @pytest.mark.parametrize("dpd", [1, 8, 15])
+    def test_inside_the_grace_period_with_nothing_else_wrong_is_not_flagged(self, dpd):
+        """A few days late inside the grace period, even with a bucket that moved from
+        current to 1-29, is a late fee's business, not a warning."""
+        frame = features({"days_past_due": dpd, "bucket": "1-29", "prior_bucket": "current"})
+        assert signals(frame, POLICY)["signal"].to_list() == [
+            "worsening_bucket",
+            "early_delinquency",
+        ]
+        assert risk_flags(frame, signals(frame, POLICY), AS_OF, POLICY).is_empty()
+
+    def test_a_current_loan_only_underwater_is_not_flagged(self):
+        """Being underwater alone does not flag a current borrower; it is shown as a reason
+        when something else does."""
+        underwater = {"property_value": D("100000.00"), "senior_lien_balance": D("150000.00")}
+        frame = features(
+            underwater,
+            {**underwater, "returns_in_window": 1, "last_return_date": date(2026, 11, 1)},
+        )
+        flags = risk_flags(frame, signals(frame, POLICY), AS_OF, POLICY)
+        assert flags["loan_id"].to_list() == ["L1"]
+        assert flags["reasons"].to_list() == [["returned_payment", "underwater"]]
 
     def test_first_liens_are_never_flagged(self):
         """Only second liens are flagged, however far behind a first lien is."""
@@ -139,33 +163,64 @@ class TestTiers:
 
 
 class TestQueue:
-    def test_order_by_tier_then_score(self):
-        """Worse tiers first; within a tier the higher score first."""
+    def test_early_outreach_by_tier_then_score_then_the_default_list(self):
+        """Under the rules the early-outreach queue (below 90 days) comes first, worse tiers
+        first and the higher score first within a tier; the default list (90+) after it,
+        the most recently defaulted first, outside the review capacity."""
         frame = features(
-            {"days_past_due": 5, "bucket": "1-29", "prior_bucket": "1-29"},
+            {"days_past_due": 20, "bucket": "1-29", "prior_bucket": "1-29"},
             {
-                "days_past_due": 5,
+                "days_past_due": 20,
                 "bucket": "1-29",
                 "prior_bucket": "1-29",
                 "senior_days_past_due": 60,
             },
             {"days_past_due": 95, "bucket": "90-119", "prior_bucket": "90-119"},
             {"days_past_due": 35, "bucket": "30-59", "prior_bucket": "30-59"},
+            {"days_past_due": 400, "bucket": "180+", "prior_bucket": "180+"},
         )
         flags = risk_flags(frame, signals(frame, POLICY), AS_OF, POLICY)
-        assert flags["loan_id"].to_list() == ["L2", "L3", "L1", "L0"]
-        assert flags["queue_rank"].to_list() == [1, 2, 3, 4]
-        assert flags.filter(pl.col("loan_id") == "L1")["score"][0] == D("42.50")
+        assert flags["loan_id"].to_list() == ["L3", "L1", "L0", "L2", "L4"]
+        assert flags["queue"].to_list() == ["early_outreach"] * 3 + ["default"] * 2
+        assert flags["queue_rank"].to_list() == [1, 2, 3, 4, 5]
+        assert flags["in_queue"].to_list() == [True, True, True, False, False]
+        assert flags.filter(pl.col("loan_id") == "L1")["score"][0] == D("50.00")
 
     def test_capacity_cuts_but_keeps(self):
         """Beyond the review capacity loans stay in the table, marked out of the queue."""
         frame = features(
-            *[{"days_past_due": d, "bucket": "1-29", "prior_bucket": "1-29"} for d in (3, 9, 27)]
+            *[{"days_past_due": d, "bucket": "1-29", "prior_bucket": "1-29"} for d in (17, 19, 27)]
         )
         policy = Policy(weights=POLICY.weights, review_capacity=2)
         flags = risk_flags(frame, signals(frame, policy), AS_OF, policy)
         assert flags.height == 3
         assert flags["in_queue"].to_list() == [True, True, False]
+
+    def test_with_a_model_risk_decides_and_expected_loss_orders(self):
+        """With a model's scores, a loan below 30 days is flagged at or above the threshold
+        whatever the rules say, and the queue is ordered by expected loss."""
+        frame = features(
+            {"days_past_due": 0},
+            {"days_past_due": 20, "bucket": "1-29", "prior_bucket": "1-29"},
+            {"days_past_due": 0, "senior_days_past_due": 60},
+            {"days_past_due": 45, "bucket": "30-59", "prior_bucket": "30-59"},
+        )
+        scored = pl.DataFrame(
+            {
+                "loan_id": ["L0", "L1", "L2", "L3"],
+                "risk": [0.30, 0.01, 0.05, 0.60],
+                "expected_loss": [9000.0, 300.0, 1500.0, 6000.0],
+                "reasons": [["paying_later"], None, None, ["early_delinquency"]],
+                "reason_details": [["paid later and later"], None, None, ["45 days past due"]],
+            }
+        )
+        policy = Policy(weights=POLICY.weights, flag_threshold=0.10, model="gbm-x")
+        flags = risk_flags(frame, signals(frame, policy), AS_OF, policy, scored)
+        assert flags["loan_id"].to_list() == ["L0", "L3"]
+        assert flags["tier"].to_list() == ["early_warning", "delinquent"]
+        assert flags["risk"].to_list() == [0.30, 0.60]
+        assert flags["risk_model"].to_list() == ["gbm-x", "gbm-x"]
+        assert flags["reasons"].to_list() == [["paying_later"], ["early_delinquency"]]
 
 
 class TestLateness:

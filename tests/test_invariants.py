@@ -41,7 +41,7 @@ from transforms.contract import (
     SIGNALS,
     TIERS,
 )
-from transforms.flags import Policy, risk_flags, signals
+from transforms.flags import WARNING_SIGNALS, Policy, risk_flags, signals
 from transforms.options import evaluate
 
 AS_OF = date(2026, 11, 20)
@@ -104,8 +104,11 @@ LOANS = st.lists(loan_features(), min_size=1, max_size=30)
 
 
 def queue_key(tier: str, score: D, days: int, loan_id: str) -> tuple:
-    """The queue's order: worse tier, higher score, more days past due, then loan id."""
-    return -TIERS.index(tier), -score, -days, loan_id
+    """The rules' order: the early-outreach queue (below 90 days) by worse tier, higher
+    score, more days past due, then loan id; then the default list, the fewest days first."""
+    if days >= 90:
+        return 1, 0, D(0), days, loan_id
+    return 0, -TIERS.index(tier), -score, -days, loan_id
 
 
 @CHECKED
@@ -123,8 +126,10 @@ def test_the_capacity_cuts_the_top_of_the_queue_and_drops_nothing(loans, capacit
     )
     n = flagged.height
     assert flagged["queue_rank"].to_list() == list(range(1, n + 1))
-    assert flagged["in_queue"].to_list() == [rank <= capacity for rank in range(1, n + 1)]
-    assert flagged["in_queue"].sum() == min(capacity, n)
+    outreach = int((flagged["days_past_due"] < 90).sum())
+    assert flagged["in_queue"].to_list() == [
+        rank <= min(capacity, outreach) for rank in range(1, n + 1)
+    ]
     keys = [
         queue_key(*row)
         for row in flagged.select("tier", "score", "days_past_due", "loan_id").rows()
@@ -145,17 +150,17 @@ def test_the_tier_rises_never_falls_with_days_past_due(loan, days):
     ranks = [TIERS.index(tiers[f"L{k}"]) if f"L{k}" in tiers else -1 for k in range(len(days))]
     assert ranks == sorted(ranks)
     for d, rank in zip(days, ranks, strict=True):
-        if d >= 1:
+        if d > POLICY.grace_days:
             assert rank == (3 if d >= 90 else 2 if d >= 60 else 1 if d >= 30 else 0), d
         else:
-            assert rank in (-1, 0)  # current: early warning only with a signal
+            assert rank in (-1, 0)  # inside the grace period: early warning only with a signal
 
 
 @CHECKED
 @given(loans=LOANS)
 def test_reasons_are_the_signals_found_and_early_warning_has_one(loans):
-    """Flagged: every second lien past due, and every current one with a signal; first
-    liens never. A loan's reasons (and their texts) are its signals in the contract's
+    """Flagged: every second lien past the grace period, and every one inside it with a
+    warning signal (not being underwater, nor a bucket moved inside 1-29); first liens never. A loan's reasons (and their texts) are its signals in the contract's
     order, and its score their weights plus half a point a day past due. Below 30 days a
     loan is flagged only with a reason; from 30 days the tier is set by the days alone,
     so a loan may be flagged there with no reason code."""
@@ -169,7 +174,11 @@ def test_reasons_are_the_signals_found_and_early_warning_has_one(loans):
     expected = {
         row["loan_id"]
         for row in frame.iter_rows(named=True)
-        if row["lien_position"] == 2 and (row["days_past_due"] >= 1 or row["loan_id"] in per_loan)
+        if row["lien_position"] == 2
+        and (
+            row["days_past_due"] > POLICY.grace_days
+            or set(per_loan.get(row["loan_id"], ([], []))[0]) & set(WARNING_SIGNALS)
+        )
     }
     assert set(flagged["loan_id"]) == expected
     assert flagged["loan_id"].is_unique().all()

@@ -41,22 +41,77 @@ def outcomes(history: pl.DataFrame, month_end: date, horizon_months: int = 6) ->
     )
 
 
-def groups(
-    month_end: date, found: pl.DataFrame, flagged: pl.DataFrame, outcome: pl.DataFrame
-) -> pl.DataFrame:
-    """Counts for one month end: one row per group (any flag, each tier, each signal)."""
-    members = pl.concat(
+def rule_members(found: pl.DataFrame, flagged: pl.DataFrame) -> pl.DataFrame:
+    """The rules' groups of one month end (loan_id, group): any flag, each tier, each signal."""
+    return pl.concat(
         [
             flagged.select("loan_id", pl.lit("any flag").alias("group")),
             flagged.select("loan_id", pl.format("tier: {}", "tier").alias("group")),
             found.select("loan_id", pl.format("signal: {}", "signal").alias("group")),
         ]
     )
-    names = [
-        "any flag",
-        *[f"tier: {t}" for t in TIERS if t != "default"],
-        *[f"signal: {s}" for s in SIGNALS],
+
+
+RULE_GROUPS = [
+    "any flag",
+    *[f"tier: {t}" for t in TIERS if t != "default"],
+    *[f"signal: {s}" for s in SIGNALS],
+]
+
+
+def model_members(
+    scored: pl.DataFrame, threshold: float, capacity: int, rules_flagged: pl.DataFrame
+) -> pl.DataFrame:
+    """The model's groups of one month end (loan_id, group), set against the rules':
+
+    - ``model: any flag``: what the model flags (risk at or above ``threshold`` below 30
+      days past due, and every loan 30 to 89 days), and ``model: early_warning``;
+    - ``model: top at the rules rate``: the riskiest loans, as many as the rules flagged;
+    - ``model: first {capacity}`` and ``rules: first {capacity}``: the review capacity's
+      worth of each queue (the model's by risk, the rules' by their queue order).
+
+    ``scored`` has loan_id, days_past_due and risk for the population; ``rules_flagged``
+    the rules' risk_flags (loan_id, queue_rank)."""
+    dpd, at_risk = pl.col("days_past_due"), pl.col("risk") >= threshold
+    by_risk = scored.sort(["risk", "loan_id"], descending=[True, False])
+    ranked = rules_flagged.join(scored.select("loan_id"), on="loan_id", how="semi").sort(
+        "queue_rank"
+    )
+    return pl.concat(
+        [
+            scored.filter(at_risk | (dpd >= 30)).select(
+                "loan_id", pl.lit("model: any flag").alias("group")
+            ),
+            scored.filter(at_risk & (dpd < 30)).select(
+                "loan_id", pl.lit("model: early_warning").alias("group")
+            ),
+            by_risk.head(ranked.height).select(
+                "loan_id", pl.lit("model: top at the rules rate").alias("group")
+            ),
+            by_risk.head(capacity).select(
+                "loan_id", pl.lit(f"model: first {capacity}").alias("group")
+            ),
+            ranked.head(capacity).select(
+                "loan_id", pl.lit(f"rules: first {capacity}").alias("group")
+            ),
+        ]
+    )
+
+
+def model_groups(capacity: int) -> list[str]:
+    return [
+        "model: any flag",
+        "model: early_warning",
+        "model: top at the rules rate",
+        f"model: first {capacity}",
+        f"rules: first {capacity}",
     ]
+
+
+def groups(
+    month_end: date, members: pl.DataFrame, outcome: pl.DataFrame, names: list[str]
+) -> pl.DataFrame:
+    """Counts for one month end: one row per group of ``names`` (``members``: loan_id, group)."""
     total, bad = outcome.height, int(outcome["went_bad"].sum())
     rows = []
     for name in names:
@@ -96,6 +151,7 @@ def summarise(counts: pl.DataFrame) -> pl.DataFrame:
         .with_columns(pl.col("precision", "recall", "unflagged_rate", "lift").fill_nan(None))
         .select(
             "group",
+            "population",
             "flagged",
             "flagged_bad",
             "unflagged",

@@ -46,6 +46,7 @@ SIGNALS = (
     "underwater",
     "worsening_bucket",
     "early_delinquency",
+    "past_delinquency",  # the model's: behind at recent month ends (no rule raises it)
 )
 # Loans that need care: flagged for review, and they shape (or stop) outreach.
 CARE_FLAGS = (

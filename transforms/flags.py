@@ -69,6 +69,10 @@ class Policy:
     drift_min_days: int = 5
     cltv_threshold: Decimal = Decimal("1.00")
     review_capacity: int = 500
+    grace_days: int = 15
+    flag_threshold: float = 1.0  # the model's: early warning at or above this risk
+    model: str = "rules"  # the model's version when one is in use
+    recovery_cost: float = 0.10  # of the property's value, for a second lien's exposure
     weights: dict[str, Decimal] = field(default_factory=dict)
     weight_per_day_past_due: Decimal = Decimal("0.5")
 
@@ -181,6 +185,27 @@ def _signal_rules(policy: Policy) -> dict[str, tuple[pl.Expr, pl.Expr]]:
     }
 
 
+def signal_texts(features: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """One row per row of ``features``: each signal's plain-words text with the loan's
+    figures, whether the rule raises it or not (null where a figure is missing), one
+    column per code. With the bucket path's months_late_12m and max_dpd_12m (see
+    ``transforms.risk``) it also words ``past_delinquency``."""
+    texts = [text.alias(code) for code, (_, text) in _signal_rules(policy).items()]
+    if {"months_late_12m", "max_dpd_12m"} <= set(features.columns):
+        texts.append(
+            pl.when(pl.col("months_late_12m") > 0)
+            .then(
+                pl.format(
+                    "Behind at {} of the last 12 month ends, at worst {} days past due.",
+                    pl.col("months_late_12m"),
+                    pl.col("max_dpd_12m"),
+                )
+            )
+            .alias("past_delinquency")
+        )
+    return features.select(texts)
+
+
 def signals(features: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     """One row per second lien per signal present: loan_id, signal, detail."""
     rules = _signal_rules(policy)
@@ -232,8 +257,22 @@ def _care(as_list: bool = True) -> pl.Expr:
     return pl.lit(_CARE_LISTS).gather(combination) if as_list else combination
 
 
-def tier_of(days_past_due: pl.Expr, has_signal: pl.Expr) -> pl.Expr:
-    """The contract's tier: default 90+, imminent 60-89, delinquent 30-59, early warning below."""
+# The signals that flag a loan below 30 days past due under the rules. Being underwater
+# alone, a few days late inside the grace period, or a bucket that moved inside 1-29 is
+# not enough: those are shown as reasons when something else flags the loan.
+WARNING_SIGNALS = (
+    "senior_lien_delinquent",
+    "returned_payment",
+    "partial_or_suspense",
+    "payment_shock",
+    "paying_later",
+)
+QUEUES = ("early_outreach", "default")
+
+
+def tier_of(days_past_due: pl.Expr, at_risk: pl.Expr) -> pl.Expr:
+    """The contract's tier: default 90+, imminent 60-89, delinquent 30-59, early warning
+    below 30 for a loan judged at risk (``at_risk``), none otherwise."""
     return (
         pl.when(days_past_due >= 90)
         .then(pl.lit("default"))
@@ -241,20 +280,37 @@ def tier_of(days_past_due: pl.Expr, has_signal: pl.Expr) -> pl.Expr:
         .then(pl.lit("imminent_default"))
         .when(days_past_due >= 30)
         .then(pl.lit("delinquent"))
-        .when((days_past_due >= 1) | has_signal)
+        .when(at_risk)
         .then(pl.lit("early_warning"))
     )
 
 
 def risk_flags(
-    features: pl.DataFrame, found: pl.DataFrame, as_of: date, policy: Policy
+    features: pl.DataFrame,
+    found: pl.DataFrame,
+    as_of: date,
+    policy: Policy,
+    scored: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """One row per flagged second lien: tier, score, reasons, care, and the queue.
+    """One row per flagged second lien: tier, risk, score, reasons, care, and the queues.
 
-    ``found`` is the output of :func:`signals`. Columns: as_of_date, loan_id,
-    borrower_id, tier, score, reasons (list of codes), reason_details (list of texts),
-    care (list), days_past_due, queue_rank (1 = first to review) and
-    in_queue (false for what the review capacity cut).
+    ``found`` is the output of :func:`signals`. ``scored`` is the model's judgement of the
+    loans below 90 days past due (loan_id, risk, expected_loss, reasons, reason_details,
+    with ``policy.flag_threshold`` and ``policy.model`` set), or None where the rules
+    decide. Below 30 days a loan is flagged when its risk is at or above the threshold,
+    or, under the rules, when it is past the grace period or shows one of
+    :data:`WARNING_SIGNALS`.
+
+    Two lists, one ranking: the early-outreach queue (below 90 days, where a call can
+    still keep the borrower out of default) first, ordered by expected loss avoidable
+    (risk times exposure; under the rules by tier then score), then the default list
+    (90 days and more), the most recently defaulted first. The review capacity cuts the
+    early-outreach queue only (``in_queue``).
+
+    Columns: as_of_date, loan_id, borrower_id, tier, risk, risk_model, expected_loss,
+    score, reasons (codes, most important first), reason_details (texts), care,
+    days_past_due, queue (early_outreach or default), queue_rank (1 = first to review)
+    and in_queue.
     """
     weights = pl.DataFrame(
         {
@@ -266,78 +322,101 @@ def risk_flags(
         found.join(weights, on="signal", how="left", maintain_order="left")
         .group_by("loan_id", maintain_order=True)
         .agg(
-            pl.col("signal").alias("reasons"),
-            pl.col("detail").alias("reason_details"),
+            pl.col("signal").alias("_reasons"),
+            pl.col("detail").alias("_details"),
             pl.col("weight").sum().alias("signal_points"),
+            pl.col("signal").is_in(list(WARNING_SIGNALS)).any().alias("_warning"),
         )
     )
-    # The lists are carried to the queue's order once, at the end: a loan without a
-    # signal takes the empty lists of the row added last.
-    lists = pl.concat(
-        [
-            per_loan.select("reasons", "reason_details"),
-            pl.DataFrame(
-                {"reasons": [[]], "reason_details": [[]]},
-                schema={"reasons": pl.List(pl.String), "reason_details": pl.List(pl.String)},
-            ),
-        ]
-    )
-    tier_rank = {t: i for i, t in enumerate(TIERS)}
     seconds = features.filter(pl.col("lien_position") == 2)
-    flagged = (
-        seconds.select(
-            "loan_id", "borrower_id", "days_past_due", _care(as_list=False).alias("_care")
+    keys = seconds["loan_id"]
+    frame = seconds.select("loan_id", "borrower_id", "days_past_due", _care().alias("care")).hstack(
+        _aligned(keys, per_loan)
+    )
+    dpd = pl.col("days_past_due")
+    if scored is None:
+        frame = frame.with_columns(
+            pl.lit(None, dtype=pl.Float64).alias("risk"),
+            pl.lit(None, dtype=pl.Float64).alias("expected_loss"),
+            pl.lit(None, dtype=pl.List(pl.String)).alias("_m_reasons"),
+            pl.lit(None, dtype=pl.List(pl.String)).alias("_m_details"),
         )
-        .hstack(
+        at_risk = (dpd > policy.grace_days) | pl.col("_warning").fill_null(False)
+    else:
+        frame = frame.hstack(
             _aligned(
-                seconds["loan_id"],
-                per_loan.select(
+                keys,
+                scored.select(
                     "loan_id",
-                    pl.int_range(pl.len(), dtype=pl.UInt32).alias("_signals"),
-                    "signal_points",
+                    pl.col("risk").cast(pl.Float64),
+                    pl.col("expected_loss").cast(pl.Float64),
+                    pl.col("reasons").alias("_m_reasons"),
+                    pl.col("reason_details").alias("_m_details"),
                 ),
             )
         )
-        .with_columns(
-            tier_of(pl.col("days_past_due"), pl.col("_signals").is_not_null()).alias("tier")
-        )
+        at_risk = pl.col("risk") >= policy.flag_threshold
+    empty = pl.lit([], dtype=pl.List(pl.String))
+    modelled = pl.col("_m_reasons").is_not_null()
+    flagged = (
+        frame.with_columns(tier_of(dpd, at_risk.fill_null(False)).alias("tier"))
         .filter(pl.col("tier").is_not_null())
         .with_columns(
-            (
-                pl.col("signal_points").fill_null(0.0)
-                + pl.col("days_past_due") * float(policy.weight_per_day_past_due)
-            )
+            (pl.col("signal_points").fill_null(0.0) + dpd * float(policy.weight_per_day_past_due))
             .round(2)
             .cast(pl.Decimal(10, 2))
             .alias("score"),
-            pl.col("tier").replace_strict(tier_rank, return_dtype=pl.Int32).alias("_tier_rank"),
+            pl.when(modelled)
+            .then("_m_reasons")
+            .otherwise(pl.col("_reasons").fill_null(empty))
+            .alias("reasons"),
+            pl.when(modelled)
+            .then("_m_details")
+            .otherwise(pl.col("_details").fill_null(empty))
+            .alias("reason_details"),
+            pl.when(dpd < 90).then(pl.lit(QUEUES[0])).otherwise(pl.lit(QUEUES[1])).alias("queue"),
+            pl.lit(policy.model if scored is not None else "rules").alias("risk_model"),
+            pl.col("tier")
+            .replace_strict({t: i for i, t in enumerate(TIERS)}, return_dtype=pl.Int32)
+            .alias("_tier_rank"),
         )
-        .sort(
-            ["_tier_rank", "score", "days_past_due", "loan_id"],
-            descending=[True, True, True, False],
-        )
+    )
+    outreach_order: list[str | pl.Expr] = (
+        [pl.col("expected_loss").fill_null(0.0), pl.col("risk").fill_null(0.0)]
+        if scored is not None
+        else ["_tier_rank", "score"]
+    )
+    outreach = flagged.filter(pl.col("queue") == QUEUES[0]).sort(
+        [*outreach_order, "days_past_due", "loan_id"], descending=[True, True, True, False]
+    )
+    defaulted = flagged.filter(pl.col("queue") == QUEUES[1]).sort("days_past_due", "loan_id")
+    return (
+        pl.concat([outreach, defaulted])
         .with_row_index("queue_rank", offset=1)
         .with_columns(
             pl.col("queue_rank").cast(pl.Int64),
-            (pl.col("queue_rank") <= policy.review_capacity).alias("in_queue"),
+            (
+                (pl.col("queue") == QUEUES[0]) & (pl.col("queue_rank") <= policy.review_capacity)
+            ).alias("in_queue"),
             pl.lit(as_of).alias("as_of_date"),
         )
-    )
-    flagged = flagged.hstack(lists[flagged["_signals"].fill_null(lists.height - 1)]).with_columns(
-        pl.lit(_CARE_LISTS).gather(pl.col("_care")).alias("care")
-    )
-    return flagged.select(
-        "as_of_date",
-        "loan_id",
-        "borrower_id",
-        "tier",
-        "score",
-        "reasons",
-        "reason_details",
-        "care",
-        "days_past_due",
-        "queue_rank",
-        "in_queue",
+        .select(
+            "as_of_date",
+            "loan_id",
+            "borrower_id",
+            "tier",
+            "risk",
+            "risk_model",
+            "expected_loss",
+            "score",
+            "reasons",
+            "reason_details",
+            "care",
+            "days_past_due",
+            "queue",
+            "queue_rank",
+            "in_queue",
+        )
     )
 
 

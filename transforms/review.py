@@ -114,6 +114,9 @@ def queue_json(queue: pl.DataFrame, call: pl.DataFrame) -> dict[str, Any]:
             day(r["live_contact_due_date"]),
             r["borrower_id"],
             r["letter_template"],
+            None if r["risk"] is None else round(r["risk"], 4),
+            int(r["queue"] == "default"),
+            None if r["expected_loss"] is None else round(r["expected_loss"], 2),
         ]
         for r in queue.iter_rows(named=True)
     ]
@@ -152,12 +155,16 @@ def safe_text(column: pl.Expr) -> pl.Expr:
 
 
 QUEUE_EXPORT = {
+    "queue": "list",
     "queue_rank": "queue_rank",
     "in_queue": "in_queue",
     "loan_id": "loan_id",
     "borrower_id": "borrower_id",
     "borrower_name": "borrower_name",
     "tier": "tier",
+    "risk": "risk",
+    "expected_loss": "expected_loss",
+    "risk_model": "risk_model",
     "score": "score",
     "days_past_due": "days_past_due",
     "amount_past_due": "amount_past_due",

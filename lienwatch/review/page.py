@@ -57,7 +57,7 @@ open_case AS (
     QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY opened_date DESC) = 1
 ),
 tonight AS (SELECT loan_id, event FROM review_case_events WHERE as_of_date = $as_of)
-SELECT f.queue_rank, f.in_queue, f.loan_id, f.borrower_id,
+SELECT f.queue_rank, f.in_queue, f.queue, f.risk, f.risk_model, f.expected_loss, f.loan_id, f.borrower_id,
        trim(concat_ws(' ', b.first_name, b.last_name)) AS borrower_name, b.phone,
        b.preferred_language AS language, f.tier, f.score, f.days_past_due, f.reasons, f.reason_details,
        f.care, l.product, l.property_state, l.current_balance, s.amount_past_due, s.installment_amount,
@@ -440,6 +440,10 @@ def _summary(
         "promises": {s: int((promises["status"] == s).sum()) for s in cases.PROMISE_STATUSES},
         "flagged": queue.height,
         "in_queue": int(queue["in_queue"].sum() or 0),
+        "default_list": int((queue["queue"] == "default").sum()),
+        "cut": int(((queue["queue"] != "default") & ~queue["in_queue"].fill_null(False)).sum()),
+        "risk_model": (queue["risk_model"].drop_nulls().first() if queue.height else None)
+        or "rules",
         "calls": call.height,
         "on_page": shown.height,
         "calls_on_page": call_shown.height,

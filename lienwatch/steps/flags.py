@@ -3,18 +3,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from lienwatch import sql, warehouse
 from lienwatch.night import Night
 from lienwatch.review import decisions
+from lienwatch.risk_model import Model, model_in_use, score
 from lienwatch.settings import Settings
-from transforms import flags
+from transforms import flags, risk
 
 PRIOR_DAYS = 30  # "a month ago" for the worsening-bucket signal
 LATENESS_WINDOW_DAYS = 150  # ledger days read for the last three installments' payment days
@@ -32,15 +35,57 @@ def risk_policy(settings: Settings) -> flags.Policy:
         review_capacity=risk.review_capacity,
         weights=dict(risk.weights),
         weight_per_day_past_due=risk.weight_per_day_past_due,
+        grace_days=risk.grace_days,
+        recovery_cost=risk.recovery_cost,
     )
 
 
 def flags_as_of(
-    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, status_table: str
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(features, signals found, risk_flags) as of a date, from the status rows in ``status_table``.
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    as_of: date,
+    status_table: str,
+    model: Model | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
+    """(features, signals found, risk_flags, the model's scores or None) as of a date.
 
-    The night uses ``loan_status``; the backtest replays month ends from
+    With a ``model`` every second lien below 90 days past due is scored and the model
+    decides the early-warning tier and the queue's order; without one the rules do.
+    """
+    features, found = features_as_of(con, settings, as_of, status_table)
+    policy = risk_policy(settings)
+    if model is None:
+        return features, found, flags.risk_flags(features, found, as_of, policy), None
+    policy = dataclasses.replace(policy, flag_threshold=model.flag_threshold, model=model.version)
+    scored = score(model, model_inputs_as_of(con, as_of, features), features, policy)
+    return features, found, flags.risk_flags(features, found, as_of, policy, scored), scored
+
+
+def model_inputs_as_of(
+    con: duckdb.DuckDBPyConnection, as_of: date, features: pl.DataFrame
+) -> pl.DataFrame:
+    """The model's inputs for the loans of ``features`` (row for row): those features,
+    each loan's path over the month ends before ``as_of``, and its terms."""
+    path = warehouse.frame(
+        con,
+        f"""SELECT as_of_date, loan_id, days_past_due FROM loan_status_month_end
+        WHERE lien_position = 2 AND as_of_date < $as_of
+          AND as_of_date >= $as_of - INTERVAL {risk.PATH_MONTHS + 1} MONTH""",
+        {"as_of": as_of},
+    )
+    terms = warehouse.frame(
+        con,
+        "SELECT loan_id, first_payment_date, draw_period_end FROM loans WHERE lien_position = 2",
+    )
+    return risk.model_inputs(features, risk.bucket_path(path, as_of), terms, as_of)
+
+
+def features_as_of(
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, status_table: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(features, signals found) as of a date, from the status rows in ``status_table``.
+
+    The night uses ``loan_status``; training and the backtest replay month ends from
     ``loan_status_month_end``. Every other input is read as it stood on ``as_of``. Only
     what the second liens need is read, and the per-loan frames are put row for row
     with the status once, here, so that the transforms join them at no cost.
@@ -74,8 +119,7 @@ def flags_as_of(
                 raise
     finally:
         reader.close()
-    found = flags.signals(features, policy)
-    return features, found, flags.risk_flags(features, found, as_of, policy)
+    return features, flags.signals(features, policy)
 
 
 def _flag_features(
@@ -204,20 +248,61 @@ def _flag_features(
 
 
 def run(night: Night, settings: Settings) -> dict[str, Any]:
-    """risk_flags for the night: second liens with their tier, score, reasons and care."""
+    """risk_flags for the night: second liens with their tier, risk, reasons and care;
+    with a model in use, every second lien's risk below 90 days in loan_risk."""
     con = warehouse.connect(night.db)
     try:
-        _, found, flagged = flags_as_of(con, settings, night.as_of, "loan_status")
+        model = model_in_use(con, settings)
+        _, found, flagged, scored = flags_as_of(con, settings, night.as_of, "loan_status", model)
         with warehouse.transaction(con):
             warehouse.replace_night(con, "risk_flags", flagged, night.as_of)
+            if scored is not None:
+                warehouse.replace_night(
+                    con,
+                    "loan_risk",
+                    scored.select(
+                        pl.lit(night.as_of).alias("as_of_date"),
+                        "loan_id",
+                        pl.col("days_past_due").cast(pl.Int32),
+                        "risk",
+                        pl.lit(model.version if model else "rules").alias("risk_model"),
+                    ),
+                    night.as_of,
+                )
     finally:
         con.close()
     tiers = flagged.group_by("tier").len()
     counted = found.group_by("signal").len()
-    return {
+    counts: dict[str, Any] = {
+        "risk_model": model.version if model else "rules",
         "flagged": flagged.height,
         "in_queue": int(flagged["in_queue"].sum()),
-        "cut_by_capacity": int((~flagged["in_queue"]).sum()),
+        "cut_by_capacity": int(
+            ((flagged["queue"] == flags.QUEUES[0]) & ~flagged["in_queue"]).sum()
+        ),
+        "default_list": int((flagged["queue"] == flags.QUEUES[1]).sum()),
         "by_tier": dict(zip(tiers["tier"].to_list(), tiers["len"].to_list(), strict=True)),
         "by_signal": dict(zip(counted["signal"].to_list(), counted["len"].to_list(), strict=True)),
     }
+    if model is not None and scored is not None:
+        counts.update(_drift(model, scored["risk"].to_numpy(), settings))
+    return counts
+
+
+def _drift(model: Model, scores: Any, settings: Settings) -> dict[str, Any]:
+    """The night's score distribution against the model's training sample."""
+    shift = risk.psi(scores, model.score_bins)
+    quantiles = np.quantile(scores, [0.5, 0.9, 0.99]) if len(scores) else [0.0, 0.0, 0.0]
+    found: dict[str, Any] = {
+        "scored": len(scores),
+        "risk_psi": round(shift, 4),
+        "risk_quantiles": {
+            q: round(float(v), 5) for q, v in zip(("p50", "p90", "p99"), quantiles, strict=True)
+        },
+    }
+    if shift > settings.risk.psi_warning:
+        found["warning"] = (
+            f"the risk scores have shifted from the training sample of model {model.version} "
+            f"(PSI {shift:.2f} > {settings.risk.psi_warning}); retrain with lienwatch train"
+        )
+    return found

@@ -59,12 +59,13 @@
       i: i, loan: r[0], name: r[1], tier: r[2], score: r[3], dpd: r[4], rank: r[5], inQueue: r[6] === 1,
       reasons: r[7], care: r[8], product: r[9], state: r[10], language: r[11], letter: r[12],
       pastDue: r[13], balance: r[14], event: r[15], opened: r[16], contactDue: r[17], borrower: r[18],
-      template: r[19], key: (r[0] + "\u0000" + r[1]).toLowerCase()
+      template: r[19], risk: r[20], list: r[21], loss: r[22], key: (r[0] + "\u0000" + r[1]).toLowerCase()
     };
   });
   var byLoan = new Map(rows.map(function (r) { return [r.loan, r]; }));
 
-  var filters = { tier: "", reason: "", care: "", product: "", state: "", language: "", letter: "", capacity: "" };
+  // The early-outreach queue first; the default list (90+ days) is one choice away.
+  var filters = { list: "0", tier: "", reason: "", care: "", product: "", state: "", language: "", letter: "", capacity: "" };
   var query = "";
   var sortKey = "rank", sortDir = 1, page = 0, shown = rows, openLoan = null;
 
@@ -73,7 +74,7 @@
     loan: function (r) { return r.loan; },
     name: function (r) { return r.name.toLowerCase(); },
     tier: function (r) { return r.tier; },
-    score: function (r) { return r.score; },
+    score: function (r) { return r.risk === null ? r.score / 1000 : r.risk; },
     dpd: function (r) { return r.dpd; },
     pastDue: function (r) { return r.pastDue === null ? -1 : r.pastDue; },
     reasons: function (r) { return r.reasons.length; },
@@ -86,6 +87,7 @@
   };
 
   function matches(r) {
+    if (filters.list !== "" && r.list !== +filters.list) return false;
     if (filters.tier !== "" && r.tier !== +filters.tier) return false;
     if (filters.reason !== "" && r.reasons.indexOf(+filters.reason) < 0) return false;
     if (filters.care !== "" && r.care.indexOf(+filters.care) < 0) return false;
@@ -111,6 +113,8 @@
     draw();
   }
 
+  function riskText(r) { return r.risk === null ? r.score.toFixed(1) : (r.risk * 100).toFixed(1) + " %"; }
+
   function tierBadge(tier) { return h("span", { "class": "tier tier-" + Q.tiers[tier] }, words(Q.tiers[tier])); }
 
   function chip(text, cls) { return h("span", { "class": "chip" + (cls ? " " + cls : "") }, text); }
@@ -127,12 +131,12 @@
     var reasons = r.reasons.slice(0, 3).map(function (x) { return chip(words(Q.reasons[x])); });
     if (r.reasons.length > 3) reasons.push(chip("+" + (r.reasons.length - 3)));
     var letter = Q.letters[r.letter];
-    return h("tr", { "data-loan": r.loan, tabindex: "0", "class": (r.inQueue ? "" : "cut") + (r.loan === openLoan ? " open" : "") },
-      h("td", { "class": "num", title: r.inQueue ? null : "cut by the review capacity" }, r.rank),
+    return h("tr", { "data-loan": r.loan, tabindex: "0", "class": (r.inQueue || r.list === 1 ? "" : "cut") + (r.loan === openLoan ? " open" : "") },
+      h("td", { "class": "num", title: r.inQueue || r.list === 1 ? null : "cut by the review capacity" }, r.rank),
       h("td", { "class": "mono" }, r.loan),
       h("td", { "class": "name" }, r.name),
       h("td", null, tierBadge(r.tier)),
-      h("td", { "class": "num" }, r.score.toFixed(1)),
+      h("td", { "class": "num", title: r.risk === null ? "rules score" : "risk of 90+ days within the horizon" }, riskText(r)),
       h("td", { "class": "num" }, r.dpd),
       h("td", { "class": "num" }, money(r.pastDue)),
       h("td", { "class": "chips" }, reasons),
@@ -193,6 +197,8 @@
   $("filters").addEventListener("reset", function () {
     setTimeout(function () {
       Object.keys(filters).forEach(function (name) { filters[name] = ""; });
+      filters.list = "0";
+      $("f-list").value = "0";
       query = "";
       refresh();
     }, 0);
@@ -405,9 +411,9 @@
       h("h2", { id: "detail-title" }, r.loan + " · " + r.name),
       h("div", { "class": "meta" },
         tierBadge(r.tier),
-        h("span", null, "score " + r.score.toFixed(1)),
+        h("span", null, r.risk === null ? "score " + r.score.toFixed(1) : "risk " + riskText(r) + (r.loss === null ? "" : " · expected loss " + money(r.loss))),
         h("span", null, r.dpd + " days past due"),
-        h("span", null, "queue #" + r.rank + (r.inQueue ? "" : " (cut by capacity)")),
+        h("span", null, r.list === 1 ? "default list" : "queue #" + r.rank + (r.inQueue ? "" : " (cut by capacity)")),
         h("span", null, words(Q.products[r.product]) + " · " + (r.state || "") + " · " + (Q.languages[r.language] || "")),
         h("span", { "class": "mono" }, r.borrower),
         d.p ? h("span", { "class": "mono" }, d.p) : null),
@@ -420,7 +426,7 @@
         h("dt", null, "Installment"), h("dd", null, money(x[2]) + (x[1] ? ", next due " + x[1] : "")))),
       section("Senior lien", h("p", null, senior)),
       section("Payment history", d.h ? historyChart(d.h, D.m) : h("p", { "class": "empty" }, "No history.")),
-      section("Why flagged", reasons.length ? h("ul", null, reasons) : h("p", null, "Flagged on days past due alone."),
+      section("Why flagged" + (r.risk === null ? "" : ", the largest share of the risk first"), reasons.length ? h("ol", null, reasons) : h("p", null, "Flagged on days past due alone."),
         r.care.length ? h("p", null, "Care: ", r.care.map(function (c) { return chip(words(Q.care[c]), "care"); })) : null),
       optionsSection(d, S),
       lettersSection(d, S),

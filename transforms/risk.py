@@ -1,0 +1,397 @@
+"""The learned early warning: the model's inputs, its calibration, its reasons and its checks.
+
+Pure: frames and arrays in, frames and numbers out. The trees themselves are fitted and
+applied at the edge (``lienwatch/risk_model.py``); what they see and what is made of
+their output is defined here, so that a month end replayed for training and a night
+scored for the queue see exactly the same columns.
+
+- :func:`bucket_path`: each loan's days past due at the month ends before a date.
+- :func:`model_inputs`: one row per second lien, the columns of :data:`FEATURES`, from
+  the early-warning features (``transforms.flags.assemble_features``), the bucket path
+  and the loans' terms.
+- :func:`calibrate` / :func:`calibrated`: Platt scaling of the trees' log-odds.
+- :func:`reasons`: the plain-words signals behind a score, ordered by their share of it.
+- :func:`expected_loss`: what an early call can still save, which orders the queue.
+- :func:`auc`, :func:`calibration_table`, :func:`propose_threshold`, :func:`psi`: the
+  measures that decide whether a model is fit to use, and whether it still is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+
+from transforms.backtest import add_months
+from transforms.contract import SIGNALS
+from transforms.flags import Policy, signal_texts
+
+PATH_MONTHS = 12  # month ends of history a loan's bucket path looks back over
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One input of the model: its name, the direction of its effect where it is known
+    (+1: more risk as it rises, which the trees are held to; 0: learned freely) and the
+    plain-words signal it speaks for in a reason (None: a fact about the loan, not a
+    warning sign)."""
+
+    name: str
+    direction: int
+    signal: str | None
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("days_past_due", 1, "early_delinquency"),
+    Feature("months_behind", 1, "early_delinquency"),
+    Feature("suspense_share", 0, "partial_or_suspense"),
+    Feature("last_payment_short", 1, "partial_or_suspense"),
+    Feature("returns_in_window", 1, "returned_payment"),
+    Feature("senior_days_past_due", 1, "senior_lien_delinquent"),
+    Feature("payment_rise", 1, "payment_shock"),
+    Feature("days_late_last", 1, "paying_later"),
+    Feature("days_late_before", 1, "paying_later"),
+    Feature("days_late_oldest", 1, "paying_later"),
+    Feature("lateness_trend", 0, "paying_later"),
+    Feature("cltv", 1, "underwater"),
+    Feature("dpd_month_ago", 1, "past_delinquency"),
+    Feature("dpd_2_months_ago", 1, "past_delinquency"),
+    Feature("dpd_3_months_ago", 1, "past_delinquency"),
+    Feature("max_dpd_12m", 1, "past_delinquency"),
+    Feature("months_late_12m", 1, "past_delinquency"),
+    Feature("months_30_12m", 1, "past_delinquency"),
+    Feature("heloc", 0, None),
+    Feature("draw_ended", 0, None),
+    Feature("months_to_draw_end", 0, None),
+    Feature("loan_age_months", 0, None),
+    Feature("not_primary", 0, None),
+    Feature("balance", 0, None),
+)
+FEATURE_NAMES = tuple(f.name for f in FEATURES)
+assert {f.signal for f in FEATURES} - {None} <= set(SIGNALS)
+
+# Each signal counts as a reason only where the loan's figures are adverse: a share of a
+# score from a clean figure (no return, a current first mortgage) is no warning sign.
+ADVERSE: dict[str, pl.Expr] = {
+    "early_delinquency": pl.col("days_past_due") > 0,
+    "partial_or_suspense": (pl.col("suspense_share") > 0) | (pl.col("last_payment_short") > 0),
+    "returned_payment": pl.col("returns_in_window") > 0,
+    "senior_lien_delinquent": pl.col("senior_days_past_due") > 0,
+    "payment_shock": pl.col("payment_rise") > 0,
+    "paying_later": pl.max_horizontal("days_late_last", "days_late_before", "days_late_oldest") > 0,
+    "underwater": pl.col("cltv") >= 0.8,
+    "past_delinquency": pl.col("months_late_12m") > 0,
+}
+
+
+def bucket_path(history: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """One row per loan of ``history`` (as_of_date, loan_id, days_past_due: month-end
+    statuses) with its path over the :data:`PATH_MONTHS` month ends before ``as_of``:
+    days past due at the latest three (dpd_month_ago, dpd_2_months_ago,
+    dpd_3_months_ago; null where the loan had no status), the worst (max_dpd_12m) and how
+    many found it behind at all (months_late_12m) and 30 days or more (months_30_12m)."""
+    latest = as_of.replace(day=1) - timedelta(days=1)  # the last month end before the night
+    ago = {add_months(latest, -k): k for k in range(PATH_MONTHS)}  # 0 = the latest month end
+    recent = history.filter(pl.col("as_of_date").is_in(list(ago)))
+    ago_of = pl.col("as_of_date").replace_strict(ago, return_dtype=pl.Int32)
+    dpd = pl.col("days_past_due")
+    return recent.group_by("loan_id").agg(
+        dpd.filter(ago_of == 0).first().alias("dpd_month_ago"),
+        dpd.filter(ago_of == 1).first().alias("dpd_2_months_ago"),
+        dpd.filter(ago_of == 2).first().alias("dpd_3_months_ago"),
+        dpd.max().alias("max_dpd_12m"),
+        (dpd > 0).sum().cast(pl.Int32).alias("months_late_12m"),
+        (dpd >= 30).sum().cast(pl.Int32).alias("months_30_12m"),
+    )
+
+
+def model_inputs(
+    features: pl.DataFrame, path: pl.DataFrame, terms: pl.DataFrame, as_of: date
+) -> pl.DataFrame:
+    """One row per row of ``features`` (in its order): loan_id and the :data:`FEATURES`
+    as 64-bit floats (null where a figure is unknown; the trees route it).
+
+    ``features`` comes from ``transforms.flags.assemble_features``; ``path`` from
+    :func:`bucket_path`; ``terms`` has loan_id, first_payment_date and draw_period_end.
+    """
+    money = pl.Float64
+
+    def share(numerator: str, denominator: str) -> pl.Expr:
+        den = pl.col(denominator).cast(money)
+        return pl.when(den > 0).then(pl.col(numerator).cast(money) / den)
+
+    late = pl.col("days_late")
+    last_k = [late.list.get(-k, null_on_oob=True) for k in (1, 2, 3)]
+
+    def months_since(column: str) -> pl.Expr:
+        day = pl.col(column)
+        return ((as_of.year * 12 + as_of.month) - (day.dt.year() * 12 + day.dt.month())).cast(money)
+
+    heloc = pl.col("product") == "heloc"
+    frame = (
+        features.select(
+            "loan_id",
+            "days_past_due",
+            "amount_past_due",
+            "installment_amount",
+            "suspense_amount",
+            "last_payment_short",
+            "returns_in_window",
+            "senior_days_past_due",
+            "next_change_amount",
+            "days_late",
+            "current_balance",
+            "senior_lien_balance",
+            "property_value",
+            "product",
+            "occupancy",
+        )
+        .join(path, on="loan_id", how="left", maintain_order="left")
+        .join(
+            terms.select("loan_id", "first_payment_date", "draw_period_end"),
+            on="loan_id",
+            how="left",
+            maintain_order="left",
+        )
+    )
+    cltv = (
+        pl.col("senior_lien_balance").fill_null(0).cast(money)
+        + pl.col("current_balance").cast(money)
+    ) / pl.when(pl.col("property_value") > 0).then(pl.col("property_value").cast(money))
+    return frame.select(
+        "loan_id",
+        pl.col("days_past_due").cast(money),
+        share("amount_past_due", "installment_amount").alias("months_behind"),
+        share("suspense_amount", "installment_amount").alias("suspense_share"),
+        pl.col("last_payment_short").cast(money),
+        pl.col("returns_in_window").cast(money),
+        pl.col("senior_days_past_due").cast(money),
+        (share("next_change_amount", "installment_amount") - 1)
+        .clip(lower_bound=0)
+        .fill_null(0)
+        .alias("payment_rise"),
+        *[
+            v.cast(money).alias(n)
+            for v, n in zip(
+                last_k, ("days_late_last", "days_late_before", "days_late_oldest"), strict=True
+            )
+        ],
+        (last_k[0] - late.list.first()).cast(money).alias("lateness_trend"),
+        cltv.alias("cltv"),
+        *[
+            pl.col(n).cast(money)
+            for n in ("dpd_month_ago", "dpd_2_months_ago", "dpd_3_months_ago", "max_dpd_12m")
+        ],
+        pl.col("months_late_12m").fill_null(0).cast(money),
+        pl.col("months_30_12m").fill_null(0).cast(money),
+        heloc.cast(money).alias("heloc"),
+        (heloc & (pl.col("draw_period_end") <= as_of))
+        .fill_null(False)
+        .cast(money)
+        .alias("draw_ended"),
+        pl.when(heloc).then(-months_since("draw_period_end")).alias("months_to_draw_end"),
+        months_since("first_payment_date").alias("loan_age_months"),
+        (pl.col("occupancy") != "primary").fill_null(False).cast(money).alias("not_primary"),
+        pl.col("current_balance").cast(money).alias("balance"),
+    )
+
+
+def matrix(inputs: pl.DataFrame) -> np.ndarray:
+    """The :data:`FEATURES` of :func:`model_inputs` as a float64 matrix (NaN for null)."""
+    return inputs.select(FEATURE_NAMES).fill_null(float("nan")).to_numpy().astype(np.float64)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-9, 1 - 1e-9)
+    logit: np.ndarray = np.log(p / (1 - p))
+    return logit
+
+
+def calibrate(raw: np.ndarray, bad: np.ndarray, iterations: int = 200) -> tuple[float, float]:
+    """Platt scaling: (a, b) of P(bad) = 1 / (1 + exp(-(a * logit(raw) + b))), fitted by
+    Newton's method on the log-likelihood (two parameters: stable with few bad loans, and
+    it keeps the trees' order, which the queue relies on)."""
+    x, y = _logit(np.asarray(raw, dtype=np.float64)), np.asarray(bad, dtype=np.float64)
+    a, b = 1.0, 0.0
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-(a * x + b)))
+        w = p * (1 - p) + 1e-12
+        gradient = np.array([np.sum((p - y) * x), np.sum(p - y)])
+        hessian = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
+        step = np.linalg.solve(hessian + np.eye(2) * 1e-9, gradient)
+        a, b = a - step[0], b - step[1]
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(a), float(b)
+
+
+def calibrated(raw: np.ndarray, a: float, b: float) -> np.ndarray:
+    """The calibrated probability of :func:`calibrate`'s (a, b)."""
+    return 1 / (1 + np.exp(-(a * _logit(np.asarray(raw, dtype=np.float64)) + b)))
+
+
+# --------------------------------------------------------------------------- reasons
+
+
+def reasons(
+    inputs: pl.DataFrame, contributions: np.ndarray, features: pl.DataFrame, policy: Policy
+) -> pl.DataFrame:
+    """One row per row of ``inputs``: the signals behind its score, most first.
+
+    ``contributions`` holds each feature's share of the score in log-odds (LightGBM's
+    ``pred_contrib``: one column per feature of :data:`FEATURES`, then the bias), row for
+    row with ``inputs``; ``features`` are the early-warning features of the same loans
+    (for the signals' texts). A signal's weight is the sum of its features' shares; it is
+    a reason when that sum is positive and the loan's figures are adverse
+    (:data:`ADVERSE`), ordered by weight. A loan with none takes the signal that adds the
+    most (or takes the least away) among those with a text, so that every score names at
+    least one signal with its figures. Columns: loan_id, reasons, reason_details, weights.
+    """
+    codes = [c for c in SIGNALS if any(f.signal == c for f in FEATURES)]
+    by_signal = np.zeros((inputs.height, len(codes)))
+    for k, feature in enumerate(FEATURES):
+        if feature.signal is not None:
+            by_signal[:, codes.index(feature.signal)] += contributions[:, k]
+    texts = signal_texts(
+        features.join(
+            inputs.select("loan_id", "months_late_12m", "max_dpd_12m"),
+            on="loan_id",
+            how="left",
+            maintain_order="left",
+        ),
+        policy,
+    )
+    adverse = inputs.select([ADVERSE[c].fill_null(False).alias(c) for c in codes]).to_numpy()
+    has_text = texts.select([pl.col(c).is_not_null().alias(c) for c in codes]).to_numpy()
+    text_of = texts.select(codes).to_numpy()
+    ids = inputs["loan_id"].to_list()
+    rows_reasons, rows_details, rows_weights = [], [], []
+    for i in range(inputs.height):
+        order = np.argsort(-by_signal[i], kind="stable")
+        picked = [j for j in order if by_signal[i, j] > 0 and adverse[i, j] and has_text[i, j]]
+        if not picked:
+            picked = [next(j for j in order if has_text[i, j])] if has_text[i].any() else []
+        rows_reasons.append([codes[j] for j in picked])
+        rows_details.append([text_of[i, j] for j in picked])
+        rows_weights.append([round(float(by_signal[i, j]), 4) for j in picked])
+    return pl.DataFrame(
+        {
+            "loan_id": ids,
+            "reasons": rows_reasons,
+            "reason_details": rows_details,
+            "weights": rows_weights,
+        },
+        schema={
+            "loan_id": pl.String,
+            "reasons": pl.List(pl.String),
+            "reason_details": pl.List(pl.String),
+            "weights": pl.List(pl.Float64),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+def expected_loss(risk: pl.Expr, recovery_cost: float = 0.10) -> pl.Expr:
+    """Risk times the second lien's exposure: its balance (current_balance) less what the
+    property would leave it after the senior lien and the costs of a sale
+    (``recovery_cost`` of property_value), never below nothing nor above the balance.
+    Where the value is unknown the whole balance is exposed."""
+    balance = pl.col("current_balance").cast(pl.Float64)
+    left = (
+        pl.col("property_value").cast(pl.Float64) * (1 - recovery_cost)
+        - pl.col("senior_lien_balance").fill_null(0).cast(pl.Float64)
+    ).clip(lower_bound=0)
+    exposure = (balance - left.fill_null(0)).clip(lower_bound=0)
+    return (risk * pl.min_horizontal(exposure, balance)).round(2)
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def auc(score: np.ndarray, bad: np.ndarray) -> float | None:
+    """Area under the ROC curve (the Mann-Whitney statistic, ties counted half); None
+    without both outcomes."""
+    y = np.asarray(bad, dtype=bool)
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if not positives or not negatives:
+        return None
+    ranks = pl.Series(np.asarray(score, dtype=np.float64)).rank("average").to_numpy()
+    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def calibration_table(
+    risk: np.ndarray, bad: np.ndarray, tenths: int = 10
+) -> list[dict[str, float | int]]:
+    """Predicted against observed by tenth of predicted risk (the lowest first): loans,
+    bad loans, mean predicted and observed rate."""
+    frame = pl.DataFrame(
+        {"risk": np.asarray(risk, dtype=np.float64), "bad": np.asarray(bad, dtype=np.float64)}
+    ).sort("risk")
+    n = frame.height
+    frame = frame.with_columns((pl.int_range(pl.len()) * tenths // max(n, 1)).alias("tenth"))
+    out = (
+        frame.group_by("tenth")
+        .agg(
+            pl.len().alias("loans"),
+            pl.col("bad").sum().cast(pl.Int64).alias("bad"),
+            pl.col("risk").mean().alias("predicted"),
+            pl.col("bad").mean().alias("observed"),
+        )
+        .sort("tenth")
+    )
+    return [
+        {
+            "tenth": int(r["tenth"]) + 1,
+            "loans": int(r["loans"]),
+            "bad": int(r["bad"]),
+            "predicted": round(float(r["predicted"]), 6),
+            "observed": round(float(r["observed"]), 6),
+        }
+        for r in out.iter_rows(named=True)
+    ]
+
+
+def propose_threshold(risk_of_current: np.ndarray, share: float) -> float:
+    """The lowest risk at which no more than ``share`` of the current loans given are
+    flagged (flagged: risk at or above it)."""
+    values = np.sort(np.asarray(risk_of_current, dtype=np.float64))[::-1]
+    if not values.size:
+        return 1.0
+    allowed = math.floor(share * values.size)
+    if allowed >= values.size:
+        return float(values[-1])
+    # flag the top ``allowed``: the threshold sits just above the first one left out
+    return float(np.nextafter(values[allowed], np.inf))
+
+
+PSI_BINS = 10
+
+
+def psi_bins(risk: np.ndarray) -> dict[str, list[float]]:
+    """The training sample's score distribution, for :func:`psi`: the inner edges of its
+    tenths and the share of the sample in each bin."""
+    values = np.asarray(risk, dtype=np.float64)
+    edges = sorted(set(np.quantile(values, np.arange(1, PSI_BINS) / PSI_BINS).round(9).tolist()))
+    return {"edges": edges, "shares": _shares(values, edges)}
+
+
+def _shares(values: np.ndarray, edges: list[float]) -> list[float]:
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    return [round(float(c) / max(values.size, 1), 9) for c in counts]
+
+
+def psi(risk: np.ndarray, bins: dict[str, list[float]]) -> float:
+    """Population stability index of ``risk`` against :func:`psi_bins`' distribution:
+    sum of (actual - expected) * ln(actual / expected) over the bins (a share of 0 counts
+    as 0.0001). Above 0.25 the population has shifted enough to retrain."""
+    actual = np.maximum(np.array(_shares(np.asarray(risk, dtype=np.float64), bins["edges"])), 1e-4)
+    expected = np.maximum(np.array(bins["shares"]), 1e-4)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
