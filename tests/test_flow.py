@@ -90,7 +90,8 @@ class TestNight:
     def test_second_writer_refused_at_once(self, folder, tmp_path):
         """While another process runs a night, a second one fails at once with a clear message."""
         db = tmp_path / "wh.duckdb"
-        holder = subprocess.Popen(
+        # The with block closes the holder's pipe and waits for it, once killed.
+        with subprocess.Popen(
             [
                 sys.executable,
                 "-c",
@@ -100,17 +101,15 @@ class TestNight:
             ],
             stdout=subprocess.PIPE,
             text=True,
-        )
-        try:
-            assert holder.stdout.readline().strip() == "held"
-            started = time.monotonic()
-            with pytest.raises(WarehouseBusy, match="another lienwatch night is running"):
-                night(folder, tmp_path)
-            assert time.monotonic() - started < 5
-        finally:
-            holder.kill()
-            holder.wait()
-            holder.stdout.close()
+        ) as holder:
+            try:
+                assert holder.stdout.readline().strip() == "held"
+                started = time.monotonic()
+                with pytest.raises(WarehouseBusy, match="another lienwatch night is running"):
+                    night(folder, tmp_path)
+                assert time.monotonic() - started < 5
+            finally:
+                holder.kill()
         assert not db.exists()  # nothing was written
 
     def test_backfill_over_a_week(self, folder, tmp_path):
