@@ -198,6 +198,8 @@ def test_the_nights_compared_are_whole(clean):
         "loans_history": 2,
         "loan_status": 2,
         "loan_status_month_end": 18,
+        "loan_risk": 0,  # no model is in use
+        "risk_models": 0,
         "loss_mit": 0,
         "loss_mit_history": 0,
         "payments": 4,
