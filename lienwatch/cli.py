@@ -15,7 +15,7 @@ import os
 import sys
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, overload
+from typing import TYPE_CHECKING, Annotated, overload
 
 import typer
 
@@ -24,6 +24,9 @@ from lienwatch.cli_support import fail as _fail
 from lienwatch.cli_support import settings_or_exit as _settings
 from lienwatch.errors import LienwatchError, one_line
 from lienwatch.review_cli import review_app
+
+if TYPE_CHECKING:
+    from lienwatch.settings import Settings
 
 app = typer.Typer(
     name="lienwatch",
@@ -273,17 +276,30 @@ def demo(
     data, db, out = settings.paths.data, settings.paths.db, settings.paths.out
 
     def demo_nights():
+        """The first night builds the month-end history; the model learned from it then
+        judges every night, the first one run again."""
         last = latest_ledger_date(data)
-        return run_backfill(
-            settings,
-            data=data,
-            db=db,
-            out=out,
-            start=last - timedelta(days=nights - 1),
-            end=last,
-            force=True,
-            business_days_only=False,
-        )
+        first = last - timedelta(days=nights - 1)
+
+        def between(start: date, end: date):
+            return run_backfill(
+                settings,
+                data=data,
+                db=db,
+                out=out,
+                start=start,
+                end=end,
+                force=True,
+                business_days_only=False,
+            )
+
+        yield from between(first, first)
+        trained = _demo_model(settings, db)
+        yield trained
+        if trained.startswith("model "):
+            yield from between(first, last)
+        else:
+            yield from between(first + timedelta(days=1), last)
 
     _echo_nights(demo_nights)
     last_night = out.resolve() / latest_ledger_date(data).isoformat()
@@ -295,6 +311,22 @@ def demo(
     )
     typer.echo(
         f"review:    {last_night / 'review.html'} (call list, queue.csv, queue.xlsx alongside)"
+    )
+
+
+def _demo_model(settings: Settings, db: Path) -> str:
+    """Train the early-warning model on the demo's warehouse: a line saying what it is, or
+    why the nights keep the rules."""
+    from lienwatch.train import train as fit
+
+    try:
+        row = fit(settings, db)
+    except LienwatchError as exc:
+        return f"lienwatch train: {exc}"
+    metrics = json.loads(row["metrics"])
+    return (
+        f"model {row['version']} trained (validation AUC {metrics['auc']:.3f}, the rules' "
+        f"score {metrics['auc_rules_score']:.3f}); the nights score with it"
     )
 
 
