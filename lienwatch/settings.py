@@ -108,10 +108,10 @@ class Risk(_Section):
         90, ge=1, le=365, description="How far ahead a scheduled payment rise is looked for."
     )
     drift_min_days: int = Field(
-        5,
+        16,
         ge=1,
         le=60,
-        description="Days late of the latest installment from which a steadily rising lateness raises paying_later.",
+        description="Days late of the latest installment from which a steadily rising lateness raises paying_later: past the grace period, since lateness inside it rises and falls by chance month to month.",
     )
     late_days_threshold: int = Field(
         15,

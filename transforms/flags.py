@@ -66,7 +66,7 @@ class Policy:
     senior_dpd_threshold: int = 30
     payment_rise_ratio: Decimal = Decimal("1.20")
     late_days_threshold: int = 15
-    drift_min_days: int = 5
+    drift_min_days: int = 16
     cltv_threshold: Decimal = Decimal("1.00")
     review_capacity: int = 500
     grace_days: int = 15
