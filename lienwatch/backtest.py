@@ -185,22 +185,7 @@ def _write(
         "population": population,
         "population_bad": bad,
         "model": measures,
-        "groups": {
-            r["group"]: {
-                k: r[k]
-                for k in (
-                    "population",
-                    "flagged",
-                    "flagged_bad",
-                    "unflagged",
-                    "unflagged_bad",
-                    "precision",
-                    "recall",
-                    "lift",
-                )
-            }
-            for r in rows
-        },
+        "groups": {r["group"]: {k: r[k] for k in backtest.FIGURES} for r in rows},
     }
     write_atomic(out / "backtest-lift.svg", svg.encode(), durable=False)
     write_atomic(

@@ -131,6 +131,19 @@ def groups(
     return pl.DataFrame(rows)
 
 
+# Each group's figures in the report and in backtest.json.
+FIGURES = (
+    "population",
+    "flagged",
+    "flagged_bad",
+    "unflagged",
+    "unflagged_bad",
+    "precision",
+    "recall",
+    "lift",
+)
+
+
 def summarise(counts: pl.DataFrame) -> pl.DataFrame:
     """Sum the month ends' counts per group and compute precision, recall and lift."""
     return (
@@ -149,16 +162,5 @@ def summarise(counts: pl.DataFrame) -> pl.DataFrame:
         )
         .with_columns((pl.col("precision") / pl.col("base_rate")).alias("lift"))
         .with_columns(pl.col("precision", "recall", "unflagged_rate", "lift").fill_nan(None))
-        .select(
-            "group",
-            "population",
-            "flagged",
-            "flagged_bad",
-            "unflagged",
-            "unflagged_bad",
-            "precision",
-            "unflagged_rate",
-            "recall",
-            "lift",
-        )
+        .select("group", *FIGURES, "unflagged_rate")
     )
