@@ -82,8 +82,15 @@ def letters(n: int) -> list[dict]:
             "installment_amount": Decimal("400.00"),
             "next_change_amount": Decimal("520.00"),
             "next_change_date": date(2027, 1, 1),
+            "product": "closed_end",
+            "occupancy": "primary",
+            "acquired_in_default": i % 40 == 7,
         }
-        out.append(render.letter_payload(row, OPTIONS, servicer[language], AS_OF))
+        out.append(
+            render.letter_payload(
+                row, OPTIONS, servicer[language], AS_OF, collector_for_every_loan=False
+            )
+        )
     return out
 
 

@@ -328,6 +328,12 @@ def _loans(rng: np.random.Generator, first: int, n: int, end: date, months: int)
         pl.when(pl.col("lien_position") == 2)
         .then(_money(pl.col("senior_cents")))
         .alias("senior_lien_balance"),
+        # a few loans whose servicing was taken over in default (no draw, so the other
+        # figures of a seed stay as they were)
+        pl.when(pl.col("_i") % 40 == 7)
+        .then(pl.lit("true"))
+        .otherwise(pl.lit("false"))
+        .alias("acquired_in_default"),
     )
 
 

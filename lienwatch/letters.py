@@ -71,17 +71,38 @@ LABELS = {
     "en": {"page": "Page", "of": "of", "account": "Loan account ending in"},
     "es": {"page": "Página", "of": "de", "account": "Cuenta del préstamo terminada en"},
 }
+# The terms of an option for this loan, as (one month or payment, several).
 TERMS = {
     "en": {
-        "repayment_plan": "{plan_months} monthly payments of {plan_payment}, the last {plan_last_payment}",
-        "forbearance": "up to {plan_months} months at a time",
-        "payment_deferral": "{plan_months} missed payments ({amount}) moved to the end of the loan",
+        "repayment_plan": (
+            "a single catch-up payment of {plan_payment}: your regular payment plus the amount past due",
+            "{plan_months} monthly payments of {plan_payment}, the last {plan_last_payment}",
+        ),
+        "forbearance": ("up to 1 month at a time", "up to {plan_months} months at a time"),
+        "payment_deferral": (
+            "1 missed payment ({amount}) moved to the end of the loan",
+            "{plan_months} missed payments ({amount}) moved to the end of the loan",
+        ),
     },
     "es": {
-        "repayment_plan": "{plan_months} pagos mensuales de {plan_payment}; el último, de {plan_last_payment}",
-        "forbearance": "hasta {plan_months} meses a la vez",
-        "payment_deferral": "{plan_months} pagos atrasados ({amount}) pasados al final del préstamo",
+        "repayment_plan": (
+            "un solo pago para ponerse al día de {plan_payment}: su pago regular más el monto atrasado",
+            "{plan_months} pagos mensuales de {plan_payment}; el último, de {plan_last_payment}",
+        ),
+        "forbearance": ("hasta 1 mes a la vez", "hasta {plan_months} meses a la vez"),
+        "payment_deferral": (
+            "1 pago atrasado ({amount}) pasado al final del préstamo",
+            "{plan_months} pagos atrasados ({amount}) pasados al final del préstamo",
+        ),
     },
+}
+# A repayment plan of at most STREAMLINED_MONTHS that starts while the loan is under
+# STREAMLINED_DAYS past due needs no full application (Fannie Mae Servicing Guide D2-3.2-02;
+# Regulation X §1024.41(c)(2)(iii) lets a short-term plan be offered on an incomplete one).
+STREAMLINED_MONTHS, STREAMLINED_DAYS = 6, 90
+STREAMLINED_NOTE = {
+    "en": "A plan of 6 months or less, like this one, needs no full application if it starts while the loan is under 90 days past due.",
+    "es": "Un plan de 6 meses o menos, como este, no requiere una solicitud completa si comienza mientras el préstamo tiene menos de 90 días de atraso.",
 }
 
 
@@ -203,7 +224,12 @@ def render(letter: dict[str, Any], folder: Path) -> dict[str, Any]:
 
     doc = compose(letter)
     problems = check(
-        document_text(doc), letter["template"], letter["language"], checklist(), letter["checks"]
+        document_text(doc),
+        letter["template"],
+        letter["language"],
+        checklist(),
+        letter["checks"],
+        letter["facts"],
     )
     result = {
         "letter_id": letter["letter_id"],
@@ -283,48 +309,81 @@ def render_all(
 
 def servicer_block(settings, language: str) -> dict[str, Any]:
     s = settings.servicer
+    spanish = language == "es"
     return {
         "name": s.name,
         "mailing_address": list(s.mailing_address),
         "address_inline": ", ".join(s.mailing_address),
-        "team_name": s.team_name,
+        "team_name": s.team_name_es if spanish else s.team_name,
         "team_phone": s.team_phone,
-        "team_hours": s.team_hours_es if language == "es" else s.team_hours,
+        "team_hours": s.team_hours_es if spanish else s.team_hours,
         "website": s.website,
         "email": s.email,
     }
 
 
+def days_behind_at_next_due(loan: dict[str, Any]) -> int | None:
+    """Days past due on the loan's next due date if nothing is paid before it: where the
+    loan stands when the first payment of a plan agreed now falls due. Each plan payment
+    then pays at least one installment, so the loan is never further behind until the
+    plan ends. None for a current loan."""
+    oldest, upcoming = loan["oldest_unpaid_due_date"], loan["next_due_date"]
+    if oldest is None or upcoming is None:
+        return None
+    return (upcoming - oldest).days
+
+
+def _terms_text(option, row: dict[str, Any], language: str) -> str:
+    patterns = TERMS[language].get(option.terms)
+    if not patterns or row["plan_months"] is None:
+        return ""
+    return patterns[0 if row["plan_months"] == 1 else 1].format(
+        plan_months=row["plan_months"],
+        plan_payment=money(row["plan_payment"]),
+        plan_last_payment=money(row["plan_last_payment"]),
+        amount=money(row["amount"]),
+    )
+
+
+def _streamlined(option, row: dict[str, Any], behind_at_next_due: int | None) -> bool:
+    """A short repayment plan that starts, and so stays, under 90 days past due (a single
+    catch-up payment is not a plan: the note would only confuse it)."""
+    return (
+        option.terms == "repayment_plan"
+        and row["plan_months"] is not None
+        and 1 < row["plan_months"] <= STREAMLINED_MONTHS
+        and behind_at_next_due is not None
+        and behind_at_next_due < STREAMLINED_DAYS
+    )
+
+
 def option_entries(
-    rows: list[dict[str, Any]], catalogue, language: str, state: str, limit: int
+    rows: list[dict[str, Any]],
+    catalogue,
+    language: str,
+    state: str,
+    limit: int,
+    behind_at_next_due: int | None,
 ) -> list[dict]:
-    """The options a letter shows: eligible, offered, by rank; counseling has its own section."""
+    """The options a letter shows: eligible, offered, by rank; counseling has its own section.
+    ``behind_at_next_due`` is :func:`days_behind_at_next_due` of the loan."""
     entries = []
     by_code = catalogue.by_code()
     for row in sorted(rows, key=lambda r: r["rank"]):
         option = by_code.get(row["option_code"])
         if option is None or not option.offer or row["option_code"] == "housing_counseling":
             continue
-        pattern = TERMS[language].get(option.terms)
-        terms = (
-            pattern.format(
-                plan_months=row["plan_months"],
-                plan_payment=money(row["plan_payment"]),
-                plan_last_payment=money(row["plan_last_payment"]),
-                amount=money(row["amount"]),
-            )
-            if pattern and row["plan_months"] is not None
-            else ""
-        )
         notes = list(getattr(option.notes, language))
         if option.notes_states is not None and state not in option.notes_states:
             notes = []
+        if _streamlined(option, row, behind_at_next_due):
+            notes.append(STREAMLINED_NOTE[language])
         entries.append(
             {
                 "code": option.code,
                 "name": getattr(option.name, language),
                 "description": getattr(option.description, language),
-                "terms": terms,
+                "terms": _terms_text(option, row, language),
                 "notes": notes,
             }
         )
@@ -333,8 +392,36 @@ def option_entries(
     return entries
 
 
+def foreclosure_rule(product: str, occupancy: str) -> str:
+    """Which 120-day statement is true of the loan: Regulation X's bar on a first
+    foreclosure notice or filing before 120 days (§1024.41(f)(1)) covers closed-end loans
+    on a principal residence only (§§1024.30(c)(2), 1024.31)."""
+    if product == "heloc":
+        return "heloc"
+    return "regulation_x" if occupancy == "primary" else "not_principal_residence"
+
+
+def collection_notices(
+    template: str, row: dict[str, Any], collector_for_every_loan: bool
+) -> dict[str, bool]:
+    """The debt-collection notices the letter carries: the FDCPA disclosure (15 U.S.C.
+    1692e(11)) where the servicer is a debt collector for the loan (servicing taken over in
+    default: the setting for every loan, or the loan's acquired_in_default), and with it the
+    Rosenthal notice (Cal. Civ. Code §1812.700) to a California borrower. Never in the
+    bankruptcy form, which is not an attempt to collect."""
+    collector = template != "early_intervention_bankruptcy" and (
+        collector_for_every_loan or bool(row["acquired_in_default"])
+    )
+    return {"debt_collector": collector, "rosenthal": collector and row["state"] == "CA"}
+
+
 def letter_payload(
-    row: dict[str, Any], options: list[dict], servicer: dict[str, Any], as_of: date
+    row: dict[str, Any],
+    options: list[dict],
+    servicer: dict[str, Any],
+    as_of: date,
+    *,
+    collector_for_every_loan: bool,
 ) -> dict:
     """Everything one letter needs, as plain data (sent to a rendering process)."""
     language = row["language"]
@@ -353,6 +440,7 @@ def letter_payload(
             "to_amount": money(row["next_change_amount"]),
             "date": date_text(row["next_change_date"], language),
         }
+    notices = collection_notices(row["template"], row, collector_for_every_loan)
     context = {
         "b": {"name": name},
         "s": servicer,
@@ -366,9 +454,11 @@ def letter_payload(
             "oldest_due": date_text(row["oldest_unpaid_due_date"], language)
             if row["oldest_unpaid_due_date"]
             else "",
+            "foreclosure_rule": foreclosure_rule(row["product"], row["occupancy"]),
         },
         "options": options,
         "change": change,
+        "notices": notices,
     }
     return {
         "letter_id": row["letter_id"],
@@ -381,6 +471,7 @@ def letter_payload(
             "mailing_line": servicer["mailing_address"][0],
             "first_option": options[0]["name"] if options else "(no option to show)",
         },
+        "facts": notices,
     }
 
 

@@ -15,7 +15,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_SETTINGS_FILE = Path("lienwatch.toml")
 
@@ -39,6 +46,10 @@ class Servicer(_Section):
     team_name: str = Field(
         "Homeowner Assistance Team", description="The assigned loss-mitigation team."
     )
+    team_name_es: str = Field(
+        "Equipo de Asistencia a Propietarios",
+        description="The team's name in Spanish (letters in Spanish).",
+    )
     team_phone: str = Field("(800) 555-0142", description="Direct phone of the assigned team.")
     team_hours: str = Field(
         "Monday to Friday, 8 a.m. to 8 p.m., Saturday 9 a.m. to 1 p.m. Pacific time",
@@ -50,6 +61,15 @@ class Servicer(_Section):
     )
     website: str = Field("www.goldengatehl.example/help", description="Where borrowers learn more.")
     email: str | None = Field("help@goldengatehl.example", description="Optional contact e-mail.")
+    debt_collector: bool = Field(
+        False,
+        description=(
+            "The servicer is a debt collector under the FDCPA for every loan (it took over the "
+            "servicing of loans already in default, 15 U.S.C. 1692a(6)(F)(iii)); the loans "
+            "column acquired_in_default says so loan by loan. Where it is, letters carry the "
+            "FDCPA disclosure, and letters to California borrowers the Rosenthal notice."
+        ),
+    )
 
     @field_validator("mailing_address")
     @classmethod
@@ -230,6 +250,15 @@ class Options(_Section):
     )
 
 
+# The longest cadences that keep every required notice in time. The early intervention
+# notice is due again 180 days after the last while the borrower is 45 or more days behind
+# (Regulation X §1024.39(b)(1)). A HELOC's counseling notice is due by day 45 of each
+# delinquency; one delinquency's day 45 and the next one's can be as little as 28 days apart
+# (the previous installment paid, the next one, a February month later, missed).
+NOTICE_REPEAT_DAYS = 180
+COUNSELING_REPEAT_DAYS = 28
+
+
 class Letters(_Section):
     """Which letter goes to whom and when (Regulation X §1024.39, 12 U.S.C. 1701x(c)(5))."""
 
@@ -243,7 +272,7 @@ class Letters(_Section):
         180,
         ge=180,
         le=365,
-        description="At most one early intervention notice (any form) per loan in this many days.",
+        description="At most one early intervention notice (any form) per loan in this many days; at most 180, when the next notice is due while the borrower is still behind.",
     )
     heloc_counseling_from_day: int = Field(
         30,
@@ -252,10 +281,10 @@ class Letters(_Section):
         description="Days past due from which a HELOC gets the HUD counseling notice (due within 45 days of the missed payment).",
     )
     heloc_counseling_every_days: int = Field(
-        90,
+        28,
         ge=1,
         le=365,
-        description="At most one counseling notice per HELOC in this many days (and one per delinquency).",
+        description="At most one counseling notice per HELOC in this many days (and one per delinquency); at most 28, so a new delinquency's notice is still out by its day 45.",
     )
     imminent_default_every_days: int = Field(
         60,
@@ -270,7 +299,10 @@ class Letters(_Section):
         description="At most one courtesy (early-warning) letter per loan in this many days.",
     )
     min_gap_days: int = Field(
-        14, ge=0, le=90, description="No borrower gets two letters within this many days."
+        14,
+        ge=0,
+        le=90,
+        description="No courtesy letter within this many days of a borrower's last letter (required notices are never held back).",
     )
     render: bool = Field(
         True,
@@ -297,6 +329,38 @@ class Letters(_Section):
         description="Scheduler address of an existing Dask cluster (tcp://host:8786); unset starts a local cluster.",
     )
     chunk_size: int = Field(250, ge=1, le=100_000, description="Letters per Dask rendering task.")
+
+    @model_validator(mode="after")
+    def _required_notices_in_time(self) -> Letters:
+        """Refuse cadences that would hold a required notice past its deadline."""
+        late = [
+            f"{key} = {value} holds {what}"
+            for key, value, most, what in (
+                (
+                    "notice_every_days",
+                    self.notice_every_days,
+                    NOTICE_REPEAT_DAYS,
+                    "a repeat early intervention notice past the 180 days after the last "
+                    "that Regulation X §1024.39(b)(1) allows while the borrower is behind",
+                ),
+                (
+                    "heloc_counseling_every_days",
+                    self.heloc_counseling_every_days,
+                    COUNSELING_REPEAT_DAYS,
+                    "a new delinquency's HUD counseling notice past its day 45 "
+                    "(12 U.S.C. 1701x(c)(5)): the next delinquency's day 45 can come "
+                    f"{COUNSELING_REPEAT_DAYS} days after the last one's",
+                ),
+            )
+            if value > most
+        ]
+        if late:
+            raise ValueError(
+                f"required notices would go out late: {'; '.join(late)}; "
+                f"the most each allows is notice_every_days = {NOTICE_REPEAT_DAYS}, "
+                f"heloc_counseling_every_days = {COUNSELING_REPEAT_DAYS}"
+            )
+        return self
 
 
 class Schedule(_Section):

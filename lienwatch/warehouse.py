@@ -221,14 +221,17 @@ def _schema() -> list[str]:
     for feed in FEEDS.values():
         if not feed.snapshot:
             continue
-        statements.append(
-            f"CREATE TABLE IF NOT EXISTS {feed.name} (\n  {_feed_columns_ddl(feed)},\n"
-            "  load_id BIGINT NOT NULL\n)"
-        )
-        statements.append(
-            f"CREATE TABLE IF NOT EXISTS {feed.name}_history (\n  {_feed_columns_ddl(feed)},\n"
-            "  load_id BIGINT NOT NULL\n)"
-        )
+        for table in (feed.name, f"{feed.name}_history"):
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {table} (\n  {_feed_columns_ddl(feed)},\n"
+                "  load_id BIGINT NOT NULL\n)"
+            )
+            # Warehouses made before an optional column joined the contract: it, empty.
+            statements += [
+                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c.name} {sql_type(c)}"
+                for c in feed.columns
+                if not c.required
+            ]
     return statements
 
 

@@ -339,6 +339,27 @@ class TestFileShapes:
             "SELECT extra_columns FROM ingested_files WHERE feed = 'payments'"
         ).fetchone()[0] == ["branch"]
 
+    def test_optional_acquired_in_default_column(self, tmp_path, con):
+        """Loaded as true/false where the loans file has it, empty where it has not; a
+        warehouse made before the column gains it, empty."""
+        header, first, second = LOANS.splitlines()
+        loans = f"{header},acquired_in_default\n{first},yes\n{second},\n"
+        ingest(con, landing(tmp_path / "in", loans=loans))
+        assert con.execute(
+            "SELECT loan_id, acquired_in_default FROM loans ORDER BY loan_id"
+        ).fetchall() == [("L1", True), ("L2", None)]
+        con.execute("ALTER TABLE loans_history DROP COLUMN acquired_in_default")
+        con.close()
+        again = connect(tmp_path / "wh.duckdb")
+        try:
+            assert again.execute(
+                "SELECT count(acquired_in_default), count(*) FROM loans_history"
+            ).fetchone() == (0, 2)
+            ingest(again, landing(tmp_path / "in2"))
+            assert again.execute("SELECT count(*) FROM loans").fetchone()[0] == 2
+        finally:
+            again.close()
+
     def test_header_only_file_loads_nothing(self, tmp_path, con):
         """A header-only ledger file is registered with zero rows."""
         ingest(con, landing(tmp_path / "in", {"p.csv": PAYMENT_HEADER}))

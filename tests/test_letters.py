@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from lienwatch import letters as render
+from lienwatch import warehouse
+from lienwatch.catalogue import load_catalogue
 from lienwatch.night import Night
-from lienwatch.settings import Settings
+from lienwatch.settings import Settings, SettingsError, parse_settings
 from lienwatch.steps import delinquency as delinquency_step
 from lienwatch.steps import flags as flags_step
 from lienwatch.steps import ingest as ingest_step
@@ -25,6 +27,8 @@ from lienwatch.steps import options as options_step
 from transforms.contract import LETTER_TEMPLATES
 from transforms.letters import (
     HISTORY_COLUMNS,
+    NOTICE_FAMILY,
+    REQUIRED,
     Rules,
     check,
     decide,
@@ -46,6 +50,7 @@ BASE = dict(
     product="closed_end",
     occupancy="primary",
     preferred_language="en",
+    bankruptcy_filed_date=None,
     address_ok=True,
     has_option=True,
 )
@@ -58,7 +63,9 @@ def candidates(*loans: dict) -> pl.DataFrame:
         )
         for i, o in enumerate(copy.deepcopy(list(loans)))
     ]
-    return pl.DataFrame(rows, schema_overrides={"care": pl.List(pl.String)})
+    return pl.DataFrame(
+        rows, schema_overrides={"care": pl.List(pl.String), "bankruptcy_filed_date": pl.Date}
+    )
 
 
 def history(*rows: tuple) -> pl.DataFrame:
@@ -189,6 +196,188 @@ class TestNoticeCadence:
         assert [night for night, t in sent if t == "imminent_default"] == [20]
 
 
+def simulated_book(seed: int, borrowers: int = 8, nights: int = 365) -> dict[str, list[int]]:
+    """Nightly days past due (0 = current) of each loan of ``borrowers`` borrowers over
+    ``nights``. A borrower's loans fall behind together, a few days apart, so their notices
+    fall due around the same nights: two closed-end loans on the home (``-R1``, ``-R2``), a
+    HELOC on it (``-H``) and a rented house (``-I``)."""
+    import random
+
+    rng = random.Random(seed)
+    book: dict[str, list[int]] = {}
+    for b in range(borrowers):
+        starts, night = [], rng.randint(0, 40)
+        while night < nights:
+            length = rng.randint(10, 140)
+            starts.append((night, length))
+            night += length + rng.randint(5, 60)
+        for suffix in ("R1", "R2", "H", "I"):
+            shift = rng.randint(0, 4)
+            dpd = [0] * nights
+            for start, length in starts:
+                for t in range(start + shift, min(start + shift + length, nights)):
+                    dpd[t] = t - start - shift
+            book[f"B{b}-{suffix}"] = dpd
+    return book
+
+
+def simulated_night(book: dict[str, list[int]], night: int, as_of: date) -> pl.DataFrame:
+    """The flagged loans of one night: a courtesy letter wanted on days 25-29 (just before
+    the notice), the imminent-default letter from day 60."""
+    loans = []
+    for loan_id, dpd in book.items():
+        days = dpd[night]
+        if days == 0:
+            continue
+        tier = (
+            "early_warning"
+            if 25 <= days < 30
+            else "imminent_default"
+            if 60 <= days < 90
+            else "default"
+            if days >= 90
+            else "delinquent"
+        )
+        loans.append(
+            {
+                "loan_id": loan_id,
+                "borrower_id": loan_id.split("-")[0],
+                "tier": tier,
+                "days_past_due": days,
+                "oldest_unpaid_due_date": as_of - timedelta(days=days),
+                "product": "heloc" if loan_id.endswith("-H") else "closed_end",
+                "occupancy": "investment" if loan_id.endswith("-I") else "primary",
+            }
+        )
+    return candidates(*loans)
+
+
+class TestRequiredNoticesFirst:
+    def test_a_courtesy_letter_the_night_before_does_not_hold_the_notice(self):
+        sent = history(("L0", "B0", "early_warning", 1))
+        row = one(decided({"days_past_due": 30}, past=sent))
+        assert (row["template"], row["status"]) == ("early_intervention", "generated")
+
+    def test_a_borrowers_notices_all_go_the_night_they_are_due(self):
+        sent = history(("L0", "B", "early_intervention", 1))
+        out = decided(
+            {"loan_id": "L1", "borrower_id": "B", "days_past_due": 30},
+            {"loan_id": "L2", "borrower_id": "B", "days_past_due": 31, "product": "heloc"},
+            {"loan_id": "L3", "borrower_id": "B", "days_past_due": 32},
+            past=sent,
+        )
+        assert out["status"].to_list() == ["generated"] * 3
+
+    def test_a_year_of_nights_every_notice_out_by_day_45(self):
+        """A year of nights over a book whose borrowers have several loans falling behind
+        together, with courtesy letters wanted just before day 30: every required notice is
+        out by day 45 of its delinquency (or within 180 days of the last notice, for
+        Regulation X), and courtesy letters keep their own rules."""
+        start = date(2026, 1, 1)
+        book = simulated_book(seed=23)
+        past, sent = NONE, []
+        for night in range(365):
+            as_of = start + timedelta(days=night)
+            flagged = simulated_night(book, night, as_of)
+            if flagged.is_empty():
+                continue
+            out = decide(flagged, past, as_of, RULES)
+            made = out.filter(pl.col("status") == "generated")
+            sent += [(night, *r) for r in made.select("loan_id", "template").iter_rows()]
+            past = pl.concat([past, made.select(HISTORY_COLUMNS)])
+        late = []
+        for loan_id, dpd in book.items():
+            family = ("heloc_counseling",) if loan_id.endswith("-H") else NOTICE_FAMILY
+            if loan_id.endswith("-I"):
+                continue
+            notices = [t for t, loan, template in sent if loan == loan_id and template in family]
+            for night, days in enumerate(dpd):
+                if days < 45:
+                    continue
+                if loan_id.endswith("-H"):  # once per delinquency, by its day 45
+                    ok = any(night - days <= t <= night for t in notices)
+                else:  # by day 45, or a notice in the 180 days before (§1024.39(b)(1))
+                    ok = any(night - 180 <= t <= night for t in notices)
+                if not ok:
+                    late.append((loan_id, night, days))
+        assert late == []
+        by_borrower: dict[str, list[tuple[int, str]]] = {}
+        for night, loan, template in sent:
+            by_borrower.setdefault(loan.split("-")[0], []).append((night, template))
+        yielded = 0
+        for letters in by_borrower.values():
+            for night, template in letters:
+                if template in REQUIRED:
+                    continue
+                before = [t for t, _ in letters if night - RULES.min_gap_days < t < night]
+                tonight = [x for t, x in letters if t == night and x != template]
+                assert not before and not tonight, (night, template, letters)
+            yielded += sum(
+                1
+                for night, template in letters
+                if template in NOTICE_FAMILY
+                and any(
+                    night - RULES.min_gap_days < t < night and x not in REQUIRED for t, x in letters
+                )
+            )
+        assert yielded > 0, "no notice followed a courtesy letter within the gap: not tested"
+        assert len(sent) > 100
+
+    def test_settings_that_would_hold_a_required_notice_are_refused(self):
+        with pytest.raises(SettingsError) as refused:
+            parse_settings(
+                {"letters": {"notice_every_days": 200, "heloc_counseling_every_days": 90}}
+            )
+        assert "notice_every_days = 200" in str(refused.value)
+        assert "heloc_counseling_every_days = 90" in str(refused.value)
+        fine = parse_settings({"letters": {"heloc_counseling_every_days": 14, "min_gap_days": 30}})
+        assert fine.letters.min_gap_days == 30
+
+
+# behind for 120 days, in a bankruptcy case filed 20 days ago
+IN_CASE = {
+    "days_past_due": 120,
+    "tier": "default",
+    "care": ["bankruptcy"],
+    "bankruptcy_filed_date": AS_OF - timedelta(days=20),
+}
+
+
+class TestBankruptcy:
+    def test_the_notice_follows_the_petition_whatever_was_sent_before(self):
+        """Behind when the petition was filed, with a notice 80 days ago: the informational
+        notice goes now (due by the petition's day 45), not 180 days after the last."""
+        sent = history(("L0", "B0", "early_intervention", 80))
+        row = one(decided(IN_CASE, past=sent))
+        assert (row["template"], row["status"]) == ("early_intervention_bankruptcy", "generated")
+
+    def test_a_notice_sent_in_the_case_counts(self):
+        sent = history(("L0", "B0", "early_intervention_bankruptcy", 10))
+        assert decided(IN_CASE, past=sent).is_empty()
+
+    def test_nights_around_a_petition(self):
+        """A loan 35 days behind and falling further, its borrower filing on night 50: the
+        notice on night 0, the bankruptcy form by the petition's day 45, nothing else."""
+        past, sent = NONE, []
+        for night in range(120):
+            as_of = AS_OF + timedelta(days=night)
+            filed = AS_OF + timedelta(days=50)
+            loan = {"days_past_due": 35 + night, "tier": "delinquent"}
+            if night >= 50:
+                loan |= {"care": ["bankruptcy"], "bankruptcy_filed_date": filed}
+            out = decide(candidates(loan), past, as_of, RULES)
+            made = out.filter(pl.col("status") == "generated")
+            sent += [(night, t) for t in made["template"].to_list()]
+            past = pl.concat([past, made.select(HISTORY_COLUMNS)])
+        assert sent[0] == (0, "early_intervention")
+        forms = [night for night, t in sent if t == "early_intervention_bankruptcy"]
+        assert len(forms) == 1 and 50 <= forms[0] <= 95
+        assert [t for _, t in sent if t in NOTICE_FAMILY] == [
+            "early_intervention",
+            "early_intervention_bankruptcy",
+        ]
+
+
 class TestSuppression:
     @pytest.mark.parametrize(
         ("loan", "reason"),
@@ -232,28 +421,42 @@ class TestSuppression:
         assert (row["template"], row["status"]) == ("early_intervention", "generated")
 
     def test_minimum_gap_between_a_borrowers_letters(self):
+        courtesy = {"tier": "early_warning", "days_past_due": 3}
         sent = history(("OTHER", "B0", "early_warning", 10))
-        row = one(decided({}, past=sent))
+        row = one(decided(courtesy, past=sent))
         assert (
             row["status"] == "suppressed"
             and "at most one letter in 14 days" in row["suppression_reason"]
         )
         sent = history(("OTHER", "B0", "early_warning", 14))
-        assert one(decided({}, past=sent))["status"] == "generated"
+        assert one(decided(courtesy, past=sent))["status"] == "generated"
 
-    def test_one_letter_per_borrower_per_night(self):
+    def test_one_courtesy_letter_per_borrower_per_night(self):
+        out = decided(
+            {"loan_id": "A", "borrower_id": "B", "tier": "early_warning", "days_past_due": 3},
+            {
+                "loan_id": "C",
+                "borrower_id": "B",
+                "tier": "imminent_default",
+                "days_past_due": 65,
+                "occupancy": "investment",
+            },
+        )
+        made = out.filter(pl.col("status") == "generated")
+        assert made["loan_id"].to_list() == ["C"]
+        assert "the letter for loan C goes instead" in one(out, "A")["suppression_reason"]
+
+    def test_courtesy_letters_yield_to_the_required_notices(self):
+        """Every required notice of a borrower goes the same night; the courtesy letter waits."""
         out = decided(
             {"loan_id": "A", "borrower_id": "B", "tier": "early_warning", "days_past_due": 3},
             {"loan_id": "C", "borrower_id": "B", "days_past_due": 40},
             {"loan_id": "D", "borrower_id": "B", "product": "heloc", "days_past_due": 31},
+            {"loan_id": "E", "borrower_id": "B", "days_past_due": 30},
         )
         made = out.filter(pl.col("status") == "generated")
-        assert (
-            made["loan_id"].to_list() == ["C"] and made["template"].item() == "early_intervention"
-        )
-        others = out.filter(pl.col("status") == "suppressed")
-        assert others.height == 2
-        assert others["suppression_reason"].str.contains("the letter for loan C goes instead").all()
+        assert sorted(made["loan_id"].to_list()) == ["C", "D", "E"]
+        assert "the required notice for loan C goes first" in one(out, "A")["suppression_reason"]
 
     def test_rerun_gives_the_same_ids(self):
         first = decided({}, {"tier": "early_warning", "days_past_due": 3})
@@ -327,19 +530,24 @@ def row(template: str, language: str, **overrides) -> dict:
         "days_past_due": 40,
         "amount_past_due": D("812.40"),
         "oldest_unpaid_due_date": date(2026, 10, 11),
+        "next_due_date": date(2026, 12, 11),
         "installment_amount": D("400.00"),
         "next_change_amount": D("520.00"),
         "next_change_date": date(2027, 1, 1),
+        "product": "closed_end",
+        "occupancy": "primary",
+        "acquired_in_default": False,
     }
     return {**base, **overrides}
 
 
-def payload(template: str, language: str, **overrides) -> dict:
+def payload(template: str, language: str, collector: bool = False, **overrides) -> dict:
     return render.letter_payload(
         row(template, language, **overrides),
         OPTIONS,
         render.servicer_block(SETTINGS, language),
         AS_OF,
+        collector_for_every_loan=collector,
     )
 
 
@@ -418,6 +626,207 @@ class TestTemplates:
         assert list(tmp_path.iterdir()) == []
 
 
+def text_of(letter: dict) -> str:
+    return render.document_text(render.compose(letter))
+
+
+def passes(letter: dict, text: str | None = None) -> list[str]:
+    """The checklist's problems with a letter (its own text unless ``text`` is given)."""
+    return check(
+        text_of(letter) if text is None else text,
+        letter["template"],
+        letter["language"],
+        render.checklist(),
+        letter["checks"],
+        letter["facts"],
+    )
+
+
+CEASE_REMEDY = {
+    "en": "We have the right to invoke foreclosure based on the terms of your mortgage contract.",
+    "es": "Según los términos de su contrato hipotecario, tenemos derecho a iniciar una ejecución hipotecaria.",
+}
+
+
+class TestCeaseForm:
+    @pytest.mark.parametrize("language", ["en", "es"])
+    def test_states_the_remedy_of_foreclosure_and_asks_for_no_payment(self, language):
+        letter = payload("early_intervention_cease", language)
+        text = text_of(letter)
+        assert CEASE_REMEDY[language] in text
+        assert "$812.40" not in text
+        assert "missing foreclosure_remedy" in passes(
+            letter, text.replace(CEASE_REMEDY[language], "")
+        )
+        assert "forbidden phrase 'must pay'" in passes(letter, text + " You must pay today.")
+
+
+def repayment(months: int, **row) -> dict:
+    return {
+        "option_code": "repayment_plan",
+        "rank": 10,
+        "plan_months": months,
+        "plan_payment": D("600.00"),
+        "plan_last_payment": D("612.40"),
+        "amount": D("812.40"),
+        **row,
+    }
+
+
+class TestTrueForThisLoan:
+    CATALOGUE = load_catalogue(None)
+
+    def entries(self, rows: list[dict], language: str = "en", behind: int | None = 40) -> list:
+        return render.option_entries(rows, self.CATALOGUE, language, "CA", 4, behind)
+
+    @pytest.mark.parametrize("language", ["en", "es"])
+    def test_the_120_day_rule_only_where_it_applies(self, language):
+        joins, exempt = {
+            "en": ("unless we join a foreclosure", "does not apply"),
+            "es": ("salvo que nos sumemos a una ejecución", "no se aplica"),
+        }[language]
+
+        def said(**loan) -> str:
+            return text_of(payload("imminent_default", language, days_past_due=65, **loan))
+
+        covered = said()
+        assert joins in covered and exempt not in covered and "120" in covered
+        for loan in (
+            {"product": "heloc"},
+            {"occupancy": "second_home"},
+            {"occupancy": "investment"},
+        ):
+            text = said(**loan)
+            assert exempt in text and joins not in text, loan
+        assert "home equity line of credit" in said(product="heloc") or language == "es"
+        assert "principal residence" in said(occupancy="investment") or language == "es"
+
+    def test_the_streamlined_plan_note_only_where_it_holds(self):
+        note = render.STREAMLINED_NOTE["en"]
+        assert self.entries([repayment(6)], behind=89)[0]["notes"] == [note]
+        assert self.entries([repayment(7)], behind=40)[0]["notes"] == []
+        assert self.entries([repayment(3)], behind=90)[0]["notes"] == []
+        assert self.entries([repayment(3)], behind=None)[0]["notes"] == []
+        assert self.entries([repayment(1)], behind=10)[0]["notes"] == []  # not a plan
+        assert self.entries([repayment(2)], "es")[0]["notes"] == [render.STREAMLINED_NOTE["es"]]
+
+    def test_behind_at_the_plans_first_payment(self):
+        """65 days past due tonight with 3 installments unpaid: 91 days by the next due date,
+        when a plan agreed now would start."""
+        loan = {"oldest_unpaid_due_date": date(2026, 9, 16), "next_due_date": date(2026, 12, 16)}
+        assert render.days_behind_at_next_due(loan) == 91
+        assert render.days_behind_at_next_due({**loan, "oldest_unpaid_due_date": None}) is None
+
+    @pytest.mark.parametrize(
+        ("language", "one_payment", "one_month"),
+        [
+            ("en", "a single catch-up payment of $600.00", "up to 1 month at a time"),
+            ("es", "un solo pago para ponerse al día de $600.00", "hasta 1 mes a la vez"),
+        ],
+    )
+    def test_one_payment_is_not_a_plan_of_payments(self, language, one_payment, one_month):
+        pause = {**repayment(1), "option_code": "forbearance", "rank": 20}
+        plan, forbearance = self.entries([repayment(1), pause], language)
+        assert plan["terms"].startswith(one_payment) and "1 monthly" not in plan["terms"]
+        assert forbearance["terms"] == one_month
+        assert self.entries([repayment(4)], language)[0]["terms"].startswith("4 ")
+
+    @pytest.mark.parametrize(
+        ("language", "current_words", "late_words"),
+        [
+            ("en", "before a payment is missed", "as soon as you can"),
+            ("es", "antes de atrasarse.", "antes de atrasarse más"),
+        ],
+    )
+    def test_the_courtesy_letter_to_a_borrower_already_late(
+        self, language, current_words, late_words
+    ):
+        late = text_of(payload("early_warning", language, days_past_due=20))
+        assert current_words not in late and late_words in late
+        current = text_of(
+            payload("early_warning", language, days_past_due=0, oldest_unpaid_due_date=None)
+        )
+        assert current_words in current and late_words not in current
+
+    @pytest.mark.parametrize(
+        "template", ["early_intervention", "heloc_counseling", "imminent_default"]
+    )
+    @pytest.mark.parametrize(
+        ("language", "amount", "fees"),
+        [
+            ("en", "$812.40 in scheduled payments is past due", "does not include late fees"),
+            (
+                "es",
+                "Hay $812.40 en pagos programados vencidos",
+                "no incluye cargos por pago atrasado",
+            ),
+        ],
+    )
+    def test_the_amount_past_due_says_fees_are_not_in_it(self, template, language, amount, fees):
+        letter = payload(template, language)
+        text = text_of(letter)
+        assert amount in text and fees in text
+        assert "missing fees_stated" in passes(letter, text.replace(fees, ""))
+
+    @pytest.mark.parametrize("template", LETTER_TEMPLATES)
+    def test_spanish_letters_name_the_team_in_spanish(self, template):
+        letter = payload(template, "es")
+        html = (
+            render._html_env()
+            .get_template("letters/layout.html.j2")
+            .render(d=render.compose(letter))
+        )
+        for text in (text_of(letter), html):
+            assert SETTINGS.servicer.team_name not in text
+            assert SETTINGS.servicer.team_name_es in text
+        assert SETTINGS.servicer.team_name in text_of(payload(template, "en"))
+
+
+FDCPA = {
+    "en": "This communication is from a debt collector.",
+    "es": "Esta comunicación proviene de un cobrador de deudas.",
+}
+ROSENTHAL = {"en": "Rosenthal Fair Debt Collection Practices Act", "es": "Ley Rosenthal"}
+
+
+class TestDebtCollection:
+    def test_which_letters_carry_which_notice(self):
+        r = row("early_warning", "en")
+        notices = render.collection_notices
+        assert notices("early_warning", r, False) == {"debt_collector": False, "rosenthal": False}
+        assert notices("early_warning", r, True) == {"debt_collector": True, "rosenthal": True}
+        assert notices("early_warning", {**r, "acquired_in_default": True}, False)["rosenthal"]
+        assert notices("early_warning", {**r, "state": "NV"}, True) == {
+            "debt_collector": True,
+            "rosenthal": False,
+        }
+        assert not any(notices("early_intervention_bankruptcy", r, True).values())
+
+    @pytest.mark.parametrize(("template", "language"), ALL)
+    def test_every_letter_but_the_bankruptcy_form_carries_them(self, template, language):
+        letter = payload(template, language, collector=True)
+        text = text_of(letter)
+        carries = template != "early_intervention_bankruptcy"
+        assert (FDCPA[language] in text, ROSENTHAL[language] in text) == (carries, carries)
+        assert passes(letter) == []
+        nevada = text_of(payload(template, language, collector=True, state="NV"))
+        assert (FDCPA[language] in nevada, ROSENTHAL[language] in nevada) == (carries, False)
+        assert FDCPA[language] not in text_of(payload(template, language))
+
+    def test_the_checklist_enforces_both(self):
+        letter = payload("imminent_default", "en", collector=True)
+        text = text_of(letter)
+        assert "missing fdcpa_disclosure" in passes(letter, text.replace(FDCPA["en"], ""))
+        rosenthal = "The state Rosenthal Fair Debt Collection Practices Act"
+        assert "missing rosenthal_notice" in passes(letter, text.replace(rosenthal, ""))
+        not_collector = payload("imminent_default", "en")
+        assert "fdcpa_disclosure where it does not apply" in passes(not_collector, text)
+        bankruptcy = payload("early_intervention_bankruptcy", "en", collector=True)
+        assert any(
+            "forbidden phrase" in p for p in passes(bankruptcy, text_of(bankruptcy) + FDCPA["en"])
+        )
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> dict[tuple[str, str], dict]:
     """Every template in both languages, for a borrower whose name and address are hostile."""
@@ -471,11 +880,14 @@ class TestOutput:
         assert not list(tmp_path.glob(".*"))
 
 
-def test_dry_run_records_decisions_without_letters(tmp_path):
+def small_night(tmp_path: Path, settings: Settings, **landing_files: str) -> tuple[Night, dict]:
+    """A night over the two-loan landing folder of ``tests.landing`` (one payment on L1),
+    up to its letters; returns the night and the letters step's summary."""
     from tests.landing import landing, ledger
 
-    folder = landing(tmp_path / "in", {"p.csv": ledger("T1,L1,2024-03-01,250.00,payment,,")})
-    settings = Settings.model_validate({"letters": {"render": False}})
+    folder = landing(
+        tmp_path / "in", {"p.csv": ledger("T1,L1,2024-03-01,250.00,payment,,")}, **landing_files
+    )
     n = Night(
         data=folder,
         db=tmp_path / "wh.duckdb",
@@ -487,7 +899,31 @@ def test_dry_run_records_decisions_without_letters(tmp_path):
     delinquency_step.run(n, settings)
     flags_step.run(n, settings)
     options_step.run(n, settings)
-    made = letters_step.run(n, settings)
+    return n, letters_step.run(n, settings)
+
+
+def test_dry_run_records_decisions_without_letters(tmp_path):
+    _, made = small_night(tmp_path, Settings.model_validate({"letters": {"render": False}}))
     assert made["generated"] == 0 and made["suppressed"] == 2
     assert made["suppressed_by_reason"] == {"dry run": made["suppressed"]}
     assert not list((tmp_path / "out").rglob("*.pdf"))
+
+
+def test_a_loan_acquired_in_default_gets_the_debt_collectors_notices(tmp_path):
+    """The loans feed's optional acquired_in_default column reaches the letter: the FDCPA
+    disclosure and, to a California borrower, the Rosenthal notice, in the letter's language."""
+    from tests.landing import LOANS
+
+    header, first, second = LOANS.splitlines()
+    loans = f"{header},acquired_in_default\n{first},true\n{second},\n"
+    n, made = small_night(tmp_path, Settings(), loans=loans)
+    assert made["generated"] == 2
+    con = warehouse.connect(n.db, read_only=True)
+    paths = dict(con.execute("SELECT loan_id, pdf_path FROM letters").fetchall())
+    con.close()
+    sent = {
+        loan: " ".join(" ".join(p.extract_text() for p in PdfReader(path).pages).split())
+        for loan, path in paths.items()
+    }
+    assert FDCPA["es"] in sent["L1"] and ROSENTHAL["es"] in sent["L1"]
+    assert FDCPA["en"] not in sent["L2"] and "Rosenthal" not in sent["L2"]

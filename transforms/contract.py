@@ -126,6 +126,9 @@ LOANS = Feed(
         Column("senior_lien_balance", "money", required=False, nullable=True),
         Column("draw_period_end", "date", required=False, nullable=True),
         Column("status", "text", allowed=LOAN_STATUSES),
+        # the servicing was taken over after the loan was in default: the servicer is a debt
+        # collector for it under the FDCPA (15 U.S.C. 1692a(6)(F)(iii)); empty means no
+        Column("acquired_in_default", "bool", required=False, nullable=True),
     ),
 )
 

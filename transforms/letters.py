@@ -6,15 +6,18 @@
   ``templates/letters`` files) as a list of blocks for the HTML and PDF layouts.
 - :func:`check`: the compliance checklist (data) against a letter's plain text.
 
-The rules (settings ``[letters]``; ``docs/regulation.md``: "Early intervention", "The HUD
-counseling notice", "Debt collection"):
+The rules (settings ``[letters]``; ``docs/letters.md``; ``docs/regulation.md``: "Early
+intervention", "The HUD counseling notice", "Debt collection"):
 
 - Regulation X early-intervention notice: closed-end second liens on a principal
   residence from ``notice_from_day`` days past due (so it is out by day 45), at most
   once in ``notice_every_days`` (180); again once that has passed while still behind.
   Borrowers in bankruptcy get the informational form, borrowers who asked the
   servicer to stop communicating the modified form; each only where a
-  loss-mitigation option is available, and neither when both apply.
+  loss-mitigation option is available, and neither when both apply. For a borrower in
+  bankruptcy only the notices sent since the petition (``bankruptcy_filed_date``)
+  count, so the case's notice is out by day 45 after the petition whatever was sent
+  before it.
 - HELOCs (outside Regulation X) get the HUD counseling notice from
   ``heloc_counseling_from_day`` days past due, once per delinquency.
 - 60-89 days past due: the imminent-default letter; early-warning tier: the courtesy
@@ -22,8 +25,11 @@ counseling notice", "Debt collection"):
   both.
 - Nothing to deceased borrowers (routed to review), to an undeliverable address, or
   anything but the required notice to cease-communication borrowers; bankruptcy
-  borrowers get only the informational notice. No borrower gets two letters within
-  ``min_gap_days``, or more than one a night.
+  borrowers get only the informational notice.
+- The required notices (:data:`REQUIRED`) are never held back by the courtesy rules.
+  A courtesy letter yields to them: none within ``min_gap_days`` of a borrower's last
+  letter, none on a night a required notice goes to the borrower, and at most one a
+  night.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ import polars as pl
 
 NOTICE_FAMILY = ("early_intervention", "early_intervention_bankruptcy", "early_intervention_cease")
 PRIORITY = (*NOTICE_FAMILY, "heloc_counseling", "imminent_default", "early_warning")
+# Notices the law requires by a deadline (day 45 of the delinquency, or of the bankruptcy
+# petition): the courtesy rules (the minimum gap, one letter a night) never delay them.
+REQUIRED = (*NOTICE_FAMILY, "heloc_counseling")
 
 CANDIDATE_COLUMNS = {
     "loan_id": "risk_flags",
@@ -50,6 +59,7 @@ CANDIDATE_COLUMNS = {
     "product": "loans",
     "occupancy": "loans",
     "preferred_language": "borrowers",
+    "bankruptcy_filed_date": "borrowers: the bankruptcy petition's date, where known",
     "address_ok": "borrowers: a complete, mailable address",
     "has_option": "an eligible loss-mitigation option to offer (counseling and referrals aside)",
 }
@@ -74,7 +84,7 @@ class Rules:
     notice_from_day: int = 30
     notice_every_days: int = 180
     heloc_counseling_from_day: int = 30
-    heloc_counseling_every_days: int = 90
+    heloc_counseling_every_days: int = 28
     imminent_default_every_days: int = 60
     early_warning_every_days: int = 90
     min_gap_days: int = 14
@@ -149,6 +159,15 @@ def decide(
         .join(_last_sent(history, ("early_warning",), "_courtesy"), on="loan_id", how="left")
     )
     bankrupt, cease = _care("bankruptcy"), _care("cease_communication")
+    # In bankruptcy the notice's clock is the petition's (§1024.39(c)(1)(iii)): a notice sent
+    # before the petition does not hold back the case's own, due by the petition's day 45.
+    before_petition = bankrupt & (pl.col("_notice") < pl.col("bankruptcy_filed_date"))
+    frame = frame.with_columns(
+        pl.when(before_petition.fill_null(False))
+        .then(pl.lit(None, dtype=pl.Date))
+        .otherwise(pl.col("_notice"))
+        .alias("_notice")
+    )
     reg_x = (pl.col("product") == "closed_end") & (pl.col("occupancy") == "primary")
     notice = (
         pl.when(cease)
@@ -251,7 +270,10 @@ def decide(
 def _gap_and_one_a_night(
     frame: pl.DataFrame, history: pl.DataFrame, as_of: date, rules: Rules
 ) -> pl.DataFrame:
-    """The minimum gap between a borrower's letters, and one letter per borrower a night."""
+    """The courtesy rules, for courtesy letters only: none within the minimum gap after a
+    borrower's last letter, none on a night a required notice goes to the borrower, and at
+    most one a night. A required notice is never held back by them: its deadline is the
+    law's, and two required notices on one night both go."""
     recent = (
         history.filter((pl.lit(as_of) - pl.col("as_of_date")).dt.total_days() < rules.min_gap_days)
         .sort("as_of_date")
@@ -262,10 +284,15 @@ def _gap_and_one_a_night(
         )
     )
     order = {t: i for i, t in enumerate(PRIORITY)}
+    courtesy = ~pl.col("template").is_in(list(REQUIRED))
     frame = (
         frame.join(recent, on="borrower_id", how="left")
         .with_columns(
-            pl.when(pl.col("suppression_reason").is_null() & pl.col("_recent_id").is_not_null())
+            pl.when(
+                pl.col("suppression_reason").is_null()
+                & courtesy
+                & pl.col("_recent_id").is_not_null()
+            )
             .then(
                 pl.format(
                     "minimum gap: letter {} sent on {}; at most one letter in {} days",
@@ -278,6 +305,7 @@ def _gap_and_one_a_night(
             .alias("suppression_reason"),
             pl.col("template").replace_strict(order, return_dtype=pl.Int32).alias("_priority"),
         )
+        # the borrower's letters going tonight first, required notices before courtesy letters
         .sort(
             "borrower_id",
             pl.col("suppression_reason").is_not_null(),
@@ -289,11 +317,21 @@ def _gap_and_one_a_night(
     )
     first = pl.int_range(pl.len()).over("borrower_id") == 0
     keeper = pl.col("loan_id").first().over("borrower_id")
+    keeper_required = pl.col("template").first().over("borrower_id").is_in(list(REQUIRED))
     return frame.with_columns(
-        pl.when(pl.col("suppression_reason").is_null() & ~first)
+        pl.when(pl.col("suppression_reason").is_null() & courtesy & ~first)
         .then(
-            pl.format(
-                "one letter per borrower a night: the letter for loan {} goes instead", keeper
+            pl.when(keeper_required)
+            .then(
+                pl.format(
+                    "one letter per borrower a night: the required notice for loan {} goes first",
+                    keeper,
+                )
+            )
+            .otherwise(
+                pl.format(
+                    "one letter per borrower a night: the letter for loan {} goes instead", keeper
+                )
             )
         )
         .otherwise(pl.col("suppression_reason"))
@@ -339,20 +377,44 @@ def _fold(text: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).casefold()
 
 
+def _sections(checklist: dict[str, Any], template: str) -> list[dict[str, Any]]:
+    """The checklist sections a template answers to: its own, ``[all]``, and every shared
+    section (one with ``except_templates``) that does not leave it out."""
+    shared = [
+        spec
+        for spec in checklist.values()
+        if "except_templates" in spec and template not in spec["except_templates"]
+    ]
+    return [checklist[template], checklist.get("all", {}), *shared]
+
+
 def check(
-    text: str, template: str, language: str, checklist: dict[str, Any], values: dict[str, str]
+    text: str,
+    template: str,
+    language: str,
+    checklist: dict[str, Any],
+    values: dict[str, str],
+    facts: dict[str, bool] | None = None,
 ) -> list[str]:
-    """The checklist's failures for one letter: missing elements and forbidden phrases."""
-    spec = checklist.get(template)
-    if spec is None:
+    """The checklist's failures for one letter: missing elements, forbidden phrases, and
+    conditional elements (``when`` names one of ``facts``, what is true of this loan)
+    missing where their condition holds or present where it does not."""
+    if template not in checklist:
         return [f"no checklist for template {template}"]
     folded = _fold(text)
     problems = []
-    for element in spec.get("required", []):
-        phrases = [p.format(**values) for p in element.get(language, [])]
-        if not phrases or not any(_fold(p) in folded for p in phrases if p):
-            problems.append(f"missing {element['id']}")
-    for phrase in [*checklist.get("all", {}).get("forbidden", []), *spec.get("forbidden", [])]:
-        if _fold(phrase) in folded:
-            problems.append(f"forbidden phrase {phrase!r}")
+    for spec in _sections(checklist, template):
+        for element in spec.get("required", []):
+            phrases = [_fold(p.format(**values)) for p in element.get(language, []) if p]
+            found = any(p in folded for p in phrases)
+            applies = (facts or {}).get(element["when"], False) if "when" in element else True
+            if applies and not found:
+                problems.append(f"missing {element['id']}")
+            elif found and not applies:
+                problems.append(f"{element['id']} where it does not apply")
+        problems += [
+            f"forbidden phrase {phrase!r}"
+            for phrase in spec.get("forbidden", [])
+            if _fold(phrase) in folded
+        ]
     return problems

@@ -32,9 +32,10 @@ changes AS (
     GROUP BY c.loan_id
 )
 SELECT f.loan_id, f.borrower_id, f.tier, f.care, s.days_past_due, s.oldest_unpaid_due_date,
-       s.amount_past_due, s.installment_amount, l.product, l.occupancy, l.property_state,
+       s.next_due_date, s.amount_past_due, s.installment_amount, l.product, l.occupancy,
+       l.property_state, coalesce(l.acquired_in_default, false) AS acquired_in_default,
        b.first_name, b.last_name, b.address_line1, b.address_line2, b.city, b.state, b.zip,
-       b.preferred_language,
+       b.preferred_language, b.bankruptcy_filed_date,
        coalesce(trim(b.address_line1), '') <> '' AND coalesce(trim(b.city), '') <> ''
          AND regexp_full_match(coalesce(b.state, ''), '[A-Z]{2}')
          AND regexp_full_match(coalesce(b.zip, ''), '[0-9]{5}(-[0-9]{4})?') AS address_ok,
@@ -120,9 +121,11 @@ def prepare(night: Night, settings: Settings) -> dict[str, Any]:
                 row["language"],
                 row["property_state"],
                 settings.letters.max_options,
+                render.days_behind_at_next_due(row),
             ),
             servicer[row["language"]],
             night.as_of,
+            collector_for_every_loan=settings.servicer.debt_collector,
         )
         for row in wanted.iter_rows(named=True)
     ]
