@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from decimal import Decimal
 from functools import cache
+from itertools import groupby
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,20 @@ TERMS = {
         "forbearance": "hasta {plan_months} meses a la vez",
         "payment_deferral": "{plan_months} pagos atrasados ({amount}) pasados al final del préstamo",
     },
+}
+# A repayment plan whose installments change with a scheduled payment change: (the terms,
+# one run of equal installments, the word between runs).
+PLAN_RUNS = {
+    "en": (
+        "{plan_months} monthly payments: {runs}, the last {plan_last_payment}",
+        "{count} of {amount}",
+        ", then ",
+    ),
+    "es": (
+        "{plan_months} pagos mensuales: {runs}; el último, de {plan_last_payment}",
+        "{count} de {amount}",
+        ", luego ",
+    ),
 }
 
 
@@ -305,17 +320,7 @@ def option_entries(
         option = by_code.get(row["option_code"])
         if option is None or not option.offer or row["option_code"] == "housing_counseling":
             continue
-        pattern = TERMS[language].get(option.terms)
-        terms = (
-            pattern.format(
-                plan_months=row["plan_months"],
-                plan_payment=money(row["plan_payment"]),
-                plan_last_payment=money(row["plan_last_payment"]),
-                amount=money(row["amount"]),
-            )
-            if pattern and row["plan_months"] is not None
-            else ""
-        )
+        terms = _option_terms(option.terms, row, language)
         notes = list(getattr(option.notes, language))
         if option.notes_states is not None and state not in option.notes_states:
             notes = []
@@ -331,6 +336,28 @@ def option_entries(
         if len(entries) >= limit:
             break
     return entries
+
+
+def _option_terms(kind: str, row: dict[str, Any], language: str) -> str:
+    """An option's computed terms in the letter's words ("" when it has none)."""
+    pattern = TERMS[language].get(kind)
+    if not pattern or row["plan_months"] is None:
+        return ""
+    values = {
+        "plan_months": row["plan_months"],
+        "plan_payment": money(row["plan_payment"]),
+        "plan_last_payment": money(row["plan_last_payment"]),
+        "amount": money(row["amount"]),
+    }
+    # Before the last installment all are equal unless a payment change falls inside the plan.
+    runs = [
+        (len(list(same)), amount)
+        for amount, same in groupby((row.get("plan_installments") or [])[:-1])
+    ]
+    if len(runs) > 1:
+        pattern, run, between = PLAN_RUNS[language]
+        values["runs"] = between.join(run.format(count=n, amount=money(a)) for n, a in runs)
+    return pattern.format(**values)
 
 
 def letter_payload(
