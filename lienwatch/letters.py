@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from decimal import Decimal
 from functools import cache
+from itertools import groupby
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,20 @@ STREAMLINED_MONTHS, STREAMLINED_DAYS = 6, 90
 STREAMLINED_NOTE = {
     "en": "A plan of 6 months or less, like this one, needs no full application if it starts while the loan is under 90 days past due.",
     "es": "Un plan de 6 meses o menos, como este, no requiere una solicitud completa si comienza mientras el préstamo tiene menos de 90 días de atraso.",
+}
+# A repayment plan whose installments change with a scheduled payment change: (the terms,
+# one run of equal installments, the word between runs).
+PLAN_RUNS = {
+    "en": (
+        "{plan_months} monthly payments: {runs}, the last {plan_last_payment}",
+        "{count} of {amount}",
+        ", then ",
+    ),
+    "es": (
+        "{plan_months} pagos mensuales: {runs}; el último, de {plan_last_payment}",
+        "{count} de {amount}",
+        ", luego ",
+    ),
 }
 
 
@@ -334,15 +349,26 @@ def days_behind_at_next_due(loan: dict[str, Any]) -> int | None:
 
 
 def _terms_text(option, row: dict[str, Any], language: str) -> str:
+    """An option's computed terms in the letter's words ("" when it has none)."""
     patterns = TERMS[language].get(option.terms)
     if not patterns or row["plan_months"] is None:
         return ""
-    return patterns[0 if row["plan_months"] == 1 else 1].format(
-        plan_months=row["plan_months"],
-        plan_payment=money(row["plan_payment"]),
-        plan_last_payment=money(row["plan_last_payment"]),
-        amount=money(row["amount"]),
-    )
+    values = {
+        "plan_months": row["plan_months"],
+        "plan_payment": money(row["plan_payment"]),
+        "plan_last_payment": money(row["plan_last_payment"]),
+        "amount": money(row["amount"]),
+    }
+    # Before the last installment all are equal unless a payment change falls inside the plan.
+    runs = [
+        (len(list(same)), amount)
+        for amount, same in groupby((row.get("plan_installments") or [])[:-1])
+    ]
+    if option.terms == "repayment_plan" and len(runs) > 1:
+        pattern, run, between = PLAN_RUNS[language]
+        values["runs"] = between.join(run.format(count=n, amount=money(a)) for n, a in runs)
+        return pattern.format(**values)
+    return patterns[0 if row["plan_months"] == 1 else 1].format(**values)
 
 
 def _streamlined(option, row: dict[str, Any], behind_at_next_due: int | None) -> bool:

@@ -203,11 +203,14 @@ def _schema() -> list[str]:
   plan_months INTEGER,
   plan_payment DECIMAL(14,2),
   plan_last_payment DECIMAL(14,2),
+  plan_installments DECIMAL(14,2)[],
   amount DECIMAL(14,2),
   terms VARCHAR,
   notes VARCHAR[],
   catalogue_version VARCHAR
 )""",
+        # Warehouses made before repayment plans followed scheduled payment changes.
+        "ALTER TABLE hardship_options ADD COLUMN IF NOT EXISTS plan_installments DECIMAL(14,2)[]",
         """CREATE TABLE IF NOT EXISTS runs (
   run_id VARCHAR PRIMARY KEY,
   as_of_date DATE NOT NULL,

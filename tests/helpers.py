@@ -113,7 +113,7 @@ INPUT_MONEY = (
 )
 
 # A closed-end second, 65 days (3 payments) behind, on a California principal residence
-# worth $400,000 behind a $300,000 first: combined LTV 87.5 %.
+# worth $400,000 behind a $300,000 first: combined LTV 87.5 %. Next due on 1 December.
 INPUT_BASE = dict(
     loan_id="L",
     borrower_id="B",
@@ -124,6 +124,7 @@ INPUT_BASE = dict(
     installments_behind=3,
     amount_past_due=D("1200.00"),
     installment_amount=D("400.00"),
+    next_due_date=date(2026, 12, 1),
     lien_position=2,
     product="closed_end",
     occupancy="primary",
@@ -139,6 +140,7 @@ NO_CASES = pl.DataFrame(
     schema={
         "loan_id": pl.String,
         "case_type": pl.String,
+        "status": pl.String,
         "opened_date": pl.Date,
         "closed_date": pl.Date,
     }
@@ -159,8 +161,21 @@ def option_inputs(*loans: dict) -> pl.DataFrame:
 
 
 def loss_mit_cases(*rows: tuple) -> pl.DataFrame:
-    """The loss_mit feed's rows (loan_id, case_type, opened_date, closed_date)."""
-    return pl.DataFrame(rows, schema=NO_CASES.schema, orient="row")
+    """The loss_mit feed's rows from (loan_id, case_type, opened_date, closed_date): a case
+    with no closed_date is open."""
+    return pl.DataFrame(
+        [
+            (loan, kind, "open" if closed is None else "closed", opened, closed)
+            for loan, kind, opened, closed in rows
+        ],
+        schema=NO_CASES.schema,
+        orient="row",
+    )
+
+
+def payment_changes(*rows: tuple) -> pl.DataFrame:
+    """The payment_changes feed's rows (loan_id, effective_due_date, scheduled_payment)."""
+    return pl.DataFrame(rows, schema=CHANGE_SCHEMA, orient="row")
 
 
 # --------------------------------------------------------------------------- delinquency ledgers

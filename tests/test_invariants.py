@@ -4,7 +4,10 @@
   and drops nothing; the tier never falls as days past due rise; the reasons are the
   signals found, and a loan flagged below 30 days past due has at least one;
 - the hardship options (``transforms.options``, bundled catalogue): one row per loan per
-  option, the eligible ranked 1..n in the catalogue's order, the others unranked;
+  option, the eligible ranked 1..n in the catalogue's order, the others unranked; a loan
+  in an open case and a current loan whose only sign is being underwater are offered
+  nothing but the case and the referrals; a repayment plan's installments stay within
+  150 % of each month's payment, scheduled changes included, and repay the arrears;
 - the review cases and decisions (``transforms.cases``): night after night, one open case
   a loan at most, the log replayed gives the cases, events follow the tiers; promises,
   holds and the call list against plain-Python readings of their docstrings; decisions
@@ -13,6 +16,7 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal as D
 
@@ -29,6 +33,7 @@ from tests.helpers import (
     flags,
     loss_mit_cases,
     option_inputs,
+    payment_changes,
     payments_frame,
 )
 from transforms import cases
@@ -36,6 +41,7 @@ from transforms.contract import (
     BUCKET_LOWER_DAYS,
     BUCKETS,
     CARE_FLAGS,
+    LOSS_MIT_CASE_TYPES,
     OCCUPANCIES,
     PRODUCTS,
     SIGNALS,
@@ -230,7 +236,7 @@ def option_loan(draw) -> dict:
 
 @st.composite
 def loss_mit_feed(draw, loans: int) -> pl.DataFrame:
-    """Past forbearances and deferrals of some of the loans L0.. (closed or still open)."""
+    """Past and open loss-mitigation cases of some of the loans L0.. (closed or still open)."""
     rows = []
     for _ in range(draw(st.integers(0, 4))):
         opened = AS_OF - timedelta(days=draw(st.integers(0, 900)))
@@ -238,7 +244,7 @@ def loss_mit_feed(draw, loans: int) -> pl.DataFrame:
         rows.append(
             (
                 f"L{draw(st.integers(0, loans - 1))}",
-                draw(st.sampled_from(["forbearance", "payment_deferral"])),
+                draw(st.sampled_from(LOSS_MIT_CASE_TYPES)),
                 opened,
                 None if length is None else opened + timedelta(days=length),
             )
@@ -272,6 +278,7 @@ def test_option_ranks_are_one_to_n_among_the_eligible(data, loans):
             "plan_months",
             "plan_payment",
             "plan_last_payment",
+            "plan_installments",
             "amount",
             "terms",
         ):
@@ -279,6 +286,79 @@ def test_option_ranks_are_one_to_n_among_the_eligible(data, loans):
         assert not other["rationale"].str.starts_with("Fits").any()
     assert found.filter(pl.col("option_code") == "housing_counseling")["eligible"].all()
     assert not found.filter(pl.col("option_code") == "ca_mortgage_relief")["eligible"].any()
+
+
+@settings(CHECKED, max_examples=25)
+@given(data=st.data(), loans=st.lists(option_loan(), min_size=1, max_size=12))
+def test_an_open_case_or_underwater_alone_gets_no_competing_offer(data, loans):
+    """A loan with an open loss-mitigation case fits only the option that case is (under
+    way) and the referrals; a current loan with no sign but being underwater, and no open
+    case, fits only the referrals."""
+    referrals = {o.code for o in CATALOGUE.option if o.referral}
+    under_way_for = {case_type: o.code for o in CATALOGUE.option for case_type in o.case_types}
+    frame = option_inputs(*loans)
+    feed = data.draw(loss_mit_feed(len(loans)))
+    found = evaluate(frame, feed, CATALOGUE, AS_OF)
+    open_now = cases.open_cases(feed, AS_OF)
+    for loan_id, days, reasons in frame.select("loan_id", "days_past_due", "reasons").rows():
+        fits = set(found.filter((pl.col("loan_id") == loan_id) & pl.col("eligible"))["option_code"])
+        mine = open_now.filter(pl.col("loan_id") == loan_id)["case_type"].to_list()
+        if mine:
+            under_way = {under_way_for[t] for t in mine if t in under_way_for}
+            assert under_way <= fits
+            assert fits <= under_way | referrals
+        elif days == 0 and set(reasons) <= {"underwater"}:
+            assert fits <= referrals
+
+
+@st.composite
+def scheduled_changes(draw, loans: int) -> pl.DataFrame:
+    """Scheduled payment changes of some of the loans L0.., on the first of a month from
+    November 2026 (already in tonight's payment) to a year on."""
+    keys = draw(
+        st.lists(st.tuples(st.integers(0, loans - 1), st.integers(0, 13)), unique=True, max_size=8)
+    )
+    return payment_changes(
+        *[(f"L{loan}", month_start(10 + m), draw(cents(100, 400_000))) for loan, m in keys]
+    )
+
+
+def month_start(months: int) -> date:
+    """The first of the month ``months`` after January 2026."""
+    return date(2026 + months // 12, months % 12 + 1, 1)
+
+
+@settings(CHECKED, max_examples=25)
+@given(data=st.data(), loans=st.lists(option_loan(), min_size=1, max_size=8))
+def test_a_repayment_plan_follows_the_payment_changes(data, loans):
+    """Each installment is that month's regular payment (the latest change after tonight on
+    or before its due date, else tonight's) plus the same extra, the last taking the odd
+    cents; each at most 150 % of that month's payment; the extras repay the arrears."""
+    frame = option_inputs(*loans)
+    changes = data.draw(scheduled_changes(len(loans)))
+    found = evaluate(frame, loss_mit_cases(), CATALOGUE, AS_OF, payment_changes=changes).filter(
+        pl.col("plan_installments").is_not_null()
+    )
+    for row in found.iter_rows(named=True):
+        loan = frame.filter(pl.col("loan_id") == row["loan_id"]).row(0, named=True)
+        mine = changes.filter(
+            (pl.col("loan_id") == row["loan_id"]) & (pl.col("effective_due_date") > AS_OF)
+        ).sort("effective_due_date")
+        regulars = []
+        for k in range(row["plan_months"]):
+            first = month_start(11 + k)  # the plan's months run from December
+            due = first.replace(
+                day=min(
+                    loan["first_payment_date"].day, calendar.monthrange(first.year, first.month)[1]
+                )
+            )
+            set_by = mine.filter(pl.col("effective_due_date") <= due)["scheduled_payment"]
+            regulars.append(set_by[-1] if set_by.len() else loan["installment_amount"])
+        paid = row["plan_installments"]
+        extras = [p - r for p, r in zip(paid, regulars, strict=True)]
+        assert len(set(extras[:-1])) <= 1 and extras[-1] >= extras[0] > 0
+        assert sum(extras) == loan["amount_past_due"] == row["amount"]
+        assert all(p <= r * D("1.5") for p, r in zip(paid, regulars, strict=True))
 
 
 # --------------------------------------------------------------------------- review cases

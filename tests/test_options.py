@@ -12,12 +12,21 @@ import pytest
 
 from lienwatch.catalogue import load_catalogue
 from lienwatch.errors import LienwatchError
+from lienwatch.letters import option_entries
 from lienwatch.night import Night
 from lienwatch.steps import delinquency as delinquency_step
 from lienwatch.steps import flags as flags_step
 from lienwatch.steps import ingest as ingest_step
 from lienwatch.steps import options as options_step
-from tests.helpers import BUNDLED, CATALOGUE, NO_CASES, RAW, loss_mit_cases, option_inputs
+from tests.helpers import (
+    BUNDLED,
+    CATALOGUE,
+    NO_CASES,
+    RAW,
+    loss_mit_cases,
+    option_inputs,
+    payment_changes,
+)
 from transforms.options import CatalogueError, evaluate, parse_catalogue
 
 AS_OF = date(2026, 11, 20)
@@ -28,8 +37,21 @@ def option_row(code: str, cases: pl.DataFrame = NO_CASES, catalogue=CATALOGUE, *
     return found.filter(pl.col("option_code") == code).row(0, named=True)
 
 
+def fitting(found: pl.DataFrame) -> list[str]:
+    """The codes of the options that fit, best first."""
+    return found.filter(pl.col("eligible")).sort("rank")["option_code"].to_list()
+
+
+def letter_codes(found: pl.DataFrame) -> list[str]:
+    """The options a letter would list (the letters step reads the eligible rows)."""
+    rows = found.filter(pl.col("eligible")).to_dicts()
+    return [o["code"] for o in option_entries(rows, CATALOGUE, "en", "CA", 10, None)]
+
+
 UNDERWATER = dict(senior_lien_balance=D("380000.00"))  # 107.5 %
 EQUITY = dict(senior_lien_balance=D("250000.00"))  # 75 %
+UNDERWATER_120 = dict(UNDERWATER, days_past_due=120)
+EQUITY_20 = dict(EQUITY, days_past_due=20)
 
 # (option, why it fits, why not: overrides of INPUT_BASE, and a word the rationale must hold)
 TABLE = [
@@ -59,19 +81,39 @@ TABLE = [
         {"days_past_due": 10, "reasons": ["paying_later"]},
         "imminent default",
     ),
-    ("refinance", {**EQUITY}, {}, "combined loan-to-value 88%"),
-    ("refinance", {**EQUITY}, {**EQUITY, "property_value": None}, "no property value"),
-    ("refinance", {**EQUITY}, {**EQUITY, "days_past_due": 95}, "95 days past due"),
+    ("refinance", {**EQUITY_20}, {"days_past_due": 20}, "combined loan-to-value 88%"),
+    ("refinance", {**EQUITY_20}, {**EQUITY_20, "property_value": None}, "no property value"),
+    # a 30-day late is on the credit report: no refinance from 30 days
+    (
+        "refinance",
+        {**EQUITY, "days_past_due": 29},
+        {**EQUITY, "days_past_due": 30},
+        "30 days past due (29 or fewer allowed)",
+    ),
     ("sale", {}, {**UNDERWATER}, "108%"),
     ("sale", {}, {"days_past_due": 20}, "20 days past due"),
     ("short_sale", {**UNDERWATER}, {}, "88%"),
     ("deed_in_lieu", {"days_past_due": 95}, {}, "65 days past due"),
-    ("second_lien_settlement", {**UNDERWATER}, {}, "(100% or more needed)"),
+    ("second_lien_settlement", {**UNDERWATER_120}, {"days_past_due": 120}, "(100% or more needed)"),
     (
         "second_lien_settlement",
-        {**UNDERWATER},
-        {**UNDERWATER, "lien_position": 1},
+        {**UNDERWATER_120},
+        {**UNDERWATER_120, "lien_position": 1},
         "lien position 1",
+    ),
+    # settling for less waits for the stage the catalogue sets (120 days)
+    (
+        "second_lien_settlement",
+        {**UNDERWATER_120},
+        {**UNDERWATER, "days_past_due": 119},
+        "119 days past due (120+ needed)",
+    ),
+    # no forbearance as the first offer to a loan 180+ days past due
+    (
+        "forbearance",
+        {"days_past_due": 179},
+        {"days_past_due": 180},
+        "180 days past due and no forbearance yet (a first one starts by 179 days past due)",
     ),
     ("bankruptcy_referral", {"care": ["bankruptcy"]}, {}, "only for borrowers with bankruptcy"),
 ]
@@ -131,6 +173,16 @@ class TestEachOption:
         first = option_row("forbearance")
         assert first["plan_months"] == 3
 
+    def test_forbearance_past_180_days_only_goes_on(self):
+        """A first forbearance starts before 180 days past due; one already used may go on."""
+        first = option_row("forbearance", days_past_due=200, installments_behind=7)
+        assert not first["eligible"]
+        assert "a first one starts by 179 days past due" in first["rationale"]
+        used = loss_mit_cases(("L0", "forbearance", date(2026, 3, 1), date(2026, 5, 31)))
+        going_on = option_row("forbearance", used, days_past_due=200, installments_behind=7)
+        assert going_on["eligible"] and going_on["plan_months"] == 3
+        assert "200 days past due, continuing a forbearance already begun" in going_on["rationale"]
+
     def test_ranks_are_one_to_n_among_the_eligible(self):
         found = evaluate(
             option_inputs({}, {**UNDERWATER}, {"tier": "early_warning", "days_past_due": 5}),
@@ -153,6 +205,7 @@ class TestEachOption:
             option_inputs(
                 {
                     "tier": "early_warning",
+                    "reasons": ["payment_shock"],
                     "days_past_due": 0,
                     "installments_behind": 0,
                     "amount_past_due": D("0.00"),
@@ -216,6 +269,62 @@ class TestRepaymentPlan:
         assert not row["eligible"] and row["plan_months"] is None
         assert "$2,400.01 past due cannot be repaid within 12 months" in row["rationale"]
 
+    def plan(self, changes: pl.DataFrame, **overrides) -> dict:
+        found = evaluate(
+            option_inputs(overrides), NO_CASES, CATALOGUE, AS_OF, payment_changes=changes
+        )
+        return found.filter(pl.col("option_code") == "repayment_plan").row(0, named=True)
+
+    def test_the_new_payment_after_a_scheduled_change(self):
+        """LN00000156 on the sample's night: $509.66 behind on a $941.27 payment that rises
+        to $1,220.48 in January. The plan's January installment carries the new payment."""
+        changes = payment_changes(
+            ("L0", date(2026, 11, 1), D("941.27")),  # already tonight's payment
+            ("L0", date(2027, 1, 1), D("1220.48")),
+        )
+        row = self.plan(
+            changes,
+            days_past_due=19,
+            installments_behind=1,
+            amount_past_due=D("509.66"),
+            installment_amount=D("941.27"),
+        )
+        assert row["eligible"], row["rationale"]
+        assert row["plan_installments"] == [D("1196.10"), D("1475.31")]
+        assert (row["plan_months"], row["plan_payment"], row["plan_last_payment"]) == (
+            2,
+            D("1196.10"),
+            D("1475.31"),
+        )
+        assert (
+            "then $1,475.31 a month from 2027-01-01 (the regular payment becomes $1,220.48)"
+            in row["terms"]
+        )
+
+    def test_a_change_in_the_middle_of_the_plan(self):
+        # $1,200 over 6 months on $400 (the $200 extra is the 150 % cap); $500 from March.
+        changes = payment_changes(("L0", date(2027, 3, 1), D("500.00")))
+        row = self.plan(changes)
+        assert row["plan_installments"] == [D("600.00")] * 3 + [D("700.00")] * 3
+        assert option_entries([row], CATALOGUE, "en", "CA", 1, None)[0]["terms"] == (
+            "6 monthly payments: 3 of $600.00, then 2 of $700.00, the last $700.00"
+        )
+        assert option_entries([row], CATALOGUE, "es", "CA", 1, None)[0]["terms"] == (
+            "6 pagos mensuales: 3 de $600.00, luego 2 de $700.00; el último, de $700.00"
+        )
+
+    def test_a_lower_payment_lowers_the_cap(self):
+        # From January the payment is $300, so each extra is at most $150: 8 months, not 6.
+        changes = payment_changes(("L0", date(2027, 1, 1), D("300.00")))
+        row = self.plan(changes)
+        assert row["plan_installments"] == [D("550.00")] + [D("450.00")] * 7
+        assert all(
+            paid <= regular * D("1.5")
+            for paid, regular in zip(
+                row["plan_installments"], [D("400.00")] + [D("300.00")] * 7, strict=True
+            )
+        )
+
     def test_most_months_spread(self):
         raw = copy.deepcopy(RAW)
         for entry in raw["option"]:
@@ -227,6 +336,118 @@ class TestRepaymentPlan:
             D("500.00"),
             D("500.00"),
         )
+
+
+TRIAL = loss_mit_cases(("L0", "trial_modification", date(2026, 8, 27), None))
+
+
+class TestOpenCase:
+    """A loan in an open loss-mitigation case is shown that case and offered nothing else."""
+
+    def test_a_trial_modification_is_shown_and_nothing_competes(self):
+        # 65 days, 3 payments behind and underwater: without the case a repayment plan,
+        # a deferral, forbearance and a short sale would all fit.
+        found = evaluate(option_inputs({**UNDERWATER}), TRIAL, CATALOGUE, AS_OF)
+        assert fitting(evaluate(option_inputs({**UNDERWATER}), NO_CASES, CATALOGUE, AS_OF)) == [
+            "payment_deferral",
+            "loan_modification",
+            "repayment_plan",
+            "forbearance",
+            "short_sale",
+            "housing_counseling",
+        ]
+        assert fitting(found) == ["loan_modification", "housing_counseling"]
+        shown = found.filter(pl.col("option_code") == "loan_modification").row(0, named=True)
+        assert shown["rationale"] == (
+            "Fits: under way in an open loss-mitigation case: a trial modification (open since "
+            "2026-08-27); the case sets its terms."
+        )
+        assert shown["terms"] == "set by the open case"
+        for code in ("repayment_plan", "payment_deferral", "forbearance", "short_sale"):
+            held = found.filter(pl.col("option_code") == code).row(0, named=True)
+            assert held["rank"] is None and held["terms"] is None
+            assert (
+                "held back while a loss-mitigation case is open: a trial modification (open "
+                "since 2026-08-27)" in held["rationale"]
+            ), code
+        assert letter_codes(found) == ["loan_modification"]
+
+    def test_the_case_shows_its_own_option_whatever_the_rules(self):
+        # A repayment plan case on a loan whose arrears no plan of 12 months could take.
+        case = loss_mit_cases(("L0", "repayment_plan", date(2026, 10, 1), None))
+        found = evaluate(option_inputs({"amount_past_due": D("9000.00")}), case, CATALOGUE, AS_OF)
+        assert fitting(found) == ["repayment_plan", "housing_counseling"]
+        plan = found.filter(pl.col("option_code") == "repayment_plan").row(0, named=True)
+        assert plan["plan_months"] is None and plan["plan_installments"] is None
+
+    def test_an_application_holds_back_every_offer(self):
+        case = loss_mit_cases(("L0", "application", date(2026, 11, 2), None))
+        found = evaluate(option_inputs({"care": ["bankruptcy"]}, {}), case, CATALOGUE, AS_OF)
+        # the referrals to outside help stay: they do not compete with the case
+        assert fitting(found.filter(pl.col("loan_id") == "L0")) == [
+            "housing_counseling",
+            "bankruptcy_referral",
+        ]
+        assert (
+            "a hardship application (open since 2026-11-02)"
+            in found.filter(
+                (pl.col("loan_id") == "L0") & (pl.col("option_code") == "payment_deferral")
+            )["rationale"].item()
+        )
+        # the other loan has no case: its options are as before
+        assert "repayment_plan" in fitting(found.filter(pl.col("loan_id") == "L1"))
+
+    def test_a_closed_or_later_case_changes_nothing(self):
+        closed = loss_mit_cases(("L0", "trial_modification", date(2026, 3, 1), date(2026, 6, 1)))
+        later = loss_mit_cases(("L0", "trial_modification", date(2026, 11, 21), None))
+        plain = fitting(evaluate(option_inputs({}), NO_CASES, CATALOGUE, AS_OF))
+        for cases in (closed, later):
+            assert fitting(evaluate(option_inputs({}), cases, CATALOGUE, AS_OF)) == plain
+
+
+CURRENT = dict(days_past_due=0, installments_behind=0, amount_past_due=D("0.00"))
+
+
+class TestCurrentBorrower:
+    """A current loan whose only sign is being underwater is invited to call, not offered options."""
+
+    def test_underwater_alone_gets_no_offer(self):
+        found = evaluate(
+            option_inputs(
+                {**CURRENT, **UNDERWATER, "tier": "early_warning", "reasons": ["underwater"]},
+                # a learned model may flag a current loan with no rule's sign at all
+                {**CURRENT, **UNDERWATER, "tier": "imminent_default", "reasons": []},
+            ),
+            NO_CASES,
+            CATALOGUE,
+            AS_OF,
+        )
+        for (loan_id,), mine in found.group_by("loan_id"):
+            assert fitting(mine) == ["housing_counseling"], loan_id
+            assert letter_codes(mine) == []
+        forbearance = found.filter(
+            (pl.col("loan_id") == "L0") & (pl.col("option_code") == "forbearance")
+        )["rationale"].item()
+        assert "current, and being underwater is its only sign" in forbearance
+        assert "invited to call" in forbearance
+
+    def test_a_sign_of_hardship_still_opens_options(self):
+        shock = {**CURRENT, **UNDERWATER, "tier": "early_warning"}
+        found = evaluate(
+            option_inputs({**shock, "reasons": ["underwater", "payment_shock"]}),
+            NO_CASES,
+            CATALOGUE,
+            AS_OF,
+        )
+        assert fitting(found) == ["forbearance", "loan_modification", "housing_counseling"]
+        # and a loan one day late is not current
+        late = evaluate(
+            option_inputs({**shock, "days_past_due": 1, "reasons": ["underwater"]}),
+            NO_CASES,
+            CATALOGUE,
+            AS_OF,
+        )
+        assert "forbearance" in fitting(late)
 
 
 class TestNeverOffered:
@@ -351,6 +572,24 @@ class TestCatalogueFile:
                 lambda t: t.replace('min_cltv = "1.00"', 'min_cltv = "1.00"\nmax_cltv = "0.50"'),
                 r"second_lien_settlement.*min_cltv is after max_cltv",
             ),
+            (
+                lambda t: t.replace(
+                    'case_types = ["forbearance"]', 'case_types = ["repayment_plan"]'
+                ),
+                "case type repayment_plan is under way for both repayment_plan and forbearance",
+            ),
+            (
+                lambda t: t.replace(
+                    'case_types = ["trial_modification"]', 'case_types = ["trial"]'
+                ),
+                r"option 4 \(loan_modification\): case_types: .*unknown case type trial",
+            ),
+            (
+                lambda t: t.replace(
+                    'max_used_months = 12\nused_case_types = ["forbearance"]\n', ""
+                ),
+                r"option 2 \(forbearance\): rules: .*first_max_days_past_due needs used_case_types",
+            ),
         ],
     )
     def test_bad_catalogue_names_entry_and_key(self, tmp_path, change, message):
@@ -378,7 +617,7 @@ class TestServicerEditsTheCatalogue:
         from lienwatch.settings import Settings
         from tests.landing import landing, ledger
 
-        # L1 pays March and April 2024 and misses May: 33 days past due on 3 June.
+        # L1 pays March and April 2024 and misses May: 19 days past due on 20 May.
         folder = landing(
             tmp_path / "in",
             {
@@ -416,7 +655,7 @@ class TestServicerEditsTheCatalogue:
             finally:
                 con.close()
 
-        first = night(date(2024, 6, 3))
+        first = night(date(2024, 5, 20))
         assert "hardship_call_back" not in first["option_code"].to_list()
         assert first.filter(pl.col("option_code") == "refinance")[
             "eligible"
@@ -424,7 +663,7 @@ class TestServicerEditsTheCatalogue:
 
         text = mine.read_text(encoding="utf-8").replace('max_cltv = "0.80"', 'max_cltv = "0.70"')
         text = (
-            text.replace('version = "2026-12-01"', 'version = "2026-12-02"')
+            text.replace('version = "2026-12-15"', 'version = "2026-12-16"')
             + """
 [[option]]
 code = "hardship_call_back"
@@ -434,16 +673,16 @@ name.es = "Llamada de un especialista"
 description.en = "A specialist calls you back within one business day."
 description.es = "Un especialista le devuelve la llamada en un día hábil."
 [option.rules]
-min_days_past_due = 30
+min_days_past_due = 15
 """
         )
         assert 'max_cltv = "0.70"' in text
         mine.write_text(text, encoding="utf-8")
 
-        second = night(date(2024, 6, 4))
+        second = night(date(2024, 5, 21))
         added = second.filter(pl.col("option_code") == "hardship_call_back").row(0, named=True)
         assert (
-            added["eligible"] and added["rank"] == 1 and added["catalogue_version"] == "2026-12-02"
+            added["eligible"] and added["rank"] == 1 and added["catalogue_version"] == "2026-12-16"
         )
         refinance = second.filter(pl.col("option_code") == "refinance").row(0, named=True)
         assert not refinance["eligible"]

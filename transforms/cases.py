@@ -11,7 +11,8 @@ decided here, from frames, with no I/O:
 - :func:`active_holds` and :func:`apply_holds`: an analyst's hold keeps a letter from
   being mailed until a release lifts it.
 - :func:`open_applications`: a hardship application taken by an analyst counts as an
-  open loss-mitigation case until the servicing system's ``loss_mit`` feed carries it.
+  open loss-mitigation case until the servicing system's ``loss_mit`` feed carries it;
+  :func:`open_cases`: the loss-mitigation cases open on a night.
 - :func:`promise_status`: each promise to pay checked against the ledger.
 - :func:`call_list`: the loans whose Regulation X live-contact attempt is due.
 - :func:`on_page`: which flagged loans the review page carries when they are too many.
@@ -305,6 +306,16 @@ def open_applications(decisions: pl.DataFrame, loss_mit: pl.DataFrame, as_of: da
             "opened_date",
             pl.lit(None, dtype=pl.Date).alias("closed_date"),
         )
+    )
+
+
+def open_cases(loss_mit: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """The ``loss_mit`` rows (loan_id, case_type, status, opened_date, closed_date) of the
+    cases open on the night: marked open, opened by the night and not closed by it."""
+    return loss_mit.filter(
+        (pl.col("status") == "open")
+        & (pl.col("opened_date") <= as_of)
+        & (pl.col("closed_date").is_null() | (pl.col("closed_date") > as_of))
     )
 
 

@@ -26,6 +26,7 @@ from typing import cast
 
 import polars as pl
 
+from transforms import cases
 from transforms.contract import BUCKETS, CARE_FLAGS, SIGNALS, TIERS
 from transforms.formats import cents, money_text
 
@@ -492,11 +493,7 @@ def assemble_features(
         "loan_id", "senior_days_past_due", pl.col("reported_date").alias("senior_reported_date")
     )
     open_cases = (
-        loss_mit.filter(
-            (pl.col("status") == "open")
-            & (pl.col("opened_date") <= as_of)
-            & (pl.col("closed_date").is_null() | (pl.col("closed_date") > as_of))
-        )
+        cases.open_cases(loss_mit, as_of)
         .select("loan_id")
         .unique()
         .with_columns(pl.lit(True).alias("open_loss_mitigation"))

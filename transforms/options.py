@@ -12,6 +12,14 @@ catalogue, see ``lienwatch/catalogue/hardship_options.toml``). Two pure steps:
 Two programs are never offered whatever the catalogue says: HAMP (and its second-lien
 program 2MP) ended in 2016-2017 and may not appear at all; the California Mortgage
 Relief Program has closed, so it is always shown as not available.
+
+Two rules hold whatever the catalogue says, for every option but the referrals to
+outside help (``referral = true``: housing counseling, a bankruptcy attorney):
+
+- a loan with an open loss-mitigation case is shown that case (the option whose
+  ``case_types`` it is fits, "under way") and is offered nothing that competes with it;
+- a current loan whose only sign is being underwater is offered nothing: the home's
+  value is not a hardship, and the letter invites the borrower to call.
 """
 
 from __future__ import annotations
@@ -25,7 +33,16 @@ from typing import Annotated, Any, Literal, TypeVar
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from transforms.contract import CARE_FLAGS, LANGUAGES, OCCUPANCIES, PRODUCTS, SIGNALS, TIERS
+from transforms.cases import open_cases
+from transforms.contract import (
+    CARE_FLAGS,
+    LANGUAGES,
+    LOSS_MIT_CASE_TYPES,
+    OCCUPANCIES,
+    PRODUCTS,
+    SIGNALS,
+    TIERS,
+)
 from transforms.delinquency import due_date
 from transforms.formats import cents, from_cents, money_text
 
@@ -40,6 +57,16 @@ RETIRED_WORDS = re.compile(
 CLOSED_FOR_GOOD = {
     "ca_mortgage_relief": "the California Mortgage Relief Program has closed and takes no applications",
 }
+# Signals about the collateral, not the borrower's ability to pay: on their own they are
+# no reason to put a workout in front of a borrower who is paying.
+NOT_HARDSHIP = ("underwater",)
+CASE_WORDS = {
+    "forbearance": "a forbearance",
+    "repayment_plan": "a repayment plan",
+    "trial_modification": "a trial modification",
+    "application": "a hardship application",
+    "payment_deferral": "a payment deferral",
+}
 
 INPUT_COLUMNS = {
     "loan_id": "risk_flags",
@@ -51,6 +78,7 @@ INPUT_COLUMNS = {
     "installments_behind": "loan_status: installments due less installments paid",
     "amount_past_due": "loan_status",
     "installment_amount": "loan_status: the current regular payment",
+    "next_due_date": "loan_status (null after the last installment)",
     "lien_position": "loans",
     "product": "loans",
     "occupancy": "loans",
@@ -62,7 +90,8 @@ INPUT_COLUMNS = {
     "property_value": "loans (may be null)",
     "senior_lien_balance": "loans (may be null)",
 }
-CASE_COLUMNS = ("loan_id", "case_type", "opened_date", "closed_date")
+CASE_COLUMNS = ("loan_id", "case_type", "status", "opened_date", "closed_date")
+CHANGE_COLUMNS = ("loan_id", "effective_due_date", "scheduled_payment")
 
 
 class CatalogueError(ValueError):
@@ -107,6 +136,7 @@ class Rules(_Strict):
     none_within_case_types: tuple[str, ...] = ()
     max_used_months: Months | None = None
     used_case_types: tuple[str, ...] = ()
+    first_max_days_past_due: Annotated[int, Field(ge=0)] | None = None
     opens: date | None = None
     closes: date | None = None
 
@@ -130,12 +160,19 @@ class Rules(_Strict):
     def _care(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _known(value, CARE_FLAGS, "care flag")
 
+    @field_validator("none_within_case_types", "used_case_types")
+    @classmethod
+    def _case_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known(value, LOSS_MIT_CASE_TYPES, "case type")
+
     @model_validator(mode="after")
     def _pairs(self) -> Rules:
         if self.none_within_months is not None and not self.none_within_case_types:
             raise ValueError("none_within_months needs none_within_case_types")
         if self.max_used_months is not None and not self.used_case_types:
             raise ValueError("max_used_months needs used_case_types")
+        if self.first_max_days_past_due is not None and not self.used_case_types:
+            raise ValueError("first_max_days_past_due needs used_case_types")
         if self.or_signals and self.min_days_past_due is None:
             raise ValueError("or_signals needs min_days_past_due")
         for low, high in (
@@ -185,6 +222,13 @@ class Option(_Strict):
     notes_states: tuple[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], ...] | None = None
     rules: Rules = Rules()
     terms_settings: TermsSettings = TermsSettings()
+    case_types: tuple[str, ...] = ()
+    referral: bool = False
+
+    @field_validator("case_types")
+    @classmethod
+    def _case_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known(value, LOSS_MIT_CASE_TYPES, "case type")
 
     @field_validator("rank")
     @classmethod
@@ -225,6 +269,15 @@ class Catalogue(_Strict):
             if entry.code in seen:
                 raise ValueError(f"option code {entry.code} appears twice")
             seen.add(entry.code)
+        # An open case is shown as one option under way, never two.
+        owner: dict[str, str] = {}
+        for entry in self.option:
+            for case_type in entry.case_types:
+                if case_type in owner:
+                    raise ValueError(
+                        f"case type {case_type} is under way for both {owner[case_type]} and {entry.code}"
+                    )
+                owner[case_type] = entry.code
         return self
 
     def by_code(self) -> dict[str, Option]:
@@ -441,6 +494,8 @@ def _rule_checks(rules: Rules, as_of: date) -> list[tuple[pl.Expr, pl.Expr, pl.E
             "{} of {} months of {} used", used, pl.lit(m), pl.lit(_words(rules.used_case_types))
         )
         checks.append((used < m, text, text))
+    if rules.first_max_days_past_due is not None:
+        checks.append(_first_start_check(rules.first_max_days_past_due, rules.used_case_types))
     if rules.opens is not None or rules.closes is not None:
         opened = rules.opens is None or rules.opens <= as_of
         still = rules.closes is None or as_of < rules.closes
@@ -467,6 +522,27 @@ def _rule_checks(rules: Rules, as_of: date) -> list[tuple[pl.Expr, pl.Expr, pl.E
     return checks
 
 
+def _first_start_check(limit: int, case_types: tuple[str, ...]) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """A first plan of its kind starts by ``limit`` days past due; one already used may go on.
+
+    Past that stage the plans that follow it (a repayment plan, a deferral) can no longer
+    absorb the missed payments, so a first one would only add to them.
+    """
+    dpd, used, kind = pl.col("days_past_due"), pl.col("_used_months"), _words(case_types)
+    return (
+        (dpd <= limit) | (used > 0),
+        pl.when(dpd > limit).then(
+            pl.format("{} days past due, continuing a {} already begun", dpd, pl.lit(kind))
+        ),
+        pl.format(
+            "{} days past due and no {} yet (a first one starts by {} days past due)",
+            dpd,
+            pl.lit(kind),
+            pl.lit(limit),
+        ),
+    )
+
+
 def _terms(option: Option) -> tuple[pl.Expr, dict[str, pl.Expr], pl.Expr]:
     """(terms possible, structured term columns, terms text) for an option's terms kind."""
     t = option.terms_settings
@@ -475,13 +551,15 @@ def _terms(option: Option) -> tuple[pl.Expr, dict[str, pl.Expr], pl.Expr]:
         "plan_months": pl.lit(None, dtype=pl.Int32),
         "plan_payment": none_money,
         "plan_last_payment": none_money,
+        "plan_installments": pl.lit(None, dtype=pl.List(pl.Decimal(14, 2))),
         "amount": none_money,
     }
     if option.terms == "repayment_plan":
         cols = {
             "plan_months": pl.col("_plan_months").cast(pl.Int32),
-            "plan_payment": from_cents(pl.col("_regular") + pl.col("_extra")),
-            "plan_last_payment": from_cents(pl.col("_regular") + pl.col("_last_extra")),
+            "plan_payment": from_cents(pl.col("_first_installment")),
+            "plan_last_payment": from_cents(pl.col("_last_installment")),
+            "plan_installments": pl.col("_installments"),
             "amount": from_cents(pl.col("_arrears")),
         }
         ratio = _ratio_text(t.max_payment_ratio)
@@ -500,13 +578,14 @@ def _terms(option: Option) -> tuple[pl.Expr, dict[str, pl.Expr], pl.Expr]:
             )
             .otherwise(
                 pl.format(
-                    "{} past due repaid over {} months: {} a month (the {} regular payment plus {}), the last {}; at most {} of the regular payment",
+                    "{} past due repaid over {} months: {} a month (the {} regular payment plus {}){}, the last {}; at most {} of the regular payment",
                     money_text(pl.col("_arrears")),
                     pl.col("_plan_months"),
-                    money_text(pl.col("_regular") + pl.col("_extra")),
-                    money_text(pl.col("_regular")),
+                    money_text(pl.col("_first_installment")),
+                    money_text(pl.col("_first_regular")),
                     money_text(pl.col("_extra")),
-                    money_text(pl.col("_regular") + pl.col("_last_extra")),
+                    pl.col("_changes"),
+                    money_text(pl.col("_last_installment")),
                     pl.lit(ratio),
                 )
             )
@@ -561,58 +640,154 @@ def _terms(option: Option) -> tuple[pl.Expr, dict[str, pl.Expr], pl.Expr]:
     return pl.lit(True), cols, _NO_TEXT
 
 
-def _plan_search(frame: pl.DataFrame, catalogue: Catalogue) -> pl.DataFrame:
-    """Repayment plan months and amounts for each loan, per repayment-plan option.
+def _plan_dues(
+    frame: pl.DataFrame, changes: pl.DataFrame, as_of: date, months: int
+) -> pl.DataFrame:
+    """The regular payment (cents) of each of the next ``months`` due dates of every loan
+    with arrears: loan_id, _arrears, _k (0 = the next due date), _due, _due_regular.
 
-    For n months: extra = floor(arrears / n) cents a month, and the cents that do not
-    divide go to the last installment. n is the fewest (or, with ``spread =
-    "most_months"``, the most) months up to ``max_months`` for which every payment,
-    the last included, stays at or below ``max_payment_ratio`` of the regular one.
+    A plan's installments fall on the loan's own due dates, so a scheduled payment change
+    (an ARM reset, a HELOC's end of draw) inside the plan raises or lowers the regular
+    part of every installment from its effective due date on.
+    """
+    first = pl.col("first_payment_date")
+    offset = _month_number(pl.col("next_due_date")) - _month_number(first)
+    dues = (
+        frame.filter(pl.col("_arrears") > 0)
+        .select("loan_id", "_arrears", "_regular", first, offset.alias("_offset"))
+        .with_columns(pl.int_ranges(0, months).alias("_k"))
+        .explode("_k")
+        .with_columns(
+            due_date(first, (pl.col("_offset") + pl.col("_k")).cast(pl.Int32)).alias("_due")
+        )
+    )
+    upcoming = (
+        changes.filter(pl.col("effective_due_date") > as_of)
+        .select("loan_id", "effective_due_date", cents(pl.col("scheduled_payment")).alias("_set"))
+        .sort("effective_due_date")
+    )
+    # After the last installment there is no due date, and no change to look up.
+    dated = dues.filter(pl.col("_due").is_not_null()).sort("_due")
+    return (
+        pl.concat(
+            [
+                dated.join_asof(
+                    upcoming,
+                    left_on="_due",
+                    right_on="effective_due_date",
+                    by="loan_id",
+                    strategy="backward",
+                    check_sortedness=False,  # both sorted by date: polars cannot tell, by loan
+                ).drop("effective_due_date"),
+                dues.filter(pl.col("_due").is_null()).with_columns(
+                    pl.lit(None, dtype=pl.Int64).alias("_set")
+                ),
+            ]
+        )
+        .select(
+            "loan_id",
+            "_arrears",
+            "_k",
+            "_due",
+            pl.coalesce("_set", "_regular").alias("_due_regular"),
+        )
+        .sort("loan_id", "_k")
+    )
+
+
+def _plan_search(
+    frame: pl.DataFrame, changes: pl.DataFrame, catalogue: Catalogue, as_of: date
+) -> pl.DataFrame:
+    """Repayment plan months and installments for each loan, per repayment-plan option.
+
+    For n months: extra = floor(arrears / n) cents a month on top of each month's regular
+    payment, and the cents that do not divide go to the last installment. n is the
+    fewest (or, with ``spread = "most_months"``, the most) months up to ``max_months``
+    for which every installment, the last included, stays at or below
+    ``max_payment_ratio`` of that month's regular payment.
     """
     plans = []
     for option in catalogue.option:
         if option.terms != "repayment_plan":
             continue
         t = option.terms_settings
+        dues = _plan_dues(frame, changes, as_of, t.max_months)
         cap = (
-            (pl.col("_regular").cast(pl.Float64) * float(t.max_payment_ratio - 1) + 1e-6)
+            (pl.col("_due_regular").cast(pl.Float64) * float(t.max_payment_ratio - 1) + 1e-6)
             .floor()
             .cast(pl.Int64)
         )
-        tried = (
-            frame.select("loan_id", "_arrears", "_regular")
-            .filter(pl.col("_arrears") > 0)
-            .with_columns(pl.int_ranges(1, t.max_months + 1).alias("_n"), cap.alias("_cap"))
-            .explode("_n")
-            .with_columns((pl.col("_arrears") // pl.col("_n")).alias("_extra"))
+        n = pl.col("_k") + 1
+        chosen = (
+            dues.with_columns(cap.alias("_cap"), (pl.col("_arrears") // n).alias("_extra"))
             .with_columns(
-                (pl.col("_arrears") - pl.col("_extra") * (pl.col("_n") - 1)).alias("_last_extra")
+                # every installment before the last carries the same extra
+                pl.col("_cap").cum_min().shift(1).over("loan_id").alias("_earlier_cap"),
+                (pl.col("_arrears") - pl.col("_extra") * (n - 1)).alias("_last_extra"),
             )
-            .filter(pl.col("_last_extra") <= pl.col("_cap"))
-            .sort("loan_id", "_n", descending=[False, t.spread == "most_months"])
+            .filter(
+                (pl.col("_last_extra") <= pl.col("_cap"))
+                & (pl.col("_earlier_cap").is_null() | (pl.col("_extra") <= pl.col("_earlier_cap")))
+            )
+            .sort("loan_id", "_k", descending=[False, t.spread == "most_months"])
             .group_by("loan_id", maintain_order=True)
             .first()
+            .select("loan_id", n.alias("_plan_months"), "_extra", "_last_extra")
         )
         plans.append(
-            tried.select(
-                "loan_id",
-                pl.lit(option.code).alias("option_code"),
-                pl.col("_n").alias("_plan_months"),
-                "_extra",
-                "_last_extra",
-            )
+            _installments(dues, chosen).with_columns(pl.lit(option.code).alias("option_code"))
         )
     if not plans:
         return pl.DataFrame(
             schema={
                 "loan_id": pl.String,
-                "option_code": pl.String,
                 "_plan_months": pl.Int64,
                 "_extra": pl.Int64,
-                "_last_extra": pl.Int64,
+                "_first_regular": pl.Int64,
+                "_first_installment": pl.Int64,
+                "_last_installment": pl.Int64,
+                "_installments": pl.List(pl.Decimal(14, 2)),
+                "_changes": pl.String,
+                "option_code": pl.String,
             }
         )
     return pl.concat(plans)
+
+
+def _installments(dues: pl.DataFrame, chosen: pl.DataFrame) -> pl.DataFrame:
+    """Each chosen plan's installments in order, and its payment changes in words."""
+    last = pl.col("_k") == pl.col("_plan_months") - 1
+    installment = pl.col("_due_regular") + pl.when(last).then("_last_extra").otherwise("_extra")
+    changed = pl.col("_due_regular") != pl.col("_due_regular").shift(1).over("loan_id")
+    return (
+        dues.join(chosen, on="loan_id")
+        .filter(pl.col("_k") < pl.col("_plan_months"))
+        .sort("loan_id", "_k")
+        .with_columns(installment.alias("_installment"))
+        .with_columns(
+            pl.when(changed)
+            .then(
+                pl.format(
+                    ", then {} a month from {} (the regular payment becomes {})",
+                    money_text(pl.col("_installment")),
+                    pl.col("_due"),
+                    money_text(pl.col("_due_regular")),
+                )
+            )
+            .alias("_change")
+        )
+        .group_by("loan_id", maintain_order=True)
+        .agg(
+            pl.col("_plan_months").first(),
+            pl.col("_extra").first(),
+            pl.col("_due_regular").first().alias("_first_regular"),
+            pl.col("_installment").first().alias("_first_installment"),
+            pl.col("_installment").last().alias("_last_installment"),
+            from_cents(pl.col("_installment")).alias("_installments"),
+            pl.col("_change").str.join(""),
+        )
+        .rename({"_change": "_changes"})
+    )
 
 
 def _case_facts(
@@ -635,7 +810,7 @@ def _case_facts(
         rules = rules.join(recent, on="loan_id", how="left")
     else:
         rules = rules.with_columns(pl.lit(None, dtype=pl.Date).alias("_recent_case_date"))
-    if r.max_used_months is not None:
+    if r.used_case_types:
         end = pl.min_horizontal(pl.col("closed_date").fill_null(as_of), pl.lit(as_of))
         # Whole or part months: a case open 1 to 31 days counts one month.
         months = (
@@ -669,11 +844,20 @@ OUTPUT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "plan_months": pl.Int32,
     "plan_payment": pl.Decimal(14, 2),
     "plan_last_payment": pl.Decimal(14, 2),
+    "plan_installments": pl.List(pl.Decimal(14, 2)),
     "amount": pl.Decimal(14, 2),
     "terms": pl.String,
     "notes": pl.List(pl.String),
     "catalogue_version": pl.String,
 }
+_TERM_COLUMNS = (
+    "plan_months",
+    "plan_payment",
+    "plan_last_payment",
+    "plan_installments",
+    "amount",
+    "terms",
+)
 
 
 def evaluate(
@@ -682,100 +866,56 @@ def evaluate(
     catalogue: Catalogue,
     as_of: date,
     language: str = "en",
+    payment_changes: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per flagged loan per catalogue option (columns :data:`OUTPUT_SCHEMA`).
 
     ``inputs`` has :data:`INPUT_COLUMNS`; ``cases`` is the loss_mit feed
-    (:data:`CASE_COLUMNS`). Rank 1 is the best fit among the eligible: the catalogue's
-    rank for the loan's tier, then the option code.
+    (:data:`CASE_COLUMNS`); ``payment_changes`` the scheduled payment changes
+    (:data:`CHANGE_COLUMNS`), none if not given. Rank 1 is the best fit among the
+    eligible: the catalogue's rank for the loan's tier, then the option code.
     """
     if language not in LANGUAGES:
         raise ValueError(f"language {language}: known {', '.join(LANGUAGES)}")
     if inputs.is_empty():
         return pl.DataFrame(schema=OUTPUT_SCHEMA)
-    base = inputs.with_columns(
-        cents(pl.col("amount_past_due")).clip(lower_bound=0).alias("_arrears"),
-        cents(pl.col("installment_amount")).alias("_regular"),
-        cents(pl.col("current_balance")).alias("_balance"),
-        cents(pl.col("property_value")).alias("_value"),
-        (
-            cents(pl.col("senior_lien_balance").fill_null(0)) + cents(pl.col("current_balance"))
-        ).alias("_owed_all"),
-        _cltv().alias("_cltv"),
-        _months_between(pl.col("origination_date"), pl.lit(as_of)).alias("_age_months"),
-        _months_between(
-            pl.lit(as_of),
-            due_date(pl.col("first_payment_date"), (pl.col("term_months") - 1).cast(pl.Int32)),
-        ).alias("_months_left"),
-    ).with_row_index("_loan")  # an integer key per loan: ranking within a loan groups on it
-    plans = _plan_search(base, catalogue)
-    cases = cases.select(CASE_COLUMNS)
-    frames = []
-    for option in catalogue.option:
-        frame = base.lazy()
-        if option.rules.none_within_months is not None or option.rules.max_used_months is not None:
-            frame = frame.join(
-                _case_facts(base, cases, option, as_of).lazy(), on="loan_id", how="left"
-            )
-        else:
-            frame = frame.with_columns(
-                pl.lit(None, dtype=pl.Date).alias("_recent_case_date"),
-                pl.lit(0, dtype=pl.Int64).alias("_used_months"),
-            )
-        if option.terms == "repayment_plan":
-            frame = frame.join(
-                plans.lazy().filter(pl.col("option_code") == option.code).drop("option_code"),
-                on="loan_id",
-                how="left",
-            )
-        checks = _rule_checks(option.rules, as_of)
-        possible, term_cols, terms_text = _terms(option)
-        holds = pl.all_horizontal([c[0] for c in checks]) if checks else pl.lit(True)
-        closed = CLOSED_FOR_GOOD.get(option.code)
-        notes = list(getattr(option.notes, language))
-        states = option.notes_states
-        rank_expr = pl.lit(option.rank_for("default"))
-        for tier in TIERS:
-            if tier in option.rank:
-                rank_expr = (
-                    pl.when(pl.col("tier") == tier)
-                    .then(pl.lit(option.rank[tier]))
-                    .otherwise(rank_expr)
-                )
-        frame = frame.with_columns(
-            (holds.fill_null(False) & possible.fill_null(False) & pl.lit(closed is None)).alias(
-                "eligible"
-            ),
-            _joined([pl.when(c[0]).then(c[1]) for c in checks] + [terms_text]).alias("_fits"),
-            _joined([pl.when(~c[0]).then(c[2]) for c in checks]).alias("_fails"),
-            terms_text.alias("terms"),
-            *(expr.alias(name) for name, expr in term_cols.items()),
-        ).select(
-            "_loan",
-            "loan_id",
-            "borrower_id",
-            "eligible",
-            "terms",
-            *term_cols,
-            rank_expr.alias("_rank"),
-            pl.lit(option.code).alias("option_code"),
-            pl.lit(option.offer).alias("offer"),
-            _rationale(closed).alias("rationale"),
-            (
-                pl.lit(notes, dtype=pl.List(pl.String))
-                if states is None
-                else pl.when(pl.col("property_state").is_in(list(states)))
-                .then(pl.lit(notes, dtype=pl.List(pl.String)))
-                .otherwise(pl.lit([], dtype=pl.List(pl.String)))
-            ).alias("notes"),
+    if payment_changes is None:
+        payment_changes = pl.DataFrame(
+            schema={
+                "loan_id": pl.String,
+                "effective_due_date": pl.Date,
+                "scheduled_payment": pl.Decimal(14, 2),
+            }
         )
-        frames.append(frame)
+    cases = cases.select(CASE_COLUMNS)
+    base = (
+        inputs.with_columns(
+            cents(pl.col("amount_past_due")).clip(lower_bound=0).alias("_arrears"),
+            cents(pl.col("installment_amount")).alias("_regular"),
+            cents(pl.col("current_balance")).alias("_balance"),
+            cents(pl.col("property_value")).alias("_value"),
+            (
+                cents(pl.col("senior_lien_balance").fill_null(0)) + cents(pl.col("current_balance"))
+            ).alias("_owed_all"),
+            _cltv().alias("_cltv"),
+            _months_between(pl.col("origination_date"), pl.lit(as_of)).alias("_age_months"),
+            _months_between(
+                pl.lit(as_of),
+                due_date(pl.col("first_payment_date"), (pl.col("term_months") - 1).cast(pl.Int32)),
+            ).alias("_months_left"),
+        )
+        .join(_open_case_facts(cases, as_of), on="loan_id", how="left")
+        .with_row_index("_loan")  # an integer key per loan: ranking within a loan groups on it
+    )
+    plans = _plan_search(base, payment_changes.select(CHANGE_COLUMNS), catalogue, as_of)
+    frames = [
+        _option_rows(option, base, cases, plans, as_of, language) for option in catalogue.option
+    ]
     # Options in code order, so that the rank key (catalogue rank, then code) is one integer.
     order = {code: i for i, code in enumerate(sorted(o.code for o in catalogue.option))}
     key = pl.col("_rank").cast(pl.Int64) * 10_000 + pl.col("option_code").replace_strict(
         order, return_dtype=pl.Int64
     )
-    terms = ("plan_months", "plan_payment", "plan_last_payment", "amount", "terms")
     return (
         pl.concat(frames, how="diagonal_relaxed")
         .with_columns(
@@ -785,13 +925,145 @@ def evaluate(
             .over("_loan")
             .cast(pl.Int32)
             .alias("rank"),
-            *(pl.when(pl.col("eligible")).then(pl.col(c)).alias(c) for c in terms),
+            *(pl.when(pl.col("eligible")).then(pl.col(c)).alias(c) for c in _TERM_COLUMNS),
             pl.lit(as_of).alias("as_of_date"),
             pl.lit(catalogue.version).alias("catalogue_version"),
         )
         .select([pl.col(name).cast(dtype) for name, dtype in OUTPUT_SCHEMA.items()])
         .collect()
     )
+
+
+def _option_rows(
+    option: Option,
+    base: pl.DataFrame,
+    cases: pl.DataFrame,
+    plans: pl.DataFrame,
+    as_of: date,
+    language: str,
+) -> pl.LazyFrame:
+    """One option's row for every loan: eligible or not, why, its terms and its rank key."""
+    frame = base.lazy()
+    if option.rules.none_within_months is not None or option.rules.used_case_types:
+        frame = frame.join(_case_facts(base, cases, option, as_of).lazy(), on="loan_id", how="left")
+    else:
+        frame = frame.with_columns(
+            pl.lit(None, dtype=pl.Date).alias("_recent_case_date"),
+            pl.lit(0, dtype=pl.Int64).alias("_used_months"),
+        )
+    if option.terms == "repayment_plan":
+        frame = frame.join(
+            plans.lazy().filter(pl.col("option_code") == option.code).drop("option_code"),
+            on="loan_id",
+            how="left",
+        )
+    checks = _rule_checks(option.rules, as_of)
+    if not option.referral:
+        checks += _standing_checks()
+    possible, term_cols, terms_text = _terms(option)
+    holds = pl.all_horizontal([c[0] for c in checks]) if checks else pl.lit(True)
+    under_way = _has_any("_open_types", option.case_types) if option.case_types else pl.lit(False)
+    closed = CLOSED_FOR_GOOD.get(option.code)
+    notes = list(getattr(option.notes, language))
+    states = option.notes_states
+    return frame.with_columns(
+        (
+            (under_way | (holds.fill_null(False) & possible.fill_null(False)))
+            & pl.lit(closed is None)
+        ).alias("eligible"),
+        under_way.alias("_under_way"),
+        _joined([pl.when(c[0]).then(c[1]) for c in checks] + [terms_text]).alias("_fits"),
+        _joined([pl.when(~c[0]).then(c[2]) for c in checks]).alias("_fails"),
+        # The open case has terms of its own: the catalogue's would contradict them.
+        pl.when(under_way)
+        .then(pl.lit("set by the open case"))
+        .otherwise(terms_text)
+        .alias("terms"),
+        *(pl.when(~under_way).then(expr).alias(name) for name, expr in term_cols.items()),
+    ).select(
+        "_loan",
+        "loan_id",
+        "borrower_id",
+        "eligible",
+        "terms",
+        *term_cols,
+        _rank_expr(option).alias("_rank"),
+        pl.lit(option.code).alias("option_code"),
+        pl.lit(option.offer).alias("offer"),
+        _rationale(closed).alias("rationale"),
+        (
+            pl.lit(notes, dtype=pl.List(pl.String))
+            if states is None
+            else pl.when(pl.col("property_state").is_in(list(states)))
+            .then(pl.lit(notes, dtype=pl.List(pl.String)))
+            .otherwise(pl.lit([], dtype=pl.List(pl.String)))
+        ).alias("notes"),
+    )
+
+
+def _rank_expr(option: Option) -> pl.Expr:
+    """The catalogue's rank of the option for the loan's tier."""
+    rank = pl.lit(option.rank_for("default"))
+    for tier in TIERS:
+        if tier in option.rank:
+            rank = pl.when(pl.col("tier") == tier).then(pl.lit(option.rank[tier])).otherwise(rank)
+    return rank
+
+
+def _open_case_facts(cases: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """Per loan with a loss-mitigation case open on the night: its case types (_open_types)
+    and the cases in words (_open_text), oldest first."""
+    return (
+        open_cases(cases, as_of)
+        .sort("loan_id", "opened_date", "case_type")
+        .group_by("loan_id", maintain_order=True)
+        .agg(
+            pl.col("case_type").alias("_open_types"),
+            pl.format(
+                "{} (open since {})",
+                pl.col("case_type").replace(CASE_WORDS),
+                pl.col("opened_date"),
+            )
+            .str.join(" and ")
+            .alias("_open_text"),
+        )
+    )
+
+
+def _standing_checks() -> list[tuple[pl.Expr, pl.Expr, pl.Expr]]:
+    """(holds, text when it holds, text when not) of the rules no catalogue can lift.
+
+    A loan in an open loss-mitigation case is worked in that case: a second offer would
+    compete with it (and an application is being evaluated for every option already).
+    A current loan whose only sign is being underwater shows no hardship to work out.
+    """
+    dpd, reasons = pl.col("days_past_due"), pl.col("reasons")
+    hardship = reasons.list.set_difference(pl.lit(list(NOT_HARDSHIP), dtype=pl.List(pl.String)))
+    current_without_hardship = (dpd == 0) & (hardship.list.len().fill_null(0) == 0)
+    return [
+        (
+            pl.col("_open_text").is_null(),
+            _NO_TEXT,
+            pl.format("held back while a loss-mitigation case is open: {}", pl.col("_open_text")),
+        ),
+        (
+            ~current_without_hardship,
+            _NO_TEXT,
+            pl.when(_has_any("reasons", NOT_HARDSHIP))
+            .then(
+                pl.lit(
+                    "current, and being underwater is its only sign: the home's value is not a "
+                    "hardship, so the borrower is invited to call rather than offered options"
+                )
+            )
+            .otherwise(
+                pl.lit(
+                    "current, with no sign of hardship: the borrower is invited to call rather "
+                    "than offered options"
+                )
+            ),
+        ),
+    ]
 
 
 def _joined(parts: list[pl.Expr]) -> pl.Expr:
@@ -805,7 +1077,14 @@ def _rationale(closed: str | None) -> pl.Expr:
     if closed is not None:
         return pl.lit(f"Not available: {closed}.")
     return (
-        pl.when(pl.col("eligible"))
+        pl.when(pl.col("_under_way"))
+        .then(
+            pl.format(
+                "Fits: under way in an open loss-mitigation case: {}; the case sets its terms.",
+                pl.col("_open_text"),
+            )
+        )
+        .when(pl.col("eligible"))
         .then(
             pl.when(pl.col("_fits") == "")
             .then(pl.lit("Fits: open to every flagged borrower."))
@@ -817,11 +1096,12 @@ def _rationale(closed: str | None) -> pl.Expr:
     )
 
 
+def _month_number(day: pl.Expr) -> pl.Expr:
+    """Months since year 0: the difference of two is the months between their due dates."""
+    return day.dt.year().cast(pl.Int32) * 12 + day.dt.month().cast(pl.Int32)
+
+
 def _months_between(start: pl.Expr, end: pl.Expr) -> pl.Expr:
     """Whole months from ``start`` to ``end`` (a month counts once its day is reached)."""
-    months = (
-        (end.dt.year() - start.dt.year()) * 12
-        + end.dt.month().cast(pl.Int32)
-        - start.dt.month().cast(pl.Int32)
-    )
+    months = _month_number(end) - _month_number(start)
     return (months - (end.dt.day() < start.dt.day()).cast(pl.Int32)).cast(pl.Int64)

@@ -4,8 +4,9 @@ The warehouse tables ``review_decisions`` (what analysts did, written by ``lienw
 review ...``), ``review_cases`` and ``review_case_events`` (one case per flagged loan and
 its log) and ``review_promises`` (each promise to pay, checked against the ledger each
 night); and the look-ups other steps make so that decisions act on the next night:
-:func:`holds_as_of` (held letters are not mailed) and :func:`application_cases` (a
-hardship application taken opens loss mitigation).
+:func:`holds_as_of` (held letters are not mailed), :func:`application_cases` (a
+hardship application taken opens loss mitigation) and :func:`loss_mit_cases` (the feed's
+cases with those applications).
 """
 
 from __future__ import annotations
@@ -216,6 +217,20 @@ def application_cases(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFra
     ``open_loss_mitigation`` care flag."""
     feed = warehouse.frame(con, "SELECT loan_id, opened_date FROM loss_mit")
     return cases.open_applications(decisions(con, as_of), feed, as_of)
+
+
+def loss_mit_cases(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
+    """The feed's loss-mitigation cases and the applications analysts took that stand on the
+    night (loan_id, case_type, status, opened_date, closed_date): what the flags step calls
+    open loss mitigation is what the options step holds other offers back for."""
+    return pl.concat(
+        [
+            warehouse.frame(
+                con, "SELECT loan_id, case_type, status, opened_date, closed_date FROM loss_mit"
+            ),
+            application_cases(con, as_of),
+        ]
+    )
 
 
 def promises_as_of(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:

@@ -219,16 +219,7 @@ def _flag_features(
             d,
         ),
         # the feed's cases, and the hardship applications analysts recorded (lienwatch review)
-        loss_mit=pl.concat(
-            [
-                warehouse.frame(
-                    con, "SELECT loan_id, status, opened_date, closed_date FROM loss_mit"
-                ),
-                decisions.application_cases(con, as_of).select(
-                    "loan_id", "status", "opened_date", "closed_date"
-                ),
-            ]
-        ),
+        loss_mit=decisions.loss_mit_cases(con, as_of),
         ledger=warehouse.frame(
             con, sql.query("ledger_signals"), {**d, "lookback_days": risk.nsf_lookback_days}
         ),

@@ -12,13 +12,14 @@ import polars as pl
 from lienwatch import warehouse
 from lienwatch.catalogue import load_catalogue
 from lienwatch.night import Night
+from lienwatch.review import decisions
 from lienwatch.settings import Settings
 from transforms import options
 
 OPTION_INPUTS = """
 SELECT f.loan_id, f.borrower_id, f.tier, f.reasons, f.care,
        s.days_past_due, s.installments_due - s.installments_paid AS installments_behind,
-       s.amount_past_due, s.installment_amount,
+       s.amount_past_due, s.installment_amount, s.next_due_date,
        l.lien_position, l.product, l.occupancy, l.property_state, l.origination_date,
        l.first_payment_date, l.term_months, l.current_balance, l.property_value, l.senior_lien_balance
 FROM risk_flags AS f
@@ -34,8 +35,16 @@ def options_as_of(
 ) -> pl.DataFrame:
     """hardship_options rows for the loans flagged on ``as_of``."""
     inputs = con.sql(OPTION_INPUTS, params={"as_of": as_of}).pl()
-    cases = con.sql("SELECT loan_id, case_type, opened_date, closed_date FROM loss_mit").pl()
-    return options.evaluate(inputs, cases, catalogue, as_of)
+    changes = warehouse.frame(
+        con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes"
+    )
+    return options.evaluate(
+        inputs,
+        decisions.loss_mit_cases(con, as_of),
+        catalogue,
+        as_of,
+        payment_changes=changes,
+    )
 
 
 def run(night: Night, settings: Settings) -> dict[str, Any]:
