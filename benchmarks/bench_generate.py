@@ -1,6 +1,9 @@
 """The generator at scale: time, peak memory and size of a landing folder.
 
-uv run python benchmarks/bench_generate.py --loans 1000000 --months 24 [--baseline FILE]
+uv run python benchmarks/bench_generate.py --loans 1000000 --months 24 [--profile P] [--baseline FILE]
+
+Cases are named by profile: ``realistic_1000000_loans_24_months``,
+``stressed_1000000_loans_24_months``.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--loans", type=int, default=1_000_000)
     p.add_argument("--months", type=int, default=24)
+    p.add_argument("--profile", choices=("realistic", "stressed"), default="realistic")
     p.add_argument("--out", type=Path, help="keep the folder here (default: a temporary one)")
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="lienwatch-gen-")) / "landing"
     with timed() as t:
-        summary = generate(out, loans=args.loans, months=args.months)
+        summary = generate(out, loans=args.loans, months=args.months, profile=args.profile)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     rows = (
         summary.loans
@@ -38,7 +42,7 @@ def main() -> None:
     report(
         "generate",
         {
-            f"{args.loans}_loans_{args.months}_months": {
+            f"{args.profile}_{args.loans}_loans_{args.months}_months": {
                 "seconds": t["seconds"],
                 "peak_rss_mb": round(peak_rss_mb()),
                 "rows": rows,

@@ -1,7 +1,9 @@
 """A generated landing folder for the ingest and night benchmarks, with its last days held back.
 
 ``prepare(root, loans, months, days)`` generates (once, cached under ``root``) a landing
-folder of ``loans`` loans and ``months`` months, and moves the last ``days`` days' ledger
+folder of ``loans`` loans and ``months`` months, of the stressed profile (the one the
+saved figures were measured on: many flagged loans, the heavy case for every step
+after the delinquency engine), and moves the last ``days`` days' ledger
 files aside, so that a benchmark can load the history first and then run the nights
 that add those days one at a time (the last of them is the steady night it measures).
 """
@@ -47,7 +49,7 @@ def prepare(root: Path, loans: int, months: int, days: int = 1, seed: int = 7) -
     if not (data / "loans.csv").exists():
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(held, ignore_errors=True)
-        generate(data, loans=loans, months=months, seed=seed)
+        generate(data, loans=loans, months=months, seed=seed, profile="stressed")
     held.mkdir(parents=True, exist_ok=True)
     # Hold back the last ``days`` days (more than an earlier run held, if it asks for more).
     files = sorted(

@@ -252,14 +252,24 @@ def generate(
     end_date: Annotated[
         str | None, typer.Option("--end-date", help="Last ledger day (default 2026-11-20).")
     ] = None,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            help="realistic: a normal-year book (docs/portfolio.md); stressed: trouble is common, for volume.",
+        ),
+    ] = "realistic",
 ) -> None:
     """Write a synthetic landing folder in the contract's format (deterministic by seed)."""
+    from lienwatch.generate import PROFILES
     from lienwatch.generate import generate as write_folder
 
+    if profile not in PROFILES:
+        _fail(f"--profile: one of {', '.join(PROFILES)}, not {profile!r}")
     kwargs: dict[str, date] = {}
     if end_date:
         kwargs["end_date"] = _parse_date(end_date, "--end-date")
-    summary = write_folder(out, loans=loans, months=months, seed=seed, **kwargs)
+    summary = write_folder(out, loans=loans, months=months, seed=seed, profile=profile, **kwargs)
     typer.echo(f"wrote {out}: {summary}")
 
 
@@ -268,42 +278,51 @@ def demo(
     nights: Annotated[int, typer.Option("--nights", min=1, max=10, help="Nights to run.")] = 3,
     config: ConfigOption = None,
 ) -> None:
-    """Run the bundled sample portfolio through consecutive nights and say where it all is."""
+    """Run the bundled sample portfolio through consecutive nights and say where it all is.
+
+    The nights read a landing folder beside the warehouse that the sample is released
+    into one day at a time (lienwatch.demo): the first night takes in the history, each
+    later one a new day of payments."""
     settings = _settings(config)
     prefect_local.start_early()
+    from lienwatch import demo as staging
     from lienwatch.entry import latest_ledger_date, run_backfill
 
-    data, db, out = settings.paths.data, settings.paths.db, settings.paths.out
+    sample, db, out = settings.paths.data, settings.paths.db, settings.paths.out
+    landing = db.parent / "demo-landing"
 
     def demo_nights():
-        """The first night builds the month-end history; the model learned from it then
-        judges every night, the first one run again."""
-        last = latest_ledger_date(data)
+        """The first night takes in the history and builds the month-end history; the
+        model learned from it then judges every night, the first one run again."""
+        last = latest_ledger_date(sample)
         first = last - timedelta(days=nights - 1)
+        staging.stage(sample, landing, first)
 
-        def between(start: date, end: date):
+        def night_of(day: date):
+            staging.release(sample, landing, day)
             return run_backfill(
                 settings,
-                data=data,
+                data=landing,
                 db=db,
                 out=out,
-                start=start,
-                end=end,
+                start=day,
+                end=day,
                 force=True,
                 business_days_only=False,
             )
 
-        yield from between(first, first)
+        yield from night_of(first)
         trained = _demo_model(settings, db)
         yield trained
         if trained.startswith("model "):
-            yield from between(first, last)
-        else:
-            yield from between(first + timedelta(days=1), last)
+            yield from night_of(first)
+        for offset in range(1, nights):
+            yield from night_of(first + timedelta(days=offset))
 
     _echo_nights(demo_nights)
-    last_night = out.resolve() / latest_ledger_date(data).isoformat()
+    last_night = out.resolve() / latest_ledger_date(sample).isoformat()
     typer.echo("")
+    typer.echo(f"landing:   {landing.resolve()} (the sample, released a day a night)")
     typer.echo(f"warehouse: {db.resolve()}")
     typer.echo(f"outputs:   {out.resolve()}")
     typer.echo(

@@ -157,3 +157,84 @@ with p.local_server() as ready:
         process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
         with pytest.raises(LienwatchError, match=r"exited at start \(exit 3\); its port was taken"):
             prefect_local._wait_for(process, "http://127.0.0.1:9/api")
+
+
+class TestGenerateCommand:
+    def test_an_unknown_profile_exits_with_one_line(self, tmp_path):
+        done = run("generate", "--out", str(tmp_path / "x"), "--profile", "normal", cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.splitlines() == [
+            "lienwatch: --profile: one of realistic, stressed, not 'normal'"
+        ]
+        assert not (tmp_path / "x").exists()
+
+    def test_writes_the_profile_asked_for(self, tmp_path):
+        done = run(
+            "generate",
+            "--out",
+            "x",
+            "--loans",
+            "40",
+            "--months",
+            "2",
+            "--profile",
+            "stressed",
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "behaviours: on_time" in done.stdout and "rolling" in done.stdout
+
+
+class TestDemoLanding:
+    """The demo's landing folder gets the sample a day at a time (lienwatch.demo)."""
+
+    def sample(self, root: Path) -> Path:
+        days = ("2026-11-18", "2026-11-19", "2026-11-20")
+        files = {f"payments_{d}.csv": ledger(f"T{d},L1,{d},250.00,payment,,") for d in days}
+        return landing(root, {**files, "history.csv": ledger("T0,L1,2024-03-01,250.00,payment,,")})
+
+    def test_stage_holds_the_days_before_the_first_night(self, tmp_path):
+        from datetime import date
+
+        from lienwatch import demo
+
+        sample = self.sample(tmp_path / "sample")
+        staged = demo.stage(sample, tmp_path / "var" / "demo-landing", date(2026, 11, 19))
+        assert sorted(p.name for p in staged.iterdir() if p.is_file()) == [
+            "borrowers.csv",
+            "loans.csv",
+        ]
+        assert sorted(p.name for p in (staged / "payments").iterdir()) == [
+            "history.csv",
+            "payments_2026-11-18.csv",
+        ]
+        assert demo.release(sample, staged, date(2026, 11, 19)) == ["payments_2026-11-19.csv"]
+        assert demo.release(sample, staged, date(2026, 11, 19)) == []
+        assert demo.release(sample, staged, date(2026, 11, 20)) == ["payments_2026-11-20.csv"]
+        # A new demo starts again from the sample: what a night added is gone.
+        (staged / "payments" / "stray.csv").write_text(ledger())
+        demo.stage(sample, staged, date(2026, 11, 19))
+        assert not (staged / "payments" / "stray.csv").exists()
+        assert (sample / "payments" / "payments_2026-11-20.csv").exists()
+
+    @pytest.mark.slow
+    def test_each_night_after_the_first_takes_in_a_new_day(self, tmp_path):
+        """The first night takes in the history; nights 2 and 3 one day's payment file each."""
+        from lienwatch.generate import generate
+
+        sample = tmp_path / "sample"
+        generate(sample, loans=400, months=3, seed=2)
+        for day in ("2026-11-19", "2026-11-20"):
+            assert (sample / "payments" / f"payments_{day}.csv").exists()
+        (tmp_path / "lienwatch.toml").write_text(
+            f'[paths]\ndata = "{sample}"\ndb = "var/lienwatch.duckdb"\nout = "var/out"\n'
+        )
+        done = run("demo", "--nights", "3", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        ingested = [line.strip() for line in done.stdout.splitlines() if "ingest:" in line]
+        assert len(ingested) == 3
+        assert not ingested[0].startswith("ingest: files_loaded 1,")
+        assert ingested[1].startswith("ingest: files_loaded 1,")
+        assert ingested[2].startswith("ingest: files_loaded 1,")
+        assert "night 2026-11-20" in done.stdout
+        assert (tmp_path / "var" / "demo-landing" / "payments" / "payments_2026-11-20.csv").exists()

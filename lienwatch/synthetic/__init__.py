@@ -1,0 +1,1 @@
+"""The generator of synthetic landing folders, by profile (see lienwatch.generate)."""
