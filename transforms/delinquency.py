@@ -125,6 +125,48 @@ def loan_status(
     return _status(keys, payment_changes.lazy(), _tolerance_cents(tolerance)).collect()
 
 
+CHARGE_OFF_DAYS = 180  # a loan charged off (or gone to foreclosure) left the book at this
+
+
+def as_if_active(loans: pl.DataFrame) -> pl.DataFrame:
+    """The loan master with every loan reported: for the month-end history of a first
+    night, whose one snapshot no longer reports the loans that have left since (see
+    :func:`on_the_book`)."""
+    return loans.with_columns(pl.lit("active").alias("status"))
+
+
+def on_the_book(
+    history: pl.DataFrame, loans: pl.DataFrame, last_posted: pl.DataFrame
+) -> pl.DataFrame:
+    """The rows of a month-end history computed :func:`as_if_active` that were on the book:
+    every row of a loan still active; of a loan charged off or in foreclosure, the month
+    ends before it reached :data:`CHARGE_OFF_DAYS` past due (the point at which a second
+    lien leaves the book); of a loan paid off or transferred, the month ends up to the
+    month of its last ledger row (``last_posted``: loan_id, posted_date). Without this the
+    history of a first night would hold only the loans that survived to it, and every
+    earlier month end would look better than it was."""
+    status = loans.select("loan_id", pl.col("status").alias("_now"))
+    last = last_posted.select("loan_id", pl.col("posted_date").alias("_last"))
+    month_of = pl.col("as_of_date").dt.month_start()
+    kept = (
+        (pl.col("_now") == "active")
+        | (
+            pl.col("_now").is_in(["charged_off", "foreclosure"])
+            & (pl.col("days_past_due") < CHARGE_OFF_DAYS)
+        )
+        | (
+            pl.col("_now").is_in(["paid_off", "transferred"])
+            & (month_of <= pl.col("_last").dt.month_start())
+        )
+    )
+    return (
+        history.join(status, on="loan_id", how="left")
+        .join(last, on="loan_id", how="left")
+        .filter(kept.fill_null(False))
+        .drop("_now", "_last")
+    )
+
+
 def loan_status_history(
     loans: Frame,
     payment_changes: Frame,

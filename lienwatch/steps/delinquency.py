@@ -60,6 +60,10 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         # a month end at 1M loans), and a night stopped midway leaves whole month ends,
         # which the next run keeps, and adds the rest.
         rolled = 0
+        everyone = engine.as_if_active(loans)
+        last_posted = warehouse.frame(
+            con, "SELECT loan_id, max(posted_date) AS posted_date FROM payments GROUP BY loan_id"
+        )
         for month_end in missing:
             with warehouse.transaction(con):
                 ledger = warehouse.frame(
@@ -67,7 +71,11 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
                     sql.query("net_paid_month_ends"),
                     {"from_date": month_end, "to_date": month_end},
                 )
-                history = engine.loan_status_history(loans, changes, ledger, [month_end], tolerance)
+                history = engine.on_the_book(
+                    engine.loan_status_history(everyone, changes, ledger, [month_end], tolerance),
+                    loans,
+                    last_posted,
+                )
                 del ledger
                 warehouse.replace_night(con, "loan_status_month_end", history, month_end)
                 if history.height:  # a month end before any loan holds no rows
