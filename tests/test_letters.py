@@ -34,6 +34,7 @@ from transforms.letters import (
     decide,
     letter_id,
     letter_ids,
+    mailing_problem,
     night_of,
 )
 
@@ -51,7 +52,7 @@ BASE = dict(
     occupancy="primary",
     preferred_language="en",
     bankruptcy_filed_date=None,
-    address_ok=True,
+    mailing_problem=None,
     has_option=True,
 )
 
@@ -64,7 +65,12 @@ def candidates(*loans: dict) -> pl.DataFrame:
         for i, o in enumerate(copy.deepcopy(list(loans)))
     ]
     return pl.DataFrame(
-        rows, schema_overrides={"care": pl.List(pl.String), "bankruptcy_filed_date": pl.Date}
+        rows,
+        schema_overrides={
+            "care": pl.List(pl.String),
+            "bankruptcy_filed_date": pl.Date,
+            "mailing_problem": pl.String,
+        },
     )
 
 
@@ -408,7 +414,7 @@ class TestSuppression:
                 },
                 "open loss-mitigation case",
             ),
-            ({"address_ok": False}, "undeliverable address"),
+            ({"mailing_problem": "zip: missing"}, "held for review: zip: missing"),
         ],
     )
     def test_reason(self, loan, reason):
@@ -485,6 +491,76 @@ class TestSuppression:
         assert [night_of(x) for x in ("manual-7", "L20261332-abc", "L2026112-abc", "")] == [
             None
         ] * 4
+
+
+# --------------------------------------------------------------------------- names and addresses
+
+ADDRESS = {
+    "first_name": "Ana",
+    "last_name": "Núñez",
+    "address_line1": "12 Elm St",
+    "address_line2": "Apt #4",
+    "city": "Fresno",
+    "state": "CA",
+    "zip": "93701",
+}
+
+
+class TestMailingCheck:
+    @pytest.mark.parametrize(
+        ("field", "value", "problem"),
+        [
+            ("first_name", "<b>Bob</b>", "first_name: markup (< or >)"),
+            ("last_name", "Tables'); DROP TABLE loans;--", "last_name: SQL-like text"),
+            ("last_name", "Smith; drop table x", "last_name: SQL-like text"),
+            ("first_name", "{{ 7*7 }}", "first_name: template syntax"),
+            ("last_name", "#set page(width: 1cm)", "last_name: template syntax"),
+            ("last_name", "Lee \\ Back", "last_name: a backslash"),
+            ("first_name", "Ana\x00", "first_name: a control character"),
+            ("address_line2", "Apt 4\nRear", "address_line2: a control character"),
+            ("address_line1", "\u202eTS mlE 21", "address_line1: a control character"),
+            ("address_line1", "  ", "address_line1: missing"),
+            ("address_line1", "12-14", "address_line1: malformed: no letters"),
+            ("city", None, "city: missing"),
+            ("city", "90210", "city: malformed: no letters"),
+            ("state", "California", "state: malformed: 'California' is not a 2-letter US state"),
+            ("state", "ca", "state: malformed: 'ca' is not a 2-letter US state"),
+            ("state", "ZZ", "state: malformed: 'ZZ' is not a 2-letter US state"),
+            ("zip", "9370", "zip: malformed: '9370' is not 5 or 5+4 digits"),
+            ("zip", "93701-12", "zip: malformed: '93701-12' is not 5 or 5+4 digits"),
+            ("zip", "", "zip: missing"),
+        ],
+    )
+    def test_holds_with_the_field_and_the_problem(self, field, value, problem):
+        assert mailing_problem({**ADDRESS, field: value}) == problem
+
+    def test_a_letter_needs_a_name(self):
+        assert mailing_problem({**ADDRESS, "first_name": None, "last_name": " "}) == "name: missing"
+
+    @pytest.mark.parametrize(
+        "name",
+        ["O'Neil", "Mary-Jo", "Núñez", "Ångström", "D'Angelo", "O’Brien", "de la Cruz Jr."],
+    )
+    def test_ordinary_names_print(self, name):
+        assert mailing_problem({**ADDRESS, "first_name": name, "last_name": name}) is None
+        assert mailing_problem({**ADDRESS, "zip": "93701-1234", "address_line2": None}) is None
+
+    @given(
+        st.lists(
+            st.text(st.characters(categories=["L", "M"]), min_size=1, max_size=12),
+            min_size=1,
+            max_size=4,
+        ),
+        st.sampled_from([" ", "-", "'", "’", ". "]),
+    )
+    def test_ordinary_names_are_never_held(self, parts, joiner):
+        name = joiner.join(parts)
+        assert mailing_problem({**ADDRESS, "first_name": name, "last_name": name}) is None
+
+    def test_the_decision_holds_the_letter_for_review(self):
+        row = one(decided({"mailing_problem": "last_name: markup (< or >)"}))
+        assert row["status"] == "suppressed"
+        assert row["suppression_reason"] == "held for review: last_name: markup (< or >)"
 
 
 # --------------------------------------------------------------------------- rendering
@@ -927,3 +1003,21 @@ def test_a_loan_acquired_in_default_gets_the_debt_collectors_notices(tmp_path):
     }
     assert FDCPA["es"] in sent["L1"] and ROSENTHAL["es"] in sent["L1"]
     assert FDCPA["en"] not in sent["L2"] and "Rosenthal" not in sent["L2"]
+
+
+def test_a_hostile_name_is_held_and_never_mailed(tmp_path):
+    """The generator's hostile names reach the letters step: the letter is held for the review
+    team with the field and the problem, and the mail manifest does not list it."""
+    from tests.landing import BORROWERS
+
+    hostile = BORROWERS.replace("B2,Ann,O'Brien", 'B2,<b>Bob</b>,"Tables\'); DROP TABLE loans;--"')
+    n, made = small_night(tmp_path, Settings(), borrowers=hostile)
+    assert made["generated"] == 1 and made["suppressed_by_reason"] == {"held for review": 1}
+    con = warehouse.connect(n.db, read_only=True)
+    held = con.execute(
+        "SELECT status, suppression_reason FROM letters WHERE loan_id = 'L2'"
+    ).fetchall()
+    con.close()
+    assert held == [("suppressed", "held for review: first_name: markup (< or >)")]
+    manifest = (n.night_dir / "mail_manifest.csv").read_text(encoding="utf-8")
+    assert "Bob" not in manifest and "Núñez" in manifest
