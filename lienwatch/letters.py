@@ -225,7 +225,8 @@ def document_text(doc: dict[str, Any]) -> str:
         doc["subject"],
     ]
     for b in doc["blocks"]:
-        parts += [b.get("lead", ""), b["text"]]
+        for item in b.get("items", [b]):
+            parts += [item.get("lead", ""), item["text"], *item.get("notes", [])]
     parts.append(s["address_inline"])
     return "\n".join(p for p in parts if p)
 

@@ -30,6 +30,7 @@ from transforms.letters import (
     NOTICE_FAMILY,
     REQUIRED,
     Rules,
+    blocks,
     check,
     decide,
     letter_id,
@@ -901,6 +902,62 @@ class TestDebtCollection:
         assert any(
             "forbidden phrase" in p for p in passes(bankruptcy, text_of(bankruptcy) + FDCPA["en"])
         )
+
+
+NOTED = [
+    {**OPTIONS[0], "notes": ["Plan note one.", "Plan note two."]},
+    {**OPTIONS[1], "notes": ["Forbearance note."]},
+]
+
+
+def noted(template: str = "imminent_default", language: str = "en") -> dict:
+    """A letter whose options carry several small-print notes."""
+    return render.letter_payload(
+        row(template, language),
+        NOTED,
+        render.servicer_block(SETTINGS, language),
+        AS_OF,
+        collector_for_every_loan=False,
+    )
+
+
+class TestSmallPrint:
+    def test_a_run_of_items_is_one_list_and_notes_stay_with_their_item(self):
+        found = blocks("- A :: one\n~ note of A\n~ another\n- B :: two\n~ note of B\n\n~ alone")
+        assert found == [
+            {
+                "kind": "list",
+                "items": [
+                    {"lead": "A", "text": "one", "notes": ["note of A", "another"]},
+                    {"lead": "B", "text": "two", "notes": ["note of B"]},
+                ],
+            },
+            {"kind": "small", "text": "alone"},
+        ]
+
+    def test_html_has_one_list_with_each_note_under_its_option(self):
+        html = (
+            render._html_env()
+            .get_template("letters/layout.html.j2")
+            .render(d=render.compose(noted("early_warning")))
+        )
+        assert html.count("<ul>") == 1  # the options, the courtesy letter's only list
+        items = re.findall(r"<li>(.*?)</li>", html, re.DOTALL)
+        assert [re.findall(r'<p class="small">(.*?)</p>', i) for i in items] == [
+            ["Plan note one.", "Plan note two."],
+            ["Forbearance note."],
+        ]
+
+    def test_pdf_notes_are_blocks_of_their_own_under_their_option(self, tmp_path):
+        (result,) = render.render_all([noted()], tmp_path, workers=1)
+        lines = [
+            " ".join(line.split())
+            for page in PdfReader(result["pdf_path"]).pages
+            for line in page.extract_text().splitlines()
+        ]
+        at = {n: lines.index(n) for n in ("Plan note one.", "Plan note two.", "Forbearance note.")}
+        forbearance = next(i for i, line in enumerate(lines) if line.startswith("• Forbearance:"))
+        assert at["Plan note one."] < at["Plan note two."] < forbearance < at["Forbearance note."]
 
 
 @pytest.fixture(scope="module")

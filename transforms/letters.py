@@ -4,6 +4,7 @@
   the template the rules call for, generated or suppressed with the reason.
 - :func:`blocks`: a rendered letter text (the small block format of the
   ``templates/letters`` files) as a list of blocks for the HTML and PDF layouts.
+- :func:`mailing_problem`: why a name and address must not be mailed, or None.
 - :func:`check`: the compliance checklist (data) against a letter's plain text.
 
 The rules (settings ``[letters]``; ``docs/letters.md``; ``docs/regulation.md``: "Early
@@ -428,11 +429,19 @@ def mailing_problems(frame: pl.DataFrame) -> pl.Series:
 # --------------------------------------------------------------------------- letter text
 
 
-def blocks(text: str) -> list[dict[str, str]]:
-    """A rendered letter body as blocks: ``# heading``, ``- item`` (``lead :: text``),
-    ``! boxed``, ``~ small print``; other lines are paragraphs (a blank line ends one)."""
-    out: list[dict[str, str]] = []
+def _item(rest: str) -> dict[str, Any]:
+    lead, sep, text = rest.partition(" :: ")
+    return {"lead": lead, "text": text, "notes": []} if sep else {"text": rest, "notes": []}
+
+
+def blocks(text: str) -> list[dict[str, Any]]:
+    """A rendered letter body as blocks: ``# heading``, ``! boxed``, ``~ small print``, a run
+    of ``- item`` lines (``lead :: text``) as one ``list`` block; other lines are paragraphs
+    (a blank line ends one, and a list). A ``~`` line right under an item is that item's
+    note: it qualifies the option, so it is laid out with it, not after the whole list."""
+    out: list[dict[str, Any]] = []
     paragraph: list[str] = []
+    items: list[dict[str, Any]] | None = None  # the list being read, while it goes on
 
     def flush() -> None:
         if paragraph:
@@ -441,18 +450,23 @@ def blocks(text: str) -> list[dict[str, str]]:
 
     for raw in text.splitlines():
         line = raw.strip()
+        marker, rest = line[:2], line[2:].strip()
+        if marker == "~ " and items:
+            items[-1]["notes"].append(rest)
+            continue
+        if marker == "- ":
+            flush()
+            if items is None:
+                items = []
+                out.append({"kind": "list", "items": items})
+            items.append(_item(rest))
+            continue
+        items = None
         if not line:
             flush()
-            continue
-        marker, rest = line[:2], line[2:].strip()
-        if marker in ("# ", "- ", "! ", "~ "):
+        elif marker in ("# ", "! ", "~ "):
             flush()
-            kind = {"# ": "h", "- ": "li", "! ": "strong", "~ ": "small"}[marker]
-            block = {"kind": kind, "text": rest}
-            if kind == "li" and " :: " in rest:
-                lead, rest = rest.split(" :: ", 1)
-                block = {"kind": "li", "lead": lead, "text": rest}
-            out.append(block)
+            out.append({"kind": {"# ": "h", "! ": "strong", "~ ": "small"}[marker], "text": rest})
         else:
             paragraph.append(line)
     flush()
