@@ -960,6 +960,67 @@ class TestSmallPrint:
         assert at["Plan note one."] < at["Plan note two."] < forbearance < at["Forbearance note."]
 
 
+def pages_text(pdf_path: str) -> list[list[str]]:
+    """Each page's lines, spaces folded."""
+    return [
+        [" ".join(line.split()) for line in page.extract_text().splitlines()]
+        for page in PdfReader(pdf_path).pages
+    ]
+
+
+class TestSignatureAndPages:
+    @pytest.mark.parametrize(("template", "language"), ALL)
+    def test_every_letter_is_signed_by_the_configured_signer(self, template, language):
+        settings = Settings.model_validate(
+            {
+                "servicer": {
+                    "signer_name": "Pat Rivera",
+                    "signer_title": "Vice President",
+                    "signer_title_es": "Vicepresidenta",
+                }
+            }
+        )
+        letter = render.letter_payload(
+            row(template, language),
+            OPTIONS,
+            render.servicer_block(settings, language),
+            AS_OF,
+            collector_for_every_loan=False,
+        )
+        title = "Vicepresidenta" if language == "es" else "Vice President"
+        closing = render.LABELS[language]["closing"]
+        assert f"{closing}\nPat Rivera\n{title}" in text_of(letter)
+        assert passes(letter) == []
+        assert "missing signature" in passes(letter, text_of(letter).replace("Pat Rivera", ""))
+
+    def test_pages_after_the_first_name_the_borrower_and_the_loan(self, tmp_path):
+        (result,) = render.render_all([noted()], tmp_path, workers=1)
+        first, *others = pages_text(result["pdf_path"])
+        header = "Ana Núñez · Loan account ending in 0123"
+        assert others and all(page[0] == header for page in others)
+        assert header not in first
+        letter = noted()
+        assert "missing page_header" in passes(letter, text_of(letter).replace(header, ""))
+
+    def test_signature_block_is_whole_and_last(self, tmp_path):
+        (result,) = render.render_all([noted()], tmp_path, workers=1)
+        last = pages_text(result["pdf_path"])[-1]
+        at = last.index("Sincerely,")
+        assert last[at + 1 : at + 4] == [
+            "Dana Whitfield",
+            "Manager, Homeowner Assistance",
+            "Golden Gate Home Lending Servicing",
+        ]
+
+    def test_the_footers_web_address_never_breaks(self, tmp_path):
+        results = render.render_all([payload(t, lang) for t, lang in ALL], tmp_path, workers=1)
+        website = SETTINGS.servicer.website
+        for result in results:
+            for page in pages_text(result["pdf_path"]):
+                footer = page[-3:]  # the footer's lines and the page number
+                assert any(website in line for line in footer), (result["letter_id"], footer)
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> dict[tuple[str, str], dict]:
     """Every template in both languages, for a borrower whose name and address are hostile."""
@@ -979,9 +1040,11 @@ class TestOutput:
     def test_pdf_text_holds_the_required_elements(self, written):
         for (template, language), result in written.items():
             text = "\n".join(page.extract_text() for page in PdfReader(result["pdf_path"]).pages)
-            checks = payload(template, language)["checks"]
+            checks = payload(template, language, **HOSTILE)["checks"]
             problems = check(text, template, language, render.checklist(), checks)
-            assert problems == [], (template, language, problems)
+            # the page header is printed on the pages after the first only
+            expected = [] if result["pages"] > 1 else ["missing page_header"]
+            assert problems == expected, (template, language, problems)
             assert "LN-2024-000123" not in text
 
     def test_hostile_names_render_literally_in_pdf(self, written):
