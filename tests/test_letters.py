@@ -517,6 +517,8 @@ class TestMailingCheck:
             ("first_name", "{{ 7*7 }}", "first_name: template syntax"),
             ("last_name", "#set page(width: 1cm)", "last_name: template syntax"),
             ("last_name", "Lee \\ Back", "last_name: a backslash"),
+            ("first_name", "$Dollar_*Star*", "first_name: typesetting markup ({ } $ * _ @ `)"),
+            ("last_name", "@at {brace}", "last_name: typesetting markup ({ } $ * _ @ `)"),
             ("first_name", "Ana\x00", "first_name: a control character"),
             ("address_line2", "Apt 4\nRear", "address_line2: a control character"),
             ("address_line1", "\u202eTS mlE 21", "address_line1: a control character"),

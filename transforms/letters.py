@@ -380,6 +380,7 @@ SUSPECT = (
         re.compile(r"\{[{%#]|[}%#]\}|#(set|show|let|import|include|eval|read|page|text)\b"),
         "template syntax",
     ),
+    (re.compile(r"[{}$*_@`]"), "typesetting markup ({ } $ * _ @ `)"),
 )
 
 
