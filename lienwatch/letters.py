@@ -69,8 +69,18 @@ MONTHS = {
     ),
 }
 LABELS = {
-    "en": {"page": "Page", "of": "of", "account": "Loan account ending in"},
-    "es": {"page": "Página", "of": "de", "account": "Cuenta del préstamo terminada en"},
+    "en": {
+        "page": "Page",
+        "of": "of",
+        "account": "Loan account ending in",
+        "closing": "Sincerely,",
+    },
+    "es": {
+        "page": "Página",
+        "of": "de",
+        "account": "Cuenta del préstamo terminada en",
+        "closing": "Atentamente,",
+    },
 }
 # The terms of an option for this loan, as (one month or payment, several).
 TERMS = {
@@ -197,17 +207,24 @@ def compose(letter: dict[str, Any]) -> dict[str, Any]:
         )
     subject = " ".join(first.removeprefix("subject:").split())
     context = letter["context"]
+    labels = LABELS[language]
     return {
         "title": subject,
         "subject": subject,
         "language": language,
         "servicer": context["s"],
-        "labels": LABELS[language],
+        "labels": labels,
         "address": context["address"],
         "date_text": context["date_text"],
         "account_ref": context["loan"]["account_ref"],
+        # on every page after the first: a loose page still finds its borrower and loan
+        "header": page_header(context["b"]["name"], labels, context["loan"]["account_ref"]),
         "blocks": blocks(body),
     }
+
+
+def page_header(name: str, labels: dict[str, str], account_ref: str) -> str:
+    return f"{name} · {labels['account']} {account_ref}"
 
 
 def document_text(doc: dict[str, Any]) -> str:
@@ -225,8 +242,10 @@ def document_text(doc: dict[str, Any]) -> str:
         doc["subject"],
     ]
     for b in doc["blocks"]:
-        parts += [b.get("lead", ""), b["text"]]
-    parts.append(s["address_inline"])
+        for item in b.get("items", [b]):
+            parts += [item.get("lead", ""), item["text"], *item.get("notes", [])]
+    parts += [doc["labels"]["closing"], s["signer_name"], s["signer_title"], s["name"]]
+    parts += [doc["header"], s["address_inline"]]
     return "\n".join(p for p in parts if p)
 
 
@@ -330,6 +349,8 @@ def servicer_block(settings, language: str) -> dict[str, Any]:
         "mailing_address": list(s.mailing_address),
         "address_inline": ", ".join(s.mailing_address),
         "team_name": s.team_name_es if spanish else s.team_name,
+        "signer_name": s.signer_name,
+        "signer_title": s.signer_title_es if spanish else s.signer_title,
         "team_phone": s.team_phone,
         "team_hours": s.team_hours_es if spanish else s.team_hours,
         "website": s.website,
@@ -468,7 +489,7 @@ def letter_payload(
         }
     notices = collection_notices(row["template"], row, collector_for_every_loan)
     context = {
-        "b": {"name": name},
+        "b": {"name": _one_line(name)},
         "s": servicer,
         "address": [_one_line(line) for line in address],
         "date_text": date_text(as_of, language),
@@ -496,6 +517,10 @@ def letter_payload(
             "team_phone": servicer["team_phone"],
             "mailing_line": servicer["mailing_address"][0],
             "first_option": options[0]["name"] if options else "(no option to show)",
+            "signer_name": servicer["signer_name"],
+            "signer_title": servicer["signer_title"],
+            "borrower": _one_line(name),
+            "last4": last4(row["loan_id"]),
         },
         "facts": notices,
     }

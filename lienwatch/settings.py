@@ -59,6 +59,19 @@ class Servicer(_Section):
         "de lunes a viernes, de 8 a. m. a 8 p. m., y sábados de 9 a. m. a 1 p. m., hora del Pacífico",
         description="The same, in Spanish (letters in Spanish).",
     )
+    signer_name: str = Field(
+        "Dana Whitfield",
+        min_length=1,
+        description="Who signs the letters: the name in each letter's signature block.",
+    )
+    signer_title: str = Field(
+        "Manager, Homeowner Assistance", min_length=1, description="The signer's title."
+    )
+    signer_title_es: str = Field(
+        "Gerente de Asistencia a Propietarios",
+        min_length=1,
+        description="The signer's title in Spanish (letters in Spanish).",
+    )
     website: str = Field("www.goldengatehl.example/help", description="Where borrowers learn more.")
     email: str | None = Field("help@goldengatehl.example", description="Optional contact e-mail.")
     debt_collector: bool = Field(

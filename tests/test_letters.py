@@ -30,10 +30,12 @@ from transforms.letters import (
     NOTICE_FAMILY,
     REQUIRED,
     Rules,
+    blocks,
     check,
     decide,
     letter_id,
     letter_ids,
+    mailing_problem,
     night_of,
 )
 
@@ -51,7 +53,7 @@ BASE = dict(
     occupancy="primary",
     preferred_language="en",
     bankruptcy_filed_date=None,
-    address_ok=True,
+    mailing_problem=None,
     has_option=True,
 )
 
@@ -64,7 +66,12 @@ def candidates(*loans: dict) -> pl.DataFrame:
         for i, o in enumerate(copy.deepcopy(list(loans)))
     ]
     return pl.DataFrame(
-        rows, schema_overrides={"care": pl.List(pl.String), "bankruptcy_filed_date": pl.Date}
+        rows,
+        schema_overrides={
+            "care": pl.List(pl.String),
+            "bankruptcy_filed_date": pl.Date,
+            "mailing_problem": pl.String,
+        },
     )
 
 
@@ -408,7 +415,7 @@ class TestSuppression:
                 },
                 "open loss-mitigation case",
             ),
-            ({"address_ok": False}, "undeliverable address"),
+            ({"mailing_problem": "zip: missing"}, "held for review: zip: missing"),
         ],
     )
     def test_reason(self, loan, reason):
@@ -485,6 +492,78 @@ class TestSuppression:
         assert [night_of(x) for x in ("manual-7", "L20261332-abc", "L2026112-abc", "")] == [
             None
         ] * 4
+
+
+# --------------------------------------------------------------------------- names and addresses
+
+ADDRESS = {
+    "first_name": "Ana",
+    "last_name": "Núñez",
+    "address_line1": "12 Elm St",
+    "address_line2": "Apt #4",
+    "city": "Fresno",
+    "state": "CA",
+    "zip": "93701",
+}
+
+
+class TestMailingCheck:
+    @pytest.mark.parametrize(
+        ("field", "value", "problem"),
+        [
+            ("first_name", "<b>Bob</b>", "first_name: markup (< or >)"),
+            ("last_name", "Tables'); DROP TABLE loans;--", "last_name: SQL-like text"),
+            ("last_name", "Smith; drop table x", "last_name: SQL-like text"),
+            ("first_name", "{{ 7*7 }}", "first_name: template syntax"),
+            ("last_name", "#set page(width: 1cm)", "last_name: template syntax"),
+            ("last_name", "Lee \\ Back", "last_name: a backslash"),
+            ("first_name", "$Dollar_*Star*", "first_name: typesetting markup ({ } $ * _ @ `)"),
+            ("last_name", "@at {brace}", "last_name: typesetting markup ({ } $ * _ @ `)"),
+            ("first_name", "Ana\x00", "first_name: a control character"),
+            ("address_line2", "Apt 4\nRear", "address_line2: a control character"),
+            ("address_line1", "\u202eTS mlE 21", "address_line1: a control character"),
+            ("address_line1", "  ", "address_line1: missing"),
+            ("address_line1", "12-14", "address_line1: malformed: no letters"),
+            ("city", None, "city: missing"),
+            ("city", "90210", "city: malformed: no letters"),
+            ("state", "California", "state: malformed: 'California' is not a 2-letter US state"),
+            ("state", "ca", "state: malformed: 'ca' is not a 2-letter US state"),
+            ("state", "ZZ", "state: malformed: 'ZZ' is not a 2-letter US state"),
+            ("zip", "9370", "zip: malformed: '9370' is not 5 or 5+4 digits"),
+            ("zip", "93701-12", "zip: malformed: '93701-12' is not 5 or 5+4 digits"),
+            ("zip", "", "zip: missing"),
+        ],
+    )
+    def test_holds_with_the_field_and_the_problem(self, field, value, problem):
+        assert mailing_problem({**ADDRESS, field: value}) == problem
+
+    def test_a_letter_needs_a_name(self):
+        assert mailing_problem({**ADDRESS, "first_name": None, "last_name": " "}) == "name: missing"
+
+    @pytest.mark.parametrize(
+        "name",
+        ["O'Neil", "Mary-Jo", "Núñez", "Ångström", "D'Angelo", "O’Brien", "de la Cruz Jr."],
+    )
+    def test_ordinary_names_print(self, name):
+        assert mailing_problem({**ADDRESS, "first_name": name, "last_name": name}) is None
+        assert mailing_problem({**ADDRESS, "zip": "93701-1234", "address_line2": None}) is None
+
+    @given(
+        st.lists(
+            st.text(st.characters(categories=["L", "M"]), min_size=1, max_size=12),
+            min_size=1,
+            max_size=4,
+        ),
+        st.sampled_from([" ", "-", "'", "’", ". "]),
+    )
+    def test_ordinary_names_are_never_held(self, parts, joiner):
+        name = joiner.join(parts)
+        assert mailing_problem({**ADDRESS, "first_name": name, "last_name": name}) is None
+
+    def test_the_decision_holds_the_letter_for_review(self):
+        row = one(decided({"mailing_problem": "last_name: markup (< or >)"}))
+        assert row["status"] == "suppressed"
+        assert row["suppression_reason"] == "held for review: last_name: markup (< or >)"
 
 
 # --------------------------------------------------------------------------- rendering
@@ -827,6 +906,123 @@ class TestDebtCollection:
         )
 
 
+NOTED = [
+    {**OPTIONS[0], "notes": ["Plan note one.", "Plan note two."]},
+    {**OPTIONS[1], "notes": ["Forbearance note."]},
+]
+
+
+def noted(template: str = "imminent_default", language: str = "en") -> dict:
+    """A letter whose options carry several small-print notes."""
+    return render.letter_payload(
+        row(template, language),
+        NOTED,
+        render.servicer_block(SETTINGS, language),
+        AS_OF,
+        collector_for_every_loan=False,
+    )
+
+
+class TestSmallPrint:
+    def test_a_run_of_items_is_one_list_and_notes_stay_with_their_item(self):
+        found = blocks("- A :: one\n~ note of A\n~ another\n- B :: two\n~ note of B\n\n~ alone")
+        assert found == [
+            {
+                "kind": "list",
+                "items": [
+                    {"lead": "A", "text": "one", "notes": ["note of A", "another"]},
+                    {"lead": "B", "text": "two", "notes": ["note of B"]},
+                ],
+            },
+            {"kind": "small", "text": "alone"},
+        ]
+
+    def test_html_has_one_list_with_each_note_under_its_option(self):
+        html = (
+            render._html_env()
+            .get_template("letters/layout.html.j2")
+            .render(d=render.compose(noted("early_warning")))
+        )
+        assert html.count("<ul>") == 1  # the options, the courtesy letter's only list
+        items = re.findall(r"<li>(.*?)</li>", html, re.DOTALL)
+        assert [re.findall(r'<p class="small">(.*?)</p>', i) for i in items] == [
+            ["Plan note one.", "Plan note two."],
+            ["Forbearance note."],
+        ]
+
+    def test_pdf_notes_are_blocks_of_their_own_under_their_option(self, tmp_path):
+        (result,) = render.render_all([noted()], tmp_path, workers=1)
+        lines = [
+            " ".join(line.split())
+            for page in PdfReader(result["pdf_path"]).pages
+            for line in page.extract_text().splitlines()
+        ]
+        at = {n: lines.index(n) for n in ("Plan note one.", "Plan note two.", "Forbearance note.")}
+        forbearance = next(i for i, line in enumerate(lines) if line.startswith("• Forbearance:"))
+        assert at["Plan note one."] < at["Plan note two."] < forbearance < at["Forbearance note."]
+
+
+def pages_text(pdf_path: str) -> list[list[str]]:
+    """Each page's lines, spaces folded."""
+    return [
+        [" ".join(line.split()) for line in page.extract_text().splitlines()]
+        for page in PdfReader(pdf_path).pages
+    ]
+
+
+class TestSignatureAndPages:
+    @pytest.mark.parametrize(("template", "language"), ALL)
+    def test_every_letter_is_signed_by_the_configured_signer(self, template, language):
+        settings = Settings.model_validate(
+            {
+                "servicer": {
+                    "signer_name": "Pat Rivera",
+                    "signer_title": "Vice President",
+                    "signer_title_es": "Vicepresidenta",
+                }
+            }
+        )
+        letter = render.letter_payload(
+            row(template, language),
+            OPTIONS,
+            render.servicer_block(settings, language),
+            AS_OF,
+            collector_for_every_loan=False,
+        )
+        title = "Vicepresidenta" if language == "es" else "Vice President"
+        closing = render.LABELS[language]["closing"]
+        assert f"{closing}\nPat Rivera\n{title}" in text_of(letter)
+        assert passes(letter) == []
+        assert "missing signature" in passes(letter, text_of(letter).replace("Pat Rivera", ""))
+
+    def test_pages_after_the_first_name_the_borrower_and_the_loan(self, tmp_path):
+        (result,) = render.render_all([noted()], tmp_path, workers=1)
+        first, *others = pages_text(result["pdf_path"])
+        header = "Ana Núñez · Loan account ending in 0123"
+        assert others and all(page[0] == header for page in others)
+        assert header not in first
+        letter = noted()
+        assert "missing page_header" in passes(letter, text_of(letter).replace(header, ""))
+
+    def test_signature_block_is_whole_and_last(self, tmp_path):
+        (result,) = render.render_all([noted()], tmp_path, workers=1)
+        last = pages_text(result["pdf_path"])[-1]
+        at = last.index("Sincerely,")
+        assert last[at + 1 : at + 4] == [
+            "Dana Whitfield",
+            "Manager, Homeowner Assistance",
+            "Golden Gate Home Lending Servicing",
+        ]
+
+    def test_the_footers_web_address_never_breaks(self, tmp_path):
+        results = render.render_all([payload(t, lang) for t, lang in ALL], tmp_path, workers=1)
+        website = SETTINGS.servicer.website
+        for result in results:
+            for page in pages_text(result["pdf_path"]):
+                footer = page[-3:]  # the footer's lines and the page number
+                assert any(website in line for line in footer), (result["letter_id"], footer)
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> dict[tuple[str, str], dict]:
     """Every template in both languages, for a borrower whose name and address are hostile."""
@@ -846,9 +1042,11 @@ class TestOutput:
     def test_pdf_text_holds_the_required_elements(self, written):
         for (template, language), result in written.items():
             text = "\n".join(page.extract_text() for page in PdfReader(result["pdf_path"]).pages)
-            checks = payload(template, language)["checks"]
+            checks = payload(template, language, **HOSTILE)["checks"]
             problems = check(text, template, language, render.checklist(), checks)
-            assert problems == [], (template, language, problems)
+            # the page header is printed on the pages after the first only
+            expected = [] if result["pages"] > 1 else ["missing page_header"]
+            assert problems == expected, (template, language, problems)
             assert "LN-2024-000123" not in text
 
     def test_hostile_names_render_literally_in_pdf(self, written):
@@ -927,3 +1125,21 @@ def test_a_loan_acquired_in_default_gets_the_debt_collectors_notices(tmp_path):
     }
     assert FDCPA["es"] in sent["L1"] and ROSENTHAL["es"] in sent["L1"]
     assert FDCPA["en"] not in sent["L2"] and "Rosenthal" not in sent["L2"]
+
+
+def test_a_hostile_name_is_held_and_never_mailed(tmp_path):
+    """The generator's hostile names reach the letters step: the letter is held for the review
+    team with the field and the problem, and the mail manifest does not list it."""
+    from tests.landing import BORROWERS
+
+    hostile = BORROWERS.replace("B2,Ann,O'Brien", 'B2,<b>Bob</b>,"Tables\'); DROP TABLE loans;--"')
+    n, made = small_night(tmp_path, Settings(), borrowers=hostile)
+    assert made["generated"] == 1 and made["suppressed_by_reason"] == {"held for review": 1}
+    con = warehouse.connect(n.db, read_only=True)
+    held = con.execute(
+        "SELECT status, suppression_reason FROM letters WHERE loan_id = 'L2'"
+    ).fetchall()
+    con.close()
+    assert held == [("suppressed", "held for review: first_name: markup (< or >)")]
+    manifest = (n.night_dir / "mail_manifest.csv").read_text(encoding="utf-8")
+    assert "Bob" not in manifest and "Núñez" in manifest

@@ -4,6 +4,7 @@
   the template the rules call for, generated or suppressed with the reason.
 - :func:`blocks`: a rendered letter text (the small block format of the
   ``templates/letters`` files) as a list of blocks for the HTML and PDF layouts.
+- :func:`mailing_problem`: why a name and address must not be mailed, or None.
 - :func:`check`: the compliance checklist (data) against a letter's plain text.
 
 The rules (settings ``[letters]``; ``docs/letters.md``; ``docs/regulation.md``: "Early
@@ -23,9 +24,10 @@ intervention", "The HUD counseling notice", "Debt collection"):
 - 60-89 days past due: the imminent-default letter; early-warning tier: the courtesy
   letter; each at most once in its own cadence. An open loss-mitigation case replaces
   both.
-- Nothing to deceased borrowers (routed to review), to an undeliverable address, or
-  anything but the required notice to cease-communication borrowers; bankruptcy
-  borrowers get only the informational notice.
+- Nothing to deceased borrowers (routed to review), or anything but the required notice
+  to cease-communication borrowers; bankruptcy borrowers get only the informational
+  notice. A letter whose name or address would not print as it should
+  (:func:`mailing_problem`) is held for the review team.
 - The required notices (:data:`REQUIRED`) are never held back by the courtesy rules.
   A courtesy letter yields to them: none within ``min_gap_days`` of a borrower's last
   letter, none on a night a required notice goes to the borrower, and at most one a
@@ -60,7 +62,7 @@ CANDIDATE_COLUMNS = {
     "occupancy": "loans",
     "preferred_language": "borrowers",
     "bankruptcy_filed_date": "borrowers: the bankruptcy petition's date, where known",
-    "address_ok": "borrowers: a complete, mailable address",
+    "mailing_problem": "what stops the name and address being mailed (:func:`mailing_problem`), or null",
     "has_option": "an eligible loss-mitigation option to offer (counseling and referrals aside)",
 }
 HISTORY_COLUMNS = ("letter_id", "as_of_date", "loan_id", "borrower_id", "template")
@@ -242,8 +244,8 @@ def decide(
                 "open loss-mitigation case: courtesy letters are replaced by the case's own contact"
             )
         )
-        .when(~pl.col("address_ok").fill_null(False))
-        .then(pl.lit("undeliverable address: routed to review"))
+        .when(pl.col("mailing_problem").is_not_null())
+        .then(pl.format("{}: {}", pl.lit(MAILING_HOLD), pl.col("mailing_problem")))
     )
     frame = frame.with_columns(
         reason.alias("suppression_reason"),
@@ -339,14 +341,108 @@ def _gap_and_one_a_night(
     )
 
 
+# --------------------------------------------------------------------------- names and addresses
+
+MAILING_HOLD = "held for review"  # the suppression reason of a letter whose address is held
+MAILING_FIELDS = (
+    "first_name",
+    "last_name",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "zip",
+)
+# The 50 states, DC, the territories and the military "states" the USPS delivers to.
+# fmt: off
+US_STATES = frozenset((
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
+    "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ",
+    "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT",
+    "VA", "WA", "WV", "WI", "WY", "DC", "PR", "GU", "VI", "AS", "MP", "AA", "AE", "AP",
+))
+# fmt: on
+ZIP = re.compile(r"\d{5}(-\d{4})?")
+# Text that is never part of a name or an address: whatever a feed holds is printed as it
+# is, so these show a broken export or an attack, and a person looks before it is mailed.
+SUSPECT = (
+    (re.compile(r"[<>]"), "markup (< or >)"),
+    (re.compile(r"\\"), "a backslash"),
+    (
+        re.compile(
+            r";|--|/\*|\*/|\b(drop|delete|insert|alter|truncate)\s+(table|from|into|database)\b"
+            r"|\bunion\s+(all\s+)?select\b",
+            re.IGNORECASE,
+        ),
+        "SQL-like text",
+    ),
+    (
+        re.compile(r"\{[{%#]|[}%#]\}|#(set|show|let|import|include|eval|read|page|text)\b"),
+        "template syntax",
+    ),
+    (re.compile(r"[{}$*_@`]"), "typesetting markup ({ } $ * _ @ `)"),
+)
+
+
+def _text_problem(value: str) -> str | None:
+    if any(unicodedata.category(ch).startswith("C") for ch in value):
+        return "a control character"
+    return next((what for pattern, what in SUSPECT if pattern.search(value)), None)
+
+
+def _form_problem(field: str, value: str) -> str | None:
+    """A required part of the address missing, or not of its form (a street or city with no
+    letter, a state that is not a US one, a ZIP not 5 or 5+4 digits)."""
+    if field in ("address_line1", "city", "state", "zip") and not value:
+        return "missing"
+    if field in ("address_line1", "city") and not any(ch.isalpha() for ch in value):
+        return "malformed: no letters"
+    if field == "state" and value not in US_STATES:
+        return f"malformed: {value!r} is not a 2-letter US state"
+    if field == "zip" and not ZIP.fullmatch(value):
+        return f"malformed: {value!r} is not 5 or 5+4 digits"
+    return None
+
+
+def mailing_problem(row: dict[str, Any]) -> str | None:
+    """Why a letter to this name and address must not be mailed tonight ("<field>: <the
+    problem>", the first found, in :data:`MAILING_FIELDS` order), or None. Apostrophes,
+    hyphens and accents are ordinary (O'Neil, Mary-Jo, Núñez) and print as they are."""
+    if not (row.get("first_name") or "").strip() and not (row.get("last_name") or "").strip():
+        return "name: missing"
+    for field in MAILING_FIELDS:
+        value = (row.get(field) or "").strip()
+        problem = _text_problem(row.get(field) or "") or _form_problem(field, value)
+        if problem:
+            return f"{field}: {problem}"
+    return None
+
+
+def mailing_problems(frame: pl.DataFrame) -> pl.Series:
+    """:func:`mailing_problem` of every row of ``frame`` (its :data:`MAILING_FIELDS`)."""
+    return pl.Series(
+        "mailing_problem",
+        [mailing_problem(row) for row in frame.select(MAILING_FIELDS).iter_rows(named=True)],
+        dtype=pl.String,
+    )
+
+
 # --------------------------------------------------------------------------- letter text
 
 
-def blocks(text: str) -> list[dict[str, str]]:
-    """A rendered letter body as blocks: ``# heading``, ``- item`` (``lead :: text``),
-    ``! boxed``, ``~ small print``; other lines are paragraphs (a blank line ends one)."""
-    out: list[dict[str, str]] = []
+def _item(rest: str) -> dict[str, Any]:
+    lead, sep, text = rest.partition(" :: ")
+    return {"lead": lead, "text": text, "notes": []} if sep else {"text": rest, "notes": []}
+
+
+def blocks(text: str) -> list[dict[str, Any]]:
+    """A rendered letter body as blocks: ``# heading``, ``! boxed``, ``~ small print``, a run
+    of ``- item`` lines (``lead :: text``) as one ``list`` block; other lines are paragraphs
+    (a blank line ends one, and a list). A ``~`` line right under an item is that item's
+    note: it qualifies the option, so it is laid out with it, not after the whole list."""
+    out: list[dict[str, Any]] = []
     paragraph: list[str] = []
+    items: list[dict[str, Any]] | None = None  # the list being read, while it goes on
 
     def flush() -> None:
         if paragraph:
@@ -355,18 +451,23 @@ def blocks(text: str) -> list[dict[str, str]]:
 
     for raw in text.splitlines():
         line = raw.strip()
+        marker, rest = line[:2], line[2:].strip()
+        if marker == "~ " and items:
+            items[-1]["notes"].append(rest)
+            continue
+        if marker == "- ":
+            flush()
+            if items is None:
+                items = []
+                out.append({"kind": "list", "items": items})
+            items.append(_item(rest))
+            continue
+        items = None
         if not line:
             flush()
-            continue
-        marker, rest = line[:2], line[2:].strip()
-        if marker in ("# ", "- ", "! ", "~ "):
+        elif marker in ("# ", "! ", "~ "):
             flush()
-            kind = {"# ": "h", "- ": "li", "! ": "strong", "~ ": "small"}[marker]
-            block = {"kind": kind, "text": rest}
-            if kind == "li" and " :: " in rest:
-                lead, rest = rest.split(" :: ", 1)
-                block = {"kind": "li", "lead": lead, "text": rest}
-            out.append(block)
+            out.append({"kind": {"# ": "h", "! ": "strong", "~ ": "small"}[marker], "text": rest})
         else:
             paragraph.append(line)
     flush()

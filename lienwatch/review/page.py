@@ -23,6 +23,7 @@ from lienwatch.review.decisions import HELD_PREFIX, decisions
 from lienwatch.settings import Settings
 from transforms import cases
 from transforms.contract import BUCKETS, TIERS
+from transforms.letters import MAILING_HOLD
 from transforms.review import (
     Strings,
     day,
@@ -66,7 +67,8 @@ SELECT f.queue_rank, f.in_queue, f.queue, f.risk, f.risk_model, f.expected_loss,
        sn.reported_date AS senior_reported_date, sn.senior_days_past_due,
        lt.letter_id, lt.template AS letter_template,
        CASE WHEN lt.letter_id IS NULL THEN 'none'
-            WHEN starts_with(lt.suppression_reason, $held) THEN 'held' ELSE lt.status END AS letter_status,
+            WHEN starts_with(lt.suppression_reason, $held) OR starts_with(lt.suppression_reason, $mailing_held)
+            THEN 'held' ELSE lt.status END AS letter_status,
        lt.suppression_reason, lt.pdf_path,
        c.case_id, c.opened_date AS case_opened_date, e.event AS case_event
 FROM flagged AS f
@@ -88,7 +90,9 @@ def queue_frame(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
     pass the flagged rows' date on to its other side, which would then be read whole (every
     night the warehouse holds)."""
     # Sorted here: cheaper than in the query at hundreds of thousands of wide rows.
-    return warehouse.frame(con, QUEUE_SQL, {"as_of": as_of, "held": HELD_PREFIX}).sort("queue_rank")
+    # held: by an analyst, or for a name or address the review team must look at first
+    params = {"as_of": as_of, "held": HELD_PREFIX, "mailing_held": MAILING_HOLD}
+    return warehouse.frame(con, QUEUE_SQL, params).sort("queue_rank")
 
 
 def _previous(con: duckdb.DuckDBPyConnection, table: str, as_of: date) -> date | None:

@@ -16,7 +16,7 @@ from lienwatch.night import Night
 from lienwatch.review import decisions
 from lienwatch.settings import Settings
 from transforms.cases import apply_holds
-from transforms.letters import HISTORY_COLUMNS, Rules, decide
+from transforms.letters import HISTORY_COLUMNS, MAILING_FIELDS, Rules, decide, mailing_problems
 
 LETTER_INPUTS = """
 WITH offered AS (
@@ -36,9 +36,6 @@ SELECT f.loan_id, f.borrower_id, f.tier, f.care, s.days_past_due, s.oldest_unpai
        l.property_state, coalesce(l.acquired_in_default, false) AS acquired_in_default,
        b.first_name, b.last_name, b.address_line1, b.address_line2, b.city, b.state, b.zip,
        b.preferred_language, b.bankruptcy_filed_date,
-       coalesce(trim(b.address_line1), '') <> '' AND coalesce(trim(b.city), '') <> ''
-         AND regexp_full_match(coalesce(b.state, ''), '[A-Z]{2}')
-         AND regexp_full_match(coalesce(b.zip, ''), '[0-9]{5}(-[0-9]{4})?') AS address_ok,
        coalesce(o.has_option, false) AS has_option,
        CASE WHEN ch.next_change_amount > s.installment_amount THEN ch.next_change_amount END AS next_change_amount,
        CASE WHEN ch.next_change_amount > s.installment_amount THEN ch.next_change_date END AS next_change_date
@@ -76,6 +73,7 @@ def prepare(night: Night, settings: Settings) -> dict[str, Any]:
     try:
         params = {"as_of": night.as_of}
         candidates = con.sql(LETTER_INPUTS, params=params).pl()
+        candidates = candidates.with_columns(mailing_problems(candidates))
         history = con.sql(
             f"SELECT {', '.join(HISTORY_COLUMNS)} FROM letters "
             "WHERE status = 'generated' AND as_of_date < $as_of",
@@ -129,16 +127,7 @@ def prepare(night: Night, settings: Settings) -> dict[str, Any]:
         )
         for row in wanted.iter_rows(named=True)
     ]
-    addresses = candidates.select(
-        "loan_id",
-        "first_name",
-        "last_name",
-        "address_line1",
-        "address_line2",
-        "city",
-        "state",
-        "zip",
-    )
+    addresses = candidates.select("loan_id", *MAILING_FIELDS)
     return {
         "decided": decided,
         "addresses": addresses,
