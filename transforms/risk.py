@@ -47,7 +47,7 @@ class Feature:
 FEATURES: tuple[Feature, ...] = (
     Feature("days_past_due", 1, "early_delinquency"),
     Feature("months_behind", 1, "early_delinquency"),
-    Feature("suspense_share", 0, "partial_or_suspense"),
+    Feature("suspense_share", 1, "partial_or_suspense"),
     Feature("last_payment_short", 1, "partial_or_suspense"),
     Feature("returns_in_window", 1, "returned_payment"),
     Feature("senior_days_past_due", 1, "senior_lien_delinquent"),
@@ -165,7 +165,12 @@ def model_inputs(
         "loan_id",
         pl.col("days_past_due").cast(money),
         share("amount_past_due", "installment_amount").alias("months_behind"),
-        share("suspense_amount", "installment_amount").alias("suspense_share"),
+        # Money held short of an installment while something is owed: at a month end a
+        # payment made ahead of the next due date waits in suspense too, and is no warning.
+        pl.when(pl.col("amount_past_due") > 0)
+        .then(share("suspense_amount", "installment_amount"))
+        .otherwise(0.0)
+        .alias("suspense_share"),
         pl.col("last_payment_short").cast(money),
         pl.col("returns_in_window").cast(money),
         pl.col("senior_days_past_due").cast(money),
