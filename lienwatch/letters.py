@@ -369,6 +369,35 @@ def days_behind_at_next_due(loan: dict[str, Any]) -> int | None:
     return (upcoming - oldest).days
 
 
+NOTICE_TEMPLATES = (
+    "early_intervention",
+    "early_intervention_bankruptcy",
+    "early_intervention_cease",
+)
+
+
+def examples_for(
+    template: str, entries: list[dict], catalogue, language: str, limit: int
+) -> list[dict]:
+    """The options a letter shows: the loan's own, or, for a Regulation X notice to a loan
+    with none to offer tonight (an open case holds them back, say), examples of the options
+    the servicer offers, as §1024.39(b)(2)(iii) asks: never a required notice without them."""
+    if entries or template not in NOTICE_TEMPLATES:
+        return entries
+    examples = [
+        {
+            "code": option.code,
+            "name": getattr(option.name, language),
+            "description": getattr(option.description, language),
+            "terms": "",
+            "notes": [],
+        }
+        for option in catalogue.option
+        if option.offer and not option.referral and option.code != "housing_counseling"
+    ]
+    return examples[:limit]
+
+
 def _terms_text(option, row: dict[str, Any], language: str) -> str:
     """An option's computed terms in the letter's words ("" when it has none)."""
     patterns = TERMS[language].get(option.terms)

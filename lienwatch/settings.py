@@ -213,7 +213,7 @@ class Risk(_Section):
         description="The newest month ends with a full follow-up held out to validate the model (and as many before them to calibrate it).",
     )
     early_warning_share: float = Field(
-        0.03,
+        0.025,
         gt=0,
         le=0.5,
         description="The flag threshold train proposes flags at most this share of current second liens on the validation month ends.",

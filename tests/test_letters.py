@@ -1143,3 +1143,18 @@ def test_a_hostile_name_is_held_and_never_mailed(tmp_path):
     assert held == [("suppressed", "held for review: first_name: markup (< or >)")]
     manifest = (n.night_dir / "mail_manifest.csv").read_text(encoding="utf-8")
     assert "Bob" not in manifest and "Núñez" in manifest
+
+
+def test_a_notice_with_no_option_to_offer_shows_examples():
+    """A loan whose options are all held back (an open case) still gets its Regulation X
+    notice, with examples of the options the servicer offers; a courtesy letter does not
+    make them up."""
+    from lienwatch.catalogue import load_catalogue
+
+    catalogue = load_catalogue(None)
+    shown = render.examples_for("early_intervention", [], catalogue, "es", 3)
+    assert len(shown) == 3 and all(o["name"] and not o["terms"] for o in shown)
+    assert "housing_counseling" not in [o["code"] for o in shown]
+    assert render.examples_for("early_warning", [], catalogue, "en", 3) == []
+    own = [{"code": "x", "name": "X", "description": "d", "terms": "", "notes": []}]
+    assert render.examples_for("early_intervention", own, catalogue, "en", 3) == own

@@ -113,13 +113,19 @@ def prepare(night: Night, settings: Settings) -> dict[str, Any]:
     payloads = [
         render.letter_payload(
             row,
-            render.option_entries(
-                by_loan.get(row["loan_id"], []),
+            render.examples_for(
+                row["template"],
+                render.option_entries(
+                    by_loan.get(row["loan_id"], []),
+                    catalogue,
+                    row["language"],
+                    row["property_state"],
+                    settings.letters.max_options,
+                    render.days_behind_at_next_due(row),
+                ),
                 catalogue,
                 row["language"],
-                row["property_state"],
                 settings.letters.max_options,
-                render.days_behind_at_next_due(row),
             ),
             servicer[row["language"]],
             night.as_of,
