@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import hashlib
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -88,6 +89,19 @@ class TestGenerate:
         generate(tmp_path / "c", loans=300, months=6, seed=4, profile=profile)
         assert same_tree(tmp_path / "a", tmp_path / "b")
         assert not same_tree(tmp_path / "a", tmp_path / "c")
+
+    def test_the_stressed_profile_is_what_the_generator_always_wrote(self, tmp_path):
+        """Byte for byte: the digest of the files the generator wrote before it had
+        profiles, for the same arguments."""
+        out = tmp_path / "stressed"
+        generate(out, loans=300, months=6, seed=3, profile="stressed")
+        digest = hashlib.sha256()
+        for path in sorted(out.rglob("*.csv")):
+            digest.update(str(path.relative_to(out)).encode())
+            digest.update(path.read_bytes())
+        assert digest.hexdigest() == (
+            "1417f1659a938c9fff0b120ed9cf19fc45a3bc9f0c1cf62cfea013f7962b5ff0"
+        )
 
     def test_the_default_profile_is_realistic(self, tmp_path):
         generate(tmp_path / "default", loans=200, months=4, seed=3)

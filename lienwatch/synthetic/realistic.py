@@ -401,7 +401,7 @@ def _ledger(
         .join(stops, on="loan_id", how="left")
         .filter(pl.col("posted_date") <= pl.min_horizontal(pl.col("_stop"), pl.lit(calendar.end)))
         .with_columns(money(pl.col("cents")).alias("amount"))
-        .sort("posted_date", "txn_id")
+        .sort("posted_date", maintain_order=True)
         .drop("_stop")
     )
 
@@ -433,31 +433,31 @@ def _opening_payments(terms: pl.DataFrame, paid: pl.DataFrame, opening: date) ->
 
 
 def _senior_liens(terms: pl.DataFrame, paths: hardship.Paths, calendar: _Calendar) -> pl.DataFrame:
-    """A report on each second lien's first lien at every month end of the window, from
+    """A report on each second lien's first lien at every month end of the ledger, from
     the month before its first installment, while the second lien is in the book."""
+    months = np.array(
+        [
+            m
+            for m in range(calendar.months)
+            if calendar.opening <= calendar.month_end(m) <= calendar.end
+        ],
+        dtype=np.int64,
+    )
     second = terms["second"].to_numpy()
     first_month = terms["first_month"].to_numpy()
-    stays = paths.status == hardship.ACTIVE
-    frames = []
-    for month in range(calendar.window_month - 1, calendar.months):
-        reported = calendar.month_end(month)
-        if not calendar.opening <= reported <= calendar.end:
-            continue
-        shown = second & (month >= first_month - 1) & (stays | (paths.exit_month > month))
-        rows = np.flatnonzero(shown)
-        frames.append(
-            pl.DataFrame(
-                {
-                    "loan_id": terms["loan_id"].to_numpy()[rows],
-                    "reported_date": pl.Series([reported] * len(rows), dtype=pl.Date),
-                    "senior_days_past_due": paths.senior_dpd[month, rows].astype(np.int64),
-                }
-            )
-        )
-    empty = pl.DataFrame(
-        schema={"loan_id": pl.String, "reported_date": pl.Date, "senior_days_past_due": pl.Int64}
+    in_book = (paths.status == hardship.ACTIVE) | (paths.exit_month[None, :] > months[:, None])
+    shown = second & (months[:, None] >= first_month - 1) & in_book
+    # Loan by loan, month by month: the chunk's loans are in loan_id order already.
+    rows, at = np.nonzero(shown.T)
+    return pl.DataFrame(
+        {
+            "loan_id": terms["loan_id"].gather(rows),
+            "reported_date": pl.Series(
+                [calendar.month_end(int(m)) for m in months], dtype=pl.Date
+            ).gather(at),
+            "senior_days_past_due": paths.senior_dpd[months[at], rows].astype(np.int64),
+        }
     )
-    return pl.concat([empty, *frames]).sort("loan_id", "reported_date")
 
 
 def _loss_mit(
