@@ -92,13 +92,17 @@ class TestGenerate:
 
     def test_the_stressed_profile_is_what_the_generator_always_wrote(self, tmp_path):
         """Byte for byte: the digest of the files the generator wrote before it had
-        profiles, for the same arguments."""
+        profiles, for the same arguments (the loans file without its last column,
+        acquired_in_default, which came after)."""
         out = tmp_path / "stressed"
         generate(out, loans=300, months=6, seed=3, profile="stressed")
         digest = hashlib.sha256()
         for path in sorted(out.rglob("*.csv")):
             digest.update(str(path.relative_to(out)).encode())
-            digest.update(path.read_bytes())
+            data = path.read_bytes()
+            if path.name == "loans.csv":
+                data = b"".join(line.rsplit(b",", 1)[0] + b"\n" for line in data.splitlines())
+            digest.update(data)
         assert digest.hexdigest() == (
             "1417f1659a938c9fff0b120ed9cf19fc45a3bc9f0c1cf62cfea013f7962b5ff0"
         )

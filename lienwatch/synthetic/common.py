@@ -129,6 +129,82 @@ class Chunk:
 # --------------------------------------------------------------------------- money and dates
 
 
+def lien_mix(
+    rng: np.random.Generator, first: int, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Loans ``first`` to ``first + n - 1``: their numbers, which are second liens (two in
+    three) and which of those are HELOCs (45 %), drawn in this order from ``rng``."""
+    idx = np.arange(first, first + n)
+    second = rng.random(n) < 2 / 3
+    return idx, second, second & (rng.random(n) < 0.45)
+
+
+def loan_amounts(
+    rng: np.random.Generator, n: int, second: np.ndarray, heloc: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(term, rate, balance, amortizing payment, scheduled payment, senior balance) of a
+    chunk's loans, drawn in this order from ``rng``: HELOCs pay interest only while they
+    draw."""
+    term = np.where(
+        ~second, 360, np.where(heloc, rng.choice([240, 300], n), rng.choice([120, 180, 240], n))
+    )
+    rate = np.round(np.where(second, rng.uniform(6.0, 11.5, n), rng.uniform(3.0, 7.5, n)) * 8) / 8
+    balance = np.where(second, rng.uniform(20_000, 150_000, n), rng.uniform(200_000, 850_000, n))
+    monthly = rate / 1200
+    amortizing = balance * monthly / (1 - (1 + monthly) ** -term)
+    payment = np.where(heloc, balance * monthly, amortizing)
+    senior = np.where(second, rng.uniform(150_000, 700_000, n), 0.0)
+    return term, rate, balance, amortizing, payment, senior
+
+
+def identity_columns(idx: np.ndarray, second: np.ndarray, heloc: np.ndarray) -> dict[str, object]:
+    """A chunk's loan and borrower ids, lien position and product; one second lien in 50
+    belongs to the borrower of the first lien just before it."""
+    share_borrower = second & (idx % 50 == 1)
+    return {
+        "_i": idx,
+        "loan_id": [f"LN{i:08d}" for i in idx],
+        "borrower_id": [
+            f"BR{(i - 1 if s else i):08d}" for i, s in zip(idx, share_borrower, strict=True)
+        ],
+        "lien_position": np.where(second, 2, 1),
+        "product": np.where(heloc, "heloc", "closed_end"),
+    }
+
+
+def terms_columns(
+    payment: np.ndarray,
+    amortizing: np.ndarray,
+    term: np.ndarray,
+    rate: np.ndarray,
+    balance: np.ndarray,
+    senior: np.ndarray,
+    value: np.ndarray,
+    state: np.ndarray,
+    occupancy: np.ndarray,
+) -> dict[str, object]:
+    """A chunk's loan terms as the columns the loans frame is built from (money in cents)."""
+    return {
+        "scheduled_cents": np.maximum(np.round(payment * 100), 100).astype(np.int64),
+        "amortizing_cents": np.round(amortizing * 100).astype(np.int64),
+        "term_months": term,
+        "interest_rate": [f"{r:.3f}" for r in rate],
+        "balance_cents": np.round(balance * 100).astype(np.int64),
+        "senior_cents": np.round(senior * 100).astype(np.int64),
+        "value_cents": np.round(value * 100).astype(np.int64),
+        "property_state": np.array(STATES)[state],
+        "occupancy": np.array(("primary", "second_home", "investment"))[occupancy],
+    }
+
+
+def behaviour_counts(portfolio: pl.DataFrame, names: tuple[str, ...]) -> dict[str, int]:
+    """Loans per payment behaviour, every behaviour named (0 when none)."""
+    counts = dict.fromkeys(names, 0)
+    for name, count in portfolio.group_by("behaviour").len().iter_rows():
+        counts[name] += count
+    return counts
+
+
 def money(cents: pl.Expr) -> pl.Expr:
     """Integer cents as text with exactly two decimals."""
     return pl.format("{}.{}", cents // 100, (cents % 100).cast(pl.String).str.zfill(2))

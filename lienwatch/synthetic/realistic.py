@@ -25,12 +25,17 @@ from lienwatch.synthetic.common import (
     STATE_SHARES,
     STATES,
     Chunk,
+    behaviour_counts,
     borrowers,
     current_cents,
     due,
     finish_loans,
+    identity_columns,
+    lien_mix,
+    loan_amounts,
     money,
     payment_changes,
+    terms_columns,
 )
 
 BEHAVIOURS = hardship.HABITS
@@ -108,9 +113,7 @@ def chunk(
     people = _bankruptcies(rng, people, terms, paths, calendar)
     senior = _senior_liens(terms, paths, calendar)
     cases = _loss_mit(rng, terms, paths, calendar)
-    counts = dict.fromkeys(BEHAVIOURS, 0)
-    for name, count in portfolio.group_by("behaviour").len().iter_rows():
-        counts[name] += count
+    counts = behaviour_counts(portfolio, BEHAVIOURS)
     return Chunk(portfolio, people, changes, ledger, senior, cases, counts)
 
 
@@ -118,9 +121,7 @@ def chunk(
 
 
 def _loans(rng: np.random.Generator, first: int, n: int, end: date, months: int) -> pl.DataFrame:
-    idx = np.arange(first, first + n)
-    second = rng.random(n) < 2 / 3
-    heloc = second & (rng.random(n) < 0.45)
+    idx, second, heloc = lien_mix(rng, first, n)
     # A third of the HELOCs are 121-150 months old: their draw periods (120 months) end
     # all through the window, an end-of-draw wave like the 2015-2018 one, large enough
     # to compare with the rest. Closed-end loans and first liens are younger than their
@@ -134,15 +135,7 @@ def _loans(rng: np.random.Generator, first: int, n: int, end: date, months: int)
     first_index = end_index - age + 1
     future = rng.random(n) < 0.005  # a few loans whose first payment is still ahead
     first_index = np.where(future, end_index + 1, first_index)
-    term = np.where(
-        ~second, 360, np.where(heloc, rng.choice([240, 300], n), rng.choice([120, 180, 240], n))
-    )
-    rate = np.round(np.where(second, rng.uniform(6.0, 11.5, n), rng.uniform(3.0, 7.5, n)) * 8) / 8
-    balance = np.where(second, rng.uniform(20_000, 150_000, n), rng.uniform(200_000, 850_000, n))
-    monthly = rate / 1200
-    amortizing = balance * monthly / (1 - (1 + monthly) ** -term)
-    payment = np.where(heloc, balance * monthly, amortizing)  # HELOCs pay interest during the draw
-    senior = np.where(second, rng.uniform(150_000, 700_000, n), 0.0)
+    term, rate, balance, amortizing, payment, senior = loan_amounts(rng, n, second, heloc)
     # Combined LTV at origination: most second liens well inside the value, about one
     # in twelve above it; on today's balances about one in twenty (a normal year's book,
     # not a crisis one).
@@ -150,29 +143,16 @@ def _loans(rng: np.random.Generator, first: int, n: int, end: date, months: int)
     value = np.where(second, (senior + balance) / cltv, balance / cltv)
     state = rng.choice(len(STATES), n, p=STATE_SHARES)
     occupancy = rng.choice(3, n, p=[0.85, 0.08, 0.07])
-    share_borrower = second & (idx % 50 == 1)  # owns the first lien just before it too
     u, v = rng.random(n), rng.random(n)
     frame = pl.DataFrame(
         {
-            "_i": idx,
-            "loan_id": [f"LN{i:08d}" for i in idx],
-            "borrower_id": [
-                f"BR{(i - 1 if s else i):08d}" for i, s in zip(idx, share_borrower, strict=True)
-            ],
-            "lien_position": np.where(second, 2, 1),
-            "product": np.where(heloc, "heloc", "closed_end"),
+            **identity_columns(idx, second, heloc),
             "_fpd_y": first_index // 12,
             "_fpd_m": first_index % 12 + 1,
             "_day": day,
-            "scheduled_cents": np.maximum(np.round(payment * 100), 100).astype(np.int64),
-            "amortizing_cents": np.round(amortizing * 100).astype(np.int64),
-            "term_months": term,
-            "interest_rate": [f"{r:.3f}" for r in rate],
-            "balance_cents": np.round(balance * 100).astype(np.int64),
-            "senior_cents": np.round(senior * 100).astype(np.int64),
-            "value_cents": np.round(value * 100).astype(np.int64),
-            "property_state": np.array(STATES)[state],
-            "occupancy": np.array(("primary", "second_home", "investment"))[occupancy],
+            **terms_columns(
+                payment, amortizing, term, rate, balance, senior, value, state, occupancy
+            ),
             "_u": u,
             "_v": v,
         }

@@ -22,11 +22,16 @@ from lienwatch.synthetic.common import (
     STATES,
     Chunk,
     add_months,
+    behaviour_counts,
     borrowers,
     due,
     finish_loans,
+    identity_columns,
+    lien_mix,
+    loan_amounts,
     money,
     payment_changes,
+    terms_columns,
 )
 
 BEHAVIOURS = ("on_time", "late", "partial", "paid_ahead", "nsf", "stopped", "rolling")
@@ -43,16 +48,12 @@ def chunk(
     ledger = _ledger(rng, portfolio, changes, start, end)
     senior = _senior_liens(rng, portfolio, end)
     cases = _loss_mit(rng, portfolio, end)
-    counts = dict.fromkeys(BEHAVIOURS, 0)
-    for name, count in portfolio.group_by("behaviour").len().iter_rows():
-        counts[name] += count
+    counts = behaviour_counts(portfolio, BEHAVIOURS)
     return Chunk(portfolio, people, changes, ledger, senior, cases, counts)
 
 
 def _loans(rng: np.random.Generator, first: int, n: int, end: date, months: int) -> pl.DataFrame:
-    idx = np.arange(first, first + n)
-    second = rng.random(n) < 2 / 3
-    heloc = second & (rng.random(n) < 0.45)
+    idx, second, heloc = lien_mix(rng, first, n)
     age = np.where(
         rng.random(n) < 0.1, rng.integers(1, months, n), rng.integers(months + 2, months + 110, n)
     )
@@ -65,43 +66,22 @@ def _loans(rng: np.random.Generator, first: int, n: int, end: date, months: int)
     future = rng.random(n) < 0.005  # a few loans whose first payment is still ahead
     fpd_year = np.where(future, end.year + (end.month) // 12, fpd_year)
     fpd_month = np.where(future, end.month % 12 + 1, fpd_month)
-    term = np.where(
-        ~second, 360, np.where(heloc, rng.choice([240, 300], n), rng.choice([120, 180, 240], n))
-    )
-    rate = np.round(np.where(second, rng.uniform(6.0, 11.5, n), rng.uniform(3.0, 7.5, n)) * 8) / 8
-    balance = np.where(second, rng.uniform(20_000, 150_000, n), rng.uniform(200_000, 850_000, n))
-    monthly = rate / 1200
-    amortizing = balance * monthly / (1 - (1 + monthly) ** -term)
-    payment = np.where(heloc, balance * monthly, amortizing)  # HELOCs pay interest during the draw
-    senior = np.where(second, rng.uniform(150_000, 700_000, n), 0.0)
+    term, rate, balance, amortizing, payment, senior = loan_amounts(rng, n, second, heloc)
     cltv = np.where(second, rng.uniform(0.55, 1.18, n), rng.uniform(0.45, 0.95, n))
     value = np.where(second, (senior + balance) / cltv, balance / cltv)
     behaviour = rng.choice(len(BEHAVIOURS), n, p=BEHAVIOUR_SHARES)
     status = rng.choice(5, n, p=[0.92, 0.05, 0.01, 0.01, 0.01])
     state = rng.choice(len(STATES), n, p=STATE_SHARES)
     occupancy = rng.choice(3, n, p=[0.85, 0.08, 0.07])
-    share_borrower = second & (idx % 50 == 1)  # owns the first lien just before it too
     frame = pl.DataFrame(
         {
-            "_i": idx,
-            "loan_id": [f"LN{i:08d}" for i in idx],
-            "borrower_id": [
-                f"BR{(i - 1 if s else i):08d}" for i, s in zip(idx, share_borrower, strict=True)
-            ],
-            "lien_position": np.where(second, 2, 1),
-            "product": np.where(heloc, "heloc", "closed_end"),
+            **identity_columns(idx, second, heloc),
             "_fpd_y": fpd_year,
             "_fpd_m": fpd_month,
             "_day": day,
-            "scheduled_cents": np.maximum(np.round(payment * 100), 100).astype(np.int64),
-            "amortizing_cents": np.round(amortizing * 100).astype(np.int64),
-            "term_months": term,
-            "interest_rate": [f"{r:.3f}" for r in rate],
-            "balance_cents": np.round(balance * 100).astype(np.int64),
-            "senior_cents": np.round(senior * 100).astype(np.int64),
-            "value_cents": np.round(value * 100).astype(np.int64),
-            "property_state": np.array(STATES)[state],
-            "occupancy": np.array(("primary", "second_home", "investment"))[occupancy],
+            **terms_columns(
+                payment, amortizing, term, rate, balance, senior, value, state, occupancy
+            ),
             "status": np.array(("active", "paid_off", "charged_off", "foreclosure", "transferred"))[
                 status
             ],
