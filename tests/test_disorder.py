@@ -151,15 +151,19 @@ def test_borrower_text_is_data_not_sql_or_markup(tmp_path):
         ).fetchall() == [(hostile, "{{ 7*7 }} #pagebreak() $x$")]
     finally:
         con.close()
-    assert made["generated"] == 2
-    pages = [
-        p.read_text(encoding="utf-8")
-        for p in (tmp_path / "out" / AS_OF.isoformat() / "letters").glob("*.html")
-    ]
-    assert any(
-        "Robert&#39;); DROP TABLE payments; --" in html and "{{ 7*7 }} #pagebreak() $x$" in html
-        for html in pages
-    )
+    # The night goes through; the letter to a name that looks like code is held for the
+    # review team before mailing, never printed, and the other letter goes out.
+    assert made["generated"] == 1
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        held = con.execute(
+            "SELECT suppression_reason FROM letters WHERE borrower_id = 'B1' AND status <> 'generated'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert len(held) == 1 and held[0][0].startswith("held for review: ")
+    manifest = (tmp_path / "out" / AS_OF.isoformat() / "mail_manifest.csv").read_text()
+    assert "DROP TABLE" not in manifest and "7*7" not in manifest
 
 
 def test_spells_rebuilt_in_parts_equal_the_whole(tmp_path, monkeypatch):
