@@ -100,8 +100,8 @@ class Rates:
     kept_months: tuple[int, int] = (3, 13)
     # A month of a borrower who cannot recover, by how far behind: pays nothing, pays
     # one installment (stays as far behind), or catches up; the rest of the mass.
-    behind_pays_none: float = 0.92
-    behind_pays_one: float = 0.05
+    behind_pays_none: float = 0.84
+    behind_pays_one: float = 0.11
     deep_pays_none: float = 0.88  # three or more installments behind
     deep_pays_one: float = 0.08
     recovering_pays_none: float = 0.15
