@@ -37,9 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness import parser, peak_rss_mb, report
 
 
-def warehouse_paths(work: Path, loans: int, months: int) -> tuple[Path, Path]:
+def case_key(loans: int, months: int, profile: str) -> str:
+    """What names a warehouse and its output folder (the stressed ones keep their old names)."""
+    return f"{loans}-{months}" + ("" if profile == "stressed" else f"-{profile}")
+
+
+def warehouse_paths(work: Path, key: str) -> tuple[Path, Path]:
     """The reusable warehouse and the marker written once it is complete."""
-    db = work / f"flags-{loans}-{months}.duckdb"
+    db = work / f"flags-{key}.duckdb"
     return db, db.with_name(db.name + ".ready")
 
 
@@ -114,6 +119,10 @@ def set_model_aside(db: Path) -> None:
             con.execute("UPDATE risk_models SET in_use = false")
 
 
+def out_folder(args: argparse.Namespace) -> Path:
+    return args.work / f"out-flags-{case_key(args.loans, args.months, args.profile)}"
+
+
 def run_case(
     case: str, args: argparse.Namespace, data: Path, db: Path, as_of: date
 ) -> dict[str, Any]:
@@ -128,7 +137,7 @@ def run_case(
         "--db",
         str(db),
         "--out",
-        str(args.work / f"out-flags-{args.loans}"),
+        str(out_folder(args)),
         "--as-of",
         as_of.isoformat(),
     ]
@@ -144,6 +153,12 @@ def main() -> None:
     p.add_argument("--loans", type=int, default=1_000_000)
     p.add_argument("--months", type=int, default=24)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument(
+        "--profile",
+        choices=["stressed", "realistic"],
+        default="stressed",
+        help="the generator's profile (stressed: the one the saved figures were measured on)",
+    )
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "lienwatch-bench")
     p.add_argument("--rebuild", action="store_true", help="build the warehouse again")
     p.add_argument("--model", action="store_true", help="train first, then score with the model")
@@ -162,9 +177,9 @@ def main() -> None:
     from benchmarks.nightly_folder import prepare
 
     args.work.mkdir(parents=True, exist_ok=True)
-    folder = prepare(args.work, args.loans, args.months)
+    folder = prepare(args.work, args.loans, args.months, profile=args.profile)
     as_of = folder.last_day - timedelta(days=1)
-    db, ready = warehouse_paths(args.work, args.loans, args.months)
+    db, ready = warehouse_paths(args.work, case_key(args.loans, args.months, args.profile))
     built: dict[str, Any] = {}
     if args.rebuild or not ready.exists() or ready.read_text().strip() != as_of.isoformat():
         print(
@@ -176,7 +191,7 @@ def main() -> None:
         staging = db.with_name(db.name + ".building")
         staging.unlink(missing_ok=True)
         staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
-        shutil.rmtree(args.work / f"out-flags-{args.loans}", ignore_errors=True)
+        shutil.rmtree(out_folder(args), ignore_errors=True)
         built = run_case("build", args, folder.data, staging, as_of)
         staging.replace(db)
         shutil.rmtree(
@@ -210,17 +225,19 @@ def main() -> None:
         "runs_cpu_seconds": [f["cpu_seconds"] for f in runs],
         "loans": args.loans,
         "months": args.months,
+        "profile": args.profile,
         "as_of_date": as_of.isoformat(),
         "flagged": best["flagged"],
         "in_queue": best["in_queue"],
     }
-    name = f"flags_model_{args.loans}" if args.model else f"flags_{args.loans}"
+    suffix = f"{args.loans}" + ("" if args.profile == "stressed" else f"_{args.profile}")
+    name = f"flags_model_{suffix}" if args.model else f"flags_{suffix}"
     cases = {name: case}
     if trained:
-        cases[f"train_{args.loans}"] = trained
+        cases[f"train_{suffix}"] = trained
     if built:
-        cases[f"build_{args.loans}"] = built
-    report("flags", cases, args)
+        cases[f"build_{suffix}"] = built
+    report("flags" if args.profile == "stressed" else f"flags_{args.profile}", cases, args)
 
 
 if __name__ == "__main__":

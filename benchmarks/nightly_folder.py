@@ -1,9 +1,9 @@
 """A generated landing folder for the ingest and night benchmarks, with its last days held back.
 
-``prepare(root, loans, months, days)`` generates (once, cached under ``root``) a landing
-folder of ``loans`` loans and ``months`` months, of the stressed profile (the one the
-saved figures were measured on: many flagged loans, the heavy case for every step
-after the delinquency engine), and moves the last ``days`` days' ledger
+``prepare(root, loans, months, days, profile)`` generates (once, cached under ``root``
+per profile) a landing folder of ``loans`` loans and ``months`` months, of the stressed
+profile by default (the one the saved figures were measured on: many flagged loans, the
+heavy case for every step after the delinquency engine) or the realistic one, and moves the last ``days`` days' ledger
 files aside, so that a benchmark can load the history first and then run the nights
 that add those days one at a time (the last of them is the steady night it measures).
 """
@@ -41,15 +41,24 @@ class Prepared:
         return target
 
 
-def prepare(root: Path, loans: int, months: int, days: int = 1, seed: int = 7) -> Prepared:
+def prepare(
+    root: Path,
+    loans: int,
+    months: int,
+    days: int = 1,
+    seed: int = 7,
+    profile: str = "stressed",
+) -> Prepared:
     from lienwatch.generate import generate
 
-    data = root / f"landing-{loans}-{months}"
-    held = root / f"held-{loans}-{months}"
+    # The stressed folders keep their old names, so earlier caches stay valid.
+    key = f"{loans}-{months}" + ("" if profile == "stressed" else f"-{profile}")
+    data = root / f"landing-{key}"
+    held = root / f"held-{key}"
     if not (data / "loans.csv").exists():
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(held, ignore_errors=True)
-        generate(data, loans=loans, months=months, seed=seed, profile="stressed")
+        generate(data, loans=loans, months=months, seed=seed, profile=profile)
     held.mkdir(parents=True, exist_ok=True)
     # Hold back the last ``days`` days (more than an earlier run held, if it asks for more).
     files = sorted(
