@@ -48,6 +48,7 @@ from transforms.contract import (
     TIERS,
 )
 from transforms.flags import WARNING_SIGNALS, Policy, risk_flags, signals
+from transforms.letters import LETTER_SCHEMA
 from transforms.options import evaluate
 
 AS_OF = date(2026, 11, 20)
@@ -557,16 +558,7 @@ TONIGHTS_LETTERS = pl.DataFrame(
             ("X5", "A", "early_warning", "generated"),
         )
     ],
-    schema={
-        "letter_id": pl.String,
-        "as_of_date": pl.Date,
-        "loan_id": pl.String,
-        "borrower_id": pl.String,
-        "template": pl.String,
-        "language": pl.String,
-        "status": pl.String,
-        "suppression_reason": pl.String,
-    },
+    schema=LETTER_SCHEMA,
 )
 
 

@@ -42,6 +42,7 @@ from tests.helpers import (
     write_night,
 )
 from transforms import cases
+from transforms.letters import LETTER_SCHEMA
 from transforms.review import export_frame
 
 # --------------------------------------------------------------------------- a small warehouse
@@ -194,16 +195,7 @@ def letters(*rows: tuple) -> pl.DataFrame:
             }
             for i, loan, t, s, why in rows
         ],
-        schema={
-            "letter_id": pl.String,
-            "as_of_date": pl.Date,
-            "loan_id": pl.String,
-            "borrower_id": pl.String,
-            "template": pl.String,
-            "language": pl.String,
-            "status": pl.String,
-            "suppression_reason": pl.String,
-        },
+        schema=LETTER_SCHEMA,
     )
 
 
