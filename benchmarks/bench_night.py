@@ -122,18 +122,42 @@ def main() -> None:
         action="store_true",
         help="reuse the warehouse kept after an earlier run's history nights and time the steady night alone",
     )
+    p.add_argument(
+        "--profile",
+        choices=["stressed", "realistic"],
+        default="stressed",
+        help="the generator's profile (stressed: the one the saved figures were measured on)",
+    )
+    p.add_argument(
+        "--from-warehouse",
+        type=Path,
+        metavar="DB",
+        help="start from a copy of a warehouse that has loaded the same folder up to the "
+        "night before the steady one (bench_flags.py's, with its model): the first night "
+        "runs again on the copy to complete its steps, instead of loading the history",
+    )
     args = p.parse_args()
     from benchmarks.nightly_folder import prepare
 
     args.work.mkdir(parents=True, exist_ok=True)
-    folder = prepare(args.work, args.loans, args.months, days=args.history)
-    db, out = args.work / f"night-{args.loans}.duckdb", args.work / f"out-{args.loans}"
+    folder = prepare(args.work, args.loans, args.months, days=args.history, profile=args.profile)
+    key = f"{args.loans}" + ("" if args.profile == "stressed" else f"-{args.profile}")
+    db, out = args.work / f"night-{key}.duckdb", args.work / f"out-{key}"
     history = "first-night" if args.history == 1 else f"{args.history}-nights"
     kept = db.with_name(f"{db.stem}.after-{history}.duckdb")
     cases = {}
-    bench = f"night_{args.loans}" + ("" if args.history == 1 else f"_history_{args.history}")
+    bench = (
+        f"night_{args.loans}"
+        + ("" if args.profile == "stressed" else f"_{args.profile}")
+        + ("" if args.history == 1 else f"_history_{args.history}")
+    )
     if args.steady_only and kept.exists():
         bench += "_steady"  # saved apart from the whole run's nights
+    elif args.from_warehouse:
+        bench += "_steady"
+        shutil.copyfile(args.from_warehouse, db)
+        run(folder.data, db, out, folder.days[0] - timedelta(days=1))
+        shutil.copyfile(db, kept)
     else:
         db.unlink(missing_ok=True)
         cases[f"initial_{args.loans}"] = run(

@@ -61,11 +61,12 @@ def prepare(
         generate(data, loans=loans, months=months, seed=seed, profile=profile)
     held.mkdir(parents=True, exist_ok=True)
     # Hold back the last ``days`` days (more than an earlier run held, if it asks for more).
-    files = sorted(
+    files = sorted(  # by day (the name), wherever the file is now
         {
             f.name: f
             for f in [*held.glob("payments_*.csv"), *(data / "payments").glob("payments_*.csv")]
-        }.values()
+        }.values(),
+        key=lambda f: f.name,
     )
     wanted = [f.name for f in files[-days:]]
     for name in wanted:

@@ -230,6 +230,7 @@ class TestLateness:
         self, tmp_path, payments: list[tuple], as_of: date, change: tuple | None = None
     ) -> list[int]:
         from lienwatch.sql import query
+        from lienwatch.steps.flags import LATENESS_WINDOW_DAYS
         from lienwatch.warehouse import connect
         from transforms.delinquency import loan_status
         from transforms.flags import keyed_events_sql, lateness
@@ -259,14 +260,20 @@ class TestLateness:
         status = loan_status(
             loans, changes, con.sql(query("net_paid"), params={"as_of": as_of}).pl(), as_of
         )
-        params = {"as_of": as_of, "window_days": 150}
-        window = con.sql(query("ledger_events"), params=params).pl()
         con.register("_keys", status.select("loan_id").with_row_index("_key").to_arrow())
-        keyed = con.sql(keyed_events_sql(query("ledger_events"), "_keys"), params=params).pl()
+        found = {}
+        for days in (LATENESS_WINDOW_DAYS, 400):
+            params = {"as_of": as_of, "window_days": days}
+            window = con.sql(query("ledger_events"), params=params).pl()
+            keyed = con.sql(keyed_events_sql(query("ledger_events"), "_keys"), params=params).pl()
+            found[days] = lateness(loans, changes, window, status, as_of, days)
+            # the night's form: the same moves keyed to the status rows in the query
+            assert lateness(loans, changes, keyed, status, as_of, days).equals(found[days])
         con.close()
-        found = lateness(loans, changes, window, status, as_of, 150)
-        # the night's form: the same moves keyed to the status rows in the query
-        assert lateness(loans, changes, keyed, status, as_of, 150).equals(found)
+        # the night's window starts before the oldest of the last three due dates: reading
+        # more of the ledger changes nothing
+        assert found[LATENESS_WINDOW_DAYS].equals(found[400])
+        found = found[400]
         return found["days_late"].to_list()[0]
 
     def test_drifting_payer(self, tmp_path):

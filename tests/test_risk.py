@@ -26,6 +26,16 @@ from transforms import risk
 AS_OF = date(2026, 11, 20)
 
 
+def bucket_path(history: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """The night's path query (transforms.risk.bucket_path_sql) over a frame."""
+    with duckdb.connect() as con:
+        con.register("_history", history.select("as_of_date", "loan_id", "days_past_due"))
+        found = con.sql(
+            risk.bucket_path_sql("_history"), params={"ends": risk.path_month_ends(as_of)}
+        ).pl()
+    return found.cast({"months_late_12m": pl.Int32, "months_30_12m": pl.Int32})
+
+
 def month_ends(*days: str) -> list[date]:
     return [date.fromisoformat(d) for d in days]
 
@@ -43,7 +53,7 @@ class TestBucketPath:
         history = pl.DataFrame(
             {"as_of_date": ends, "loan_id": ["A"] * len(ends), "days_past_due": dpd}
         )
-        row = risk.bucket_path(history, AS_OF).row(0, named=True)
+        row = bucket_path(history, AS_OF).row(0, named=True)
         # 2025-10-31 is more than twelve month ends back; 2026-11-30 is after the night
         assert row == {
             "loan_id": "A",
@@ -125,7 +135,7 @@ class TestModelInputs:
     def test_a_loan_without_history_or_terms_has_nulls_not_errors(self):
         row = risk.model_inputs(
             features({}),
-            risk.bucket_path(
+            bucket_path(
                 pl.DataFrame(
                     schema={"as_of_date": pl.Date, "loan_id": pl.String, "days_past_due": pl.Int32}
                 ),
@@ -218,8 +228,34 @@ class TestReasons:
         assert len(got["reasons"]) == 1 and got["reason_details"][0]
 
 
+class TestContributions:
+    def test_shares_sum_to_the_score_and_credit_the_feature_that_moved_it(self):
+        """The path method: each row's shares over the trees sum to its raw score exactly,
+        and a score driven by one feature is credited to that feature."""
+        import lightgbm
+
+        rng = np.random.default_rng(3)
+        x = rng.normal(size=(4_000, len(risk.FEATURES))).astype(np.float32)
+        x[rng.random(x.shape) < 0.05] = np.nan  # missing figures take their default branch
+        driver = list(risk.FEATURE_NAMES).index("returns_in_window")
+        y = (np.nan_to_num(x[:, driver]) + rng.normal(scale=0.5, size=len(x))) > 1.5
+        booster = lightgbm.train(
+            {"objective": "binary", "num_leaves": 7, "verbose": -1, "seed": 1},
+            lightgbm.Dataset(x, label=y),
+            num_boost_round=30,
+        )
+        tables = [
+            risk.path_contributions(tree, len(risk.FEATURES))
+            for tree in booster.dump_model()["tree_info"]
+        ]
+        shares = risk.summed_contributions(tables, booster.predict(x, pred_leaf=True))
+        assert np.allclose(shares.sum(axis=1), booster.predict(x, raw_score=True), atol=1e-9)
+        high = np.nan_to_num(x[:, driver]) > 2
+        assert (shares[high].argmax(axis=1) == driver).mean() > 0.95
+
+
 def _no_path() -> pl.DataFrame:
-    return risk.bucket_path(
+    return bucket_path(
         pl.DataFrame(
             schema={"as_of_date": pl.Date, "loan_id": pl.String, "days_past_due": pl.Int32}
         ),

@@ -5,7 +5,7 @@ applied at the edge (``lienwatch/risk_model.py``); what they see and what is mad
 their output is defined here, so that a month end replayed for training and a night
 scored for the queue see exactly the same columns.
 
-- :func:`bucket_path`: each loan's days past due at the month ends before a date.
+- :func:`bucket_path_sql`: each loan's days past due at the month ends before a date.
 - :func:`model_inputs`: one row per second lien, the columns of :data:`FEATURES`, from
   the early-warning features (``transforms.flags.assemble_features``), the bucket path
   and the loans' terms.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -87,25 +88,30 @@ ADVERSE: dict[str, pl.Expr] = {
 }
 
 
-def bucket_path(history: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    """One row per loan of ``history`` (as_of_date, loan_id, days_past_due: month-end
-    statuses) with its path over the :data:`PATH_MONTHS` month ends before ``as_of``:
-    days past due at the latest three (dpd_month_ago, dpd_2_months_ago,
-    dpd_3_months_ago; null where the loan had no status), the worst (max_dpd_12m) and how
-    many found it behind at all (months_late_12m) and 30 days or more (months_30_12m)."""
-    latest = as_of.replace(day=1) - timedelta(days=1)  # the last month end before the night
-    ago = {add_months(latest, -k): k for k in range(PATH_MONTHS)}  # 0 = the latest month end
-    recent = history.filter(pl.col("as_of_date").is_in(list(ago)))
-    ago_of = pl.col("as_of_date").replace_strict(ago, return_dtype=pl.Int32)
-    dpd = pl.col("days_past_due")
-    return recent.group_by("loan_id").agg(
-        dpd.filter(ago_of == 0).first().alias("dpd_month_ago"),
-        dpd.filter(ago_of == 1).first().alias("dpd_2_months_ago"),
-        dpd.filter(ago_of == 2).first().alias("dpd_3_months_ago"),
-        dpd.max().alias("max_dpd_12m"),
-        (dpd > 0).sum().cast(pl.Int32).alias("months_late_12m"),
-        (dpd >= 30).sum().cast(pl.Int32).alias("months_30_12m"),
-    )
+def path_month_ends(as_of: date) -> list[date]:
+    """The :data:`PATH_MONTHS` month ends before ``as_of``, the latest first."""
+    latest = as_of.replace(day=1) - timedelta(days=1)
+    return [add_months(latest, -k) for k in range(PATH_MONTHS)]
+
+
+def bucket_path_sql(source: str) -> str:
+    """DuckDB SQL of each loan's path over month-end statuses in ``source`` (as_of_date,
+    loan_id, days_past_due; a table, a view or a subquery), with ``$ends`` bound to
+    :func:`path_month_ends`: one row per loan with a status at any of them, and its days
+    past due at the latest three (dpd_month_ago, dpd_2_months_ago, dpd_3_months_ago; null
+    where the loan had no status), the worst (max_dpd_12m) and how many found it behind
+    at all (months_late_12m) and 30 days or more (months_30_12m). One aggregate, so the
+    warehouse hands over a row per loan rather than twelve."""
+    dpd = "days_past_due"
+    return f"""SELECT loan_id,
+        max({dpd}) FILTER (WHERE as_of_date = $ends[1]) AS dpd_month_ago,
+        max({dpd}) FILTER (WHERE as_of_date = $ends[2]) AS dpd_2_months_ago,
+        max({dpd}) FILTER (WHERE as_of_date = $ends[3]) AS dpd_3_months_ago,
+        max({dpd}) AS max_dpd_12m,
+        count(*) FILTER (WHERE {dpd} > 0)::INTEGER AS months_late_12m,
+        count(*) FILTER (WHERE {dpd} >= 30)::INTEGER AS months_30_12m
+    FROM {source} WHERE as_of_date IN (SELECT unnest($ends::DATE[]))
+    GROUP BY loan_id"""
 
 
 def model_inputs(
@@ -115,7 +121,7 @@ def model_inputs(
     as 64-bit floats (null where a figure is unknown; the trees route it).
 
     ``features`` comes from ``transforms.flags.assemble_features``; ``path`` from
-    :func:`bucket_path`; ``terms`` has loan_id, first_payment_date and draw_period_end.
+    :func:`bucket_path_sql`; ``terms`` has loan_id, first_payment_date and draw_period_end.
     """
     money = pl.Float64
 
@@ -205,8 +211,13 @@ def model_inputs(
 
 
 def matrix(inputs: pl.DataFrame) -> np.ndarray:
-    """The :data:`FEATURES` of :func:`model_inputs` as a float64 matrix (NaN for null)."""
-    return inputs.select(FEATURE_NAMES).fill_null(float("nan")).to_numpy().astype(np.float64)
+    """The :data:`FEATURES` of :func:`model_inputs` as a float32 matrix (NaN for null): the
+    trees learn from and score the same figures, at half the memory of 64 bits."""
+    return (
+        inputs.select(pl.col(FEATURE_NAMES).cast(pl.Float32).fill_null(float("nan")))
+        .to_numpy()
+        .astype(np.float32, copy=False)
+    )
 
 
 # --------------------------------------------------------------------------- calibration
@@ -249,17 +260,18 @@ def reasons(
 ) -> pl.DataFrame:
     """One row per row of ``inputs``: the signals behind its score, most first.
 
-    ``contributions`` holds each feature's share of the score in log-odds (LightGBM's
-    ``pred_contrib``: one column per feature of :data:`FEATURES`, then the bias), row for
-    row with ``inputs``; ``features`` are the early-warning features of the same loans
-    (for the signals' texts). A signal's weight is the sum of its features' shares; it is
-    a reason when that sum is positive and the loan's figures are adverse
+    ``contributions`` holds each feature's share of the score in log-odds (one column per
+    feature of :data:`FEATURES`, then the bias; :func:`path_contributions`), row for row
+    with ``inputs``; ``features`` are the early-warning features of the same loans (for
+    the signals' texts). A signal's weight is the sum of its features' shares; it is a
+    reason when that sum is positive and the loan's figures are adverse
     (:data:`ADVERSE`), ordered by weight. A loan with none takes the signal that adds the
     most (or takes the least away) among those with a text, so that every score names at
     least one signal with its figures. Columns: loan_id, reasons, reason_details, weights.
     """
     codes = [c for c in SIGNALS if any(f.signal == c for f in FEATURES)]
-    by_signal = np.zeros((inputs.height, len(codes)))
+    n, width = inputs.height, len(codes)
+    by_signal = np.zeros((n, width))
     for k, feature in enumerate(FEATURES):
         if feature.signal is not None:
             by_signal[:, codes.index(feature.signal)] += contributions[:, k]
@@ -274,31 +286,84 @@ def reasons(
     )
     adverse = inputs.select([ADVERSE[c].fill_null(False).alias(c) for c in codes]).to_numpy()
     has_text = texts.select([pl.col(c).is_not_null().alias(c) for c in codes]).to_numpy()
+    # Each row's signals by weight, most first (ties in the signals' order); a row keeps
+    # the adverse ones that add to its score or, having none, the first with a text.
+    order = np.argsort(-by_signal, axis=1, kind="stable")
+    rows = np.arange(n)[:, None]
+    kept = ((by_signal > 0) & adverse & has_text)[rows, order]
+    fallback = has_text[rows, order] & (np.cumsum(has_text[rows, order], axis=1) == 1)
+    kept |= fallback & ~kept.any(axis=1, keepdims=True)
+    row_of, rank = np.nonzero(kept)
+    signal = order[row_of, rank]
+    weight = np.round(by_signal[row_of, signal], 4)
     text_of = texts.select(codes).to_numpy()
-    ids = inputs["loan_id"].to_list()
-    rows_reasons, rows_details, rows_weights = [], [], []
-    for i in range(inputs.height):
-        order = np.argsort(-by_signal[i], kind="stable")
-        picked = [j for j in order if by_signal[i, j] > 0 and adverse[i, j] and has_text[i, j]]
-        if not picked:
-            picked = [next(j for j in order if has_text[i, j])] if has_text[i].any() else []
-        rows_reasons.append([codes[j] for j in picked])
-        rows_details.append([text_of[i, j] for j in picked])
-        rows_weights.append([round(float(by_signal[i, j]), 4) for j in picked])
-    return pl.DataFrame(
+    long = pl.DataFrame(
         {
-            "loan_id": ids,
-            "reasons": rows_reasons,
-            "reason_details": rows_details,
-            "weights": rows_weights,
+            "row": row_of.astype(np.int64),
+            "code": np.asarray(codes, dtype=object)[signal].astype(str),
+            "detail": text_of[row_of, signal].astype(str) if row_of.size else [],
+            "weight": weight,
         },
-        schema={
-            "loan_id": pl.String,
-            "reasons": pl.List(pl.String),
-            "reason_details": pl.List(pl.String),
-            "weights": pl.List(pl.Float64),
-        },
+        schema={"row": pl.Int64, "code": pl.String, "detail": pl.String, "weight": pl.Float64},
     )
+    listed = long.group_by("row", maintain_order=True).agg(
+        pl.col("code").alias("reasons"),
+        pl.col("detail").alias("reason_details"),
+        pl.col("weight").alias("weights"),
+    )
+    return (
+        pl.DataFrame({"row": np.arange(n, dtype=np.int64)})
+        .join(listed, on="row", how="left", maintain_order="left")
+        .select(
+            inputs["loan_id"],
+            pl.col("reasons").fill_null([]),
+            pl.col("reason_details").fill_null([]),
+            pl.col("weights").fill_null([]),
+        )
+    )
+
+
+def path_contributions(tree: dict[str, Any], width: int) -> np.ndarray:
+    """One tree's share of a score by feature, for each of its leaves: a table of
+    (leaves, ``width`` + 1), row k for the leaf of index k, the last column the tree's
+    value at its root. Following a row down the tree, each split's feature is credited
+    with the change of value from the node to the child taken (the path method of
+    Saabas): a leaf's row sums to its value, so a score's shares sum to the score.
+
+    ``tree`` is one entry of LightGBM's ``dump_model()["tree_info"]`` (its
+    ``tree_structure``: nodes with split_feature, internal_value, left_child and
+    right_child; leaves with leaf_index and leaf_value).
+    """
+    root = tree["tree_structure"]
+    if "leaf_value" in root:  # a tree of one leaf
+        table = np.zeros((1, width + 1))
+        table[0, width] = root["leaf_value"]
+        return table
+    table = np.zeros((int(tree["num_leaves"]), width + 1))
+    stack: list[tuple[dict[str, Any], np.ndarray]] = [(root, np.zeros(width + 1))]
+    stack[0][1][width] = root["internal_value"]
+    while stack:
+        node, credit = stack.pop()
+        for side in ("left_child", "right_child"):
+            child = node[side]
+            value = child["leaf_value"] if "leaf_value" in child else child["internal_value"]
+            taken = credit.copy()
+            taken[node["split_feature"]] += value - node["internal_value"]
+            if "leaf_value" in child:
+                table[child.get("leaf_index", 0)] = taken
+            else:
+                stack.append((child, taken))
+    return table
+
+
+def summed_contributions(tables: list[np.ndarray], leaves: np.ndarray) -> np.ndarray:
+    """Each row's shares over all trees: ``leaves`` holds each row's leaf in each tree
+    (rows x trees, LightGBM's ``pred_leaf``), ``tables`` each tree's
+    :func:`path_contributions`."""
+    out = np.zeros((leaves.shape[0], tables[0].shape[1] if tables else len(FEATURES) + 1))
+    for t, table in enumerate(tables):
+        out += table[leaves[:, t]]
+    return out
 
 
 # --------------------------------------------------------------------------- the queue
@@ -380,17 +445,28 @@ def propose_threshold(risk_of_current: np.ndarray, share: float) -> float:
 PSI_BINS = 10
 
 
-def psi_bins(risk: np.ndarray) -> dict[str, list[float]]:
+def psi_bins(risk: np.ndarray, weight: np.ndarray | None = None) -> dict[str, list[float]]:
     """The training sample's score distribution, for :func:`psi`: the inner edges of its
-    tenths and the share of the sample in each bin."""
+    tenths and the share of the sample in each bin, each row counted by its ``weight``
+    (a thinned sample's rows stand for the rows left out)."""
     values = np.asarray(risk, dtype=np.float64)
-    edges = sorted(set(np.quantile(values, np.arange(1, PSI_BINS) / PSI_BINS).round(9).tolist()))
-    return {"edges": edges, "shares": _shares(values, edges)}
+    w = np.ones(values.size) if weight is None else np.asarray(weight, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(w[order]) / max(float(w.sum()), 1e-12)
+    at = np.searchsorted(cumulative, np.arange(1, PSI_BINS) / PSI_BINS, side="left")
+    picked = values[order][np.minimum(at, max(values.size - 1, 0))] if values.size else at * 0.0
+    edges = sorted(set(np.round(picked, 9).tolist()))
+    return {"edges": edges, "shares": _shares(values, edges, w)}
 
 
-def _shares(values: np.ndarray, edges: list[float]) -> list[float]:
-    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-    return [round(float(c) / max(values.size, 1), 9) for c in counts]
+def _shares(
+    values: np.ndarray, edges: list[float], weight: np.ndarray | None = None
+) -> list[float]:
+    w = np.ones(values.size) if weight is None else weight
+    counts = np.bincount(
+        np.searchsorted(edges, values, side="right"), weights=w, minlength=len(edges) + 1
+    )
+    return [round(float(c) / max(float(w.sum()), 1e-12), 9) for c in counts]
 
 
 def psi(risk: np.ndarray, bins: dict[str, list[float]]) -> float:

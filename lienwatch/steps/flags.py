@@ -20,7 +20,11 @@ from lienwatch.settings import Settings
 from transforms import flags, risk
 
 PRIOR_DAYS = 30  # "a month ago" for the worsening-bucket signal
-LATENESS_WINDOW_DAYS = 150  # ledger days read for the last three installments' payment days
+# Ledger days read for the last three installments' payment days. The oldest of the three
+# fell due less than three months (92 days) before the night, and a payment day before
+# the window's start reads as "paid ahead" (0 days late) from the window's opening net
+# paid, so a window that opens on or before that due date gives every figure exactly.
+LATENESS_WINDOW_DAYS = 95
 
 
 def risk_policy(settings: Settings) -> flags.Policy:
@@ -41,24 +45,62 @@ def risk_policy(settings: Settings) -> flags.Policy:
 
 
 def flags_as_of(
-    con: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    as_of: date,
-    status_table: str,
-    model: Model | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
-    """(features, signals found, risk_flags, the model's scores or None) as of a date.
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, status_table: str
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, Model | None, pl.DataFrame | None]:
+    """(features, signals found, risk_flags, the model in use or None, its scores or None)
+    as of a date.
 
-    With a ``model`` every second lien below 90 days past due is scored and the model
-    decides the early-warning tier and the queue's order; without one the rules do.
+    With a model in use (:func:`~lienwatch.risk_model.model_in_use`) every second lien
+    below 90 days past due is scored and the model decides the early-warning tier and the
+    queue's order; without one the rules do. The model, and the loans' paths and terms it
+    reads, are loaded on a second connection while the features are read here.
     """
-    features, found = features_as_of(con, settings, as_of, status_table)
     policy = risk_policy(settings)
-    if model is None:
-        return features, found, flags.risk_flags(features, found, as_of, policy), None
+    reader = con.cursor()
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="flags-model") as pool:
+            loading = pool.submit(_model_and_history, reader, settings, as_of)
+            try:
+                features, found = features_as_of(con, settings, as_of, status_table)
+            except BaseException:
+                reader.interrupt()
+                raise
+            model, history = loading.result()
+    finally:
+        reader.close()
+    if model is None or history is None:
+        return features, found, flags.risk_flags(features, found, as_of, policy), None, None
     policy = dataclasses.replace(policy, flag_threshold=model.flag_threshold, model=model.version)
-    scored = score(model, model_inputs_as_of(con, as_of, features), features, policy)
-    return features, found, flags.risk_flags(features, found, as_of, policy, scored), scored
+    scored = score(model, risk.model_inputs(features, *history, as_of), features, policy)
+    return features, found, flags.risk_flags(features, found, as_of, policy, scored), model, scored
+
+
+def _model_and_history(
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date
+) -> tuple[Model | None, tuple[pl.DataFrame, pl.DataFrame] | None]:
+    """The model in use, and if there is one what it reads beside the features."""
+    model = model_in_use(con, settings)
+    return model, (path_and_terms(con, as_of) if model is not None else None)
+
+
+def path_and_terms(
+    con: duckdb.DuckDBPyConnection, as_of: date
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """What the model reads beside the features: each second lien's path over the month
+    ends before ``as_of`` (:func:`transforms.risk.bucket_path_sql`) and its terms."""
+    path = warehouse.frame(
+        con,
+        risk.bucket_path_sql(
+            "(SELECT as_of_date, loan_id, days_past_due FROM loan_status_month_end"
+            " WHERE lien_position = 2)"
+        ),
+        {"ends": risk.path_month_ends(as_of)},
+    )
+    terms = warehouse.frame(
+        con,
+        "SELECT loan_id, first_payment_date, draw_period_end FROM loans WHERE lien_position = 2",
+    )
+    return path, terms
 
 
 def model_inputs_as_of(
@@ -66,18 +108,7 @@ def model_inputs_as_of(
 ) -> pl.DataFrame:
     """The model's inputs for the loans of ``features`` (row for row): those features,
     each loan's path over the month ends before ``as_of``, and its terms."""
-    path = warehouse.frame(
-        con,
-        f"""SELECT as_of_date, loan_id, days_past_due FROM loan_status_month_end
-        WHERE lien_position = 2 AND as_of_date < $as_of
-          AND as_of_date >= $as_of - INTERVAL {risk.PATH_MONTHS + 1} MONTH""",
-        {"as_of": as_of},
-    )
-    terms = warehouse.frame(
-        con,
-        "SELECT loan_id, first_payment_date, draw_period_end FROM loans WHERE lien_position = 2",
-    )
-    return risk.model_inputs(features, risk.bucket_path(path, as_of), terms, as_of)
+    return risk.model_inputs(features, *path_and_terms(con, as_of), as_of)
 
 
 def features_as_of(
@@ -122,6 +153,28 @@ def features_as_of(
     return features, flags.signals(features, policy)
 
 
+def _row_for_row(
+    con: duckdb.DuckDBPyConnection, keys: pl.Series, query: str, params: dict[str, Any]
+) -> pl.DataFrame:
+    """``query``'s rows (one per key at most; the key column named as ``keys``) row for
+    row with ``keys``, matched in the query rather than on the texts in a frame: the key
+    column is ``keys``, the others null where ``query`` has no row."""
+    on = keys.name
+    con.register("_row_keys", keys.to_frame().with_row_index("_row").to_arrow())
+    try:
+        found = warehouse.frame(
+            con,
+            f"""SELECT q.* EXCLUDE ({on}) FROM _row_keys AS k
+            LEFT JOIN ({query}) AS q ON q.{on} = k.{on} ORDER BY k._row""",
+            params,
+        )
+    finally:
+        con.unregister("_row_keys")
+    if found.height != keys.len():
+        raise ValueError(f"{on} repeats in a frame joined to the features")
+    return found.insert_column(0, keys)
+
+
 def _flag_features(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -138,7 +191,7 @@ def _flag_features(
     terms = """SELECT loan_id, borrower_id, lien_position, product, occupancy, current_balance, property_value,
         senior_lien_balance, origination_date, first_payment_date, scheduled_payment, term_months, status
         FROM loans WHERE {where}"""
-    loans = flags.align(keys, warehouse.frame(con, terms.format(where="lien_position = 2")))
+    loans = _row_for_row(con, keys, terms.format(where="lien_position = 2"), {})
     if loans["lien_position"].null_count():  # a loan the master no longer holds as a second lien
         loans = flags.align(
             keys,
@@ -167,15 +220,13 @@ def _flag_features(
     latest = max((day for day in latest_in.values() if day is not None), default=None)
     one_a_loan = "QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1"
     holding = [table for table, day in latest_in.items() if day == latest]
-    prior = flags.align(
+    prior = _row_for_row(
+        con,
         keys,
-        warehouse.frame(
-            con,
-            f"SELECT loan_id, bucket FROM {holding[0]} WHERE as_of_date = $latest"
-            if len(holding) == 1
-            else f"SELECT loan_id, bucket FROM ({statuses.format(where='as_of_date = $latest')}) {one_a_loan}",
-            {"latest": latest},
-        ),
+        f"SELECT loan_id, bucket FROM {holding[0]} WHERE as_of_date = $latest"
+        if len(holding) == 1
+        else f"SELECT loan_id, bucket FROM ({statuses.format(where='as_of_date = $latest')}) {one_a_loan}",
+        {"latest": latest},
     )
     earlier = (
         loans.filter(
@@ -204,35 +255,51 @@ def _flag_features(
     changes = warehouse.frame(
         con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes"
     )
+    # Lateness (frames' work) is worked out beside the last reads (the warehouse's).
+    with ThreadPoolExecutor(1, thread_name_prefix="flags-lateness") as pool:
+        late = pool.submit(
+            lambda: flags.lateness(
+                loans,
+                changes,
+                moves.result(),
+                status,
+                as_of,
+                LATENESS_WINDOW_DAYS,
+                settings.delinquency.shortfall_tolerance,
+            )
+        )
+        borrowers = _row_for_row(
+            con,
+            loans["borrower_id"],
+            "SELECT borrower_id, bankruptcy, deceased, cease_communication FROM borrowers",
+            {},
+        )
+        senior_liens = (
+            _row_for_row(  # the latest report ((loan_id, reported_date) is the feed's key)
+                con,
+                keys,
+                """SELECT loan_id, max(reported_date) AS reported_date,
+                arg_max(senior_days_past_due, reported_date) AS senior_days_past_due
+            FROM senior_liens WHERE reported_date <= $as_of GROUP BY loan_id""",
+                d,
+            )
+        )
+        # the feed's cases, and the hardship applications analysts recorded (lienwatch review)
+        loss_mit = decisions.loss_mit_cases(con, as_of)
+        ledger = _row_for_row(
+            con, keys, sql.query("ledger_signals"), {**d, "lookback_days": risk.nsf_lookback_days}
+        )
+        lateness = late.result()
     return flags.assemble_features(
         status=status,
         prior=prior,
         loans=loans,
-        borrowers=warehouse.frame(
-            con, "SELECT borrower_id, bankruptcy, deceased, cease_communication FROM borrowers"
-        ),
-        senior_liens=warehouse.frame(  # the latest report ((loan_id, reported_date) is the feed's key)
-            con,
-            """SELECT loan_id, max(reported_date) AS reported_date,
-                arg_max(senior_days_past_due, reported_date) AS senior_days_past_due
-            FROM senior_liens WHERE reported_date <= $as_of GROUP BY loan_id""",
-            d,
-        ),
-        # the feed's cases, and the hardship applications analysts recorded (lienwatch review)
-        loss_mit=decisions.loss_mit_cases(con, as_of),
-        ledger=warehouse.frame(
-            con, sql.query("ledger_signals"), {**d, "lookback_days": risk.nsf_lookback_days}
-        ),
+        borrowers=borrowers,
+        senior_liens=senior_liens,
+        loss_mit=loss_mit,
+        ledger=ledger,
         payment_changes=changes,
-        lateness=flags.lateness(
-            loans,
-            changes,
-            moves.result(),
-            status,
-            as_of,
-            LATENESS_WINDOW_DAYS,
-            settings.delinquency.shortfall_tolerance,
-        ),
+        lateness=lateness,
         as_of=as_of,
         horizon_days=risk.payment_rise_horizon_days,
     )
@@ -243,8 +310,7 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
     with a model in use, every second lien's risk below 90 days in loan_risk."""
     con = warehouse.connect(night.db)
     try:
-        model = model_in_use(con, settings)
-        _, found, flagged, scored = flags_as_of(con, settings, night.as_of, "loan_status", model)
+        _, found, flagged, model, scored = flags_as_of(con, settings, night.as_of, "loan_status")
         with warehouse.transaction(con):
             warehouse.replace_night(con, "risk_flags", flagged, night.as_of)
             if scored is not None:
