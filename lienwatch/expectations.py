@@ -294,6 +294,10 @@ def _loss_mit(gx: Any) -> list[Any]:
     ]
 
 
+def _letter_history(gx: Any) -> list[Any]:
+    return [_flag(gx, "_loan_unknown", "reference", "loan_id is not a known loan", "loan_id")]
+
+
 SPECIFIC = {
     "loans": _loans,
     "borrowers": _borrowers,
@@ -301,6 +305,7 @@ SPECIFIC = {
     "payment_changes": _payment_changes,
     "senior_liens": _senior_liens,
     "loss_mit": _loss_mit,
+    "letter_history": _letter_history,
 }
 
 

@@ -40,7 +40,14 @@ from lienwatch.feeds import (
 from lienwatch.warehouse import next_load_id, transaction
 from transforms.contract import FEEDS, Feed
 
-SNAPSHOT_ORDER = ("borrowers", "loans", "payment_changes", "senior_liens", "loss_mit")
+SNAPSHOT_ORDER = (
+    "borrowers",
+    "loans",
+    "payment_changes",
+    "senior_liens",
+    "loss_mit",
+    "letter_history",
+)
 BATCH_BYTES = 48 << 20  # ledger files validated together, at most this much CSV at once
 KEY_SCALE = 10_000_000_000
 QUARANTINE_COLUMNS = (

@@ -107,6 +107,11 @@ TERMS = {
         ),
     },
 }
+# A repayment plan of several equal installments (no payment change inside it).
+EQUAL_PLAN = {
+    "en": "{plan_months} monthly payments of {plan_payment}",
+    "es": "{plan_months} pagos mensuales de {plan_payment}",
+}
 # A repayment plan of at most STREAMLINED_MONTHS that starts while the loan is under
 # STREAMLINED_DAYS past due needs no full application (Fannie Mae Servicing Guide D2-3.2-02;
 # Regulation X §1024.41(c)(2)(iii) lets a short-term plan be offered on an incomplete one).
@@ -418,6 +423,12 @@ def _terms_text(option, row: dict[str, Any], language: str) -> str:
         pattern, run, between = PLAN_RUNS[language]
         values["runs"] = between.join(run.format(count=n, amount=money(a)) for n, a in runs)
         return pattern.format(**values)
+    if (
+        option.terms == "repayment_plan"
+        and row["plan_months"] > 1
+        and values["plan_last_payment"] == values["plan_payment"]
+    ):
+        return EQUAL_PLAN[language].format(**values)
     return patterns[0 if row["plan_months"] == 1 else 1].format(**values)
 
 

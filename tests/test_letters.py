@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from datetime import date, timedelta
 from decimal import Decimal as D
@@ -26,6 +27,7 @@ from lienwatch.steps import letters as letters_step
 from lienwatch.steps import options as options_step
 from transforms.contract import LETTER_TEMPLATES
 from transforms.letters import (
+    GO_LIVE_HOLD,
     HISTORY_COLUMNS,
     NOTICE_FAMILY,
     REQUIRED,
@@ -574,7 +576,7 @@ OPTIONS = [
         "code": "repayment_plan",
         "name": "Repayment plan",
         "description": "Catch up over several months.",
-        "terms": "6 monthly payments of $600.00, the last $600.00",
+        "terms": "6 monthly payments of $600.00",
         "notes": [],
     },
     {
@@ -697,6 +699,29 @@ class TestTemplates:
         )
         assert "1 de enero de 2027" in es
 
+    @pytest.mark.parametrize(
+        ("language", "heading", "invite"),
+        [
+            ("en", "Options that may be available to you", "call us at (800) 555-0142"),
+            ("es", "Opciones que pueden estar a su alcance", "llámenos al (800) 555-0142"),
+        ],
+    )
+    def test_a_current_borrower_offered_nothing_is_invited_to_call(self, language, heading, invite):
+        """No empty options section: the courtesy letter to a current borrower with no
+        option offered invites contact, and passes its checklist."""
+        letter = render.letter_payload(
+            row("early_warning", language, days_past_due=0, oldest_unpaid_due_date=None),
+            [],
+            render.servicer_block(SETTINGS, language),
+            AS_OF,
+            collector_for_every_loan=False,
+        )
+        text = render.document_text(render.compose(letter))
+        assert heading not in text and invite in text.replace("\u00a0", " ")
+        assert check(text, "early_warning", language, render.checklist(), letter["checks"]) == []
+        with_options = text_of(payload("early_warning", language))
+        assert heading in with_options
+
     def test_a_letter_failing_its_checklist_is_not_written(self, tmp_path):
         letter = payload("early_intervention", "en")
         letter["checks"]["team_phone"] = "(999) 000-0000"
@@ -809,6 +834,19 @@ class TestTrueForThisLoan:
         assert plan["terms"].startswith(one_payment) and "1 monthly" not in plan["terms"]
         assert forbearance["terms"] == one_month
         assert self.entries([repayment(4)], language)[0]["terms"].startswith("4 ")
+
+    @pytest.mark.parametrize(
+        ("language", "equal", "uneven"),
+        [
+            ("en", "4 monthly payments of $600.00", "4 monthly payments of $600.00, the last $450.00"),
+            ("es", "4 pagos mensuales de $600.00", "4 pagos mensuales de $600.00; el último, de $450.00"),
+        ],
+    )  # fmt: skip
+    def test_a_plan_names_its_last_payment_only_when_it_differs(self, language, equal, uneven):
+        even = {**repayment(4), "plan_last_payment": D("600.00")}
+        assert self.entries([even], language)[0]["terms"] == equal
+        last = {**repayment(4), "plan_last_payment": D("450.00")}
+        assert self.entries([last], language)[0]["terms"] == uneven
 
     @pytest.mark.parametrize(
         ("language", "current_words", "late_words"),
@@ -1158,3 +1196,69 @@ def test_a_notice_with_no_option_to_offer_shows_examples():
     assert render.examples_for("early_warning", [], catalogue, "en", 3) == []
     own = [{"code": "x", "name": "X", "description": "d", "terms": "", "notes": []}]
     assert render.examples_for("early_intervention", own, catalogue, "en", 3) == own
+
+
+class TestGoLive:
+    """The first night meets a servicer's earlier letters only through the letter_history
+    feed; without it the cadence cannot be known, so only the required notices go."""
+
+    def test_without_a_history_only_the_required_notices_go(self):
+        rules = dataclasses.replace(RULES, history_known=False)
+        out = decide(
+            candidates(
+                {"loan_id": "A", "tier": "early_warning", "days_past_due": 3},
+                {"loan_id": "C", "days_past_due": 40},
+                {"loan_id": "D", "tier": "imminent_default", "days_past_due": 65,
+                 "occupancy": "investment"},
+            ),
+            NONE,
+            AS_OF,
+            rules,
+        )  # fmt: skip
+        assert one(out, "C")["status"] == "generated"
+        for held in ("A", "D"):
+            assert one(out, held)["status"] == "suppressed"
+            assert one(out, held)["suppression_reason"] == GO_LIVE_HOLD
+
+    def test_the_feed_carries_the_cadence_from_the_first_night(self, tmp_path):
+        """A notice the feed says went 9 days ago is not sent again, and the minimum gap
+        holds the courtesy letter after it; the night says the history is known."""
+        sent = "loan_id,template,sent_date\nL1,early_intervention,2024-05-25\n"
+        n, made = small_night(tmp_path, Settings(), letter_history=sent)
+        assert made["letter_history_known"] is True
+        con = warehouse.connect(n.db, read_only=True)
+        went = con.execute(
+            "SELECT loan_id, template, status, suppression_reason FROM letters ORDER BY loan_id"
+        ).fetchall()
+        con.close()
+        assert went[1] == ("L2", "heloc_counseling", "generated", None)
+        assert went[0][:3] == ("L1", "imminent_default", "suppressed")
+        assert went[0][3] == (
+            "minimum gap: letter sent before lienwatch (early_intervention) sent on 2024-05-25; "
+            "at most one letter in 14 days"
+        )
+
+    def test_without_the_feed_the_night_says_so(self, tmp_path):
+        _, made = small_night(tmp_path, Settings())
+        assert made["letter_history_known"] is False
+        assert made["generated"] == 2  # both loans' notices are required ones
+
+    def test_a_bad_history_row_is_quarantined_with_its_reason(self, tmp_path):
+        sent = (
+            "loan_id,template,sent_date\n"
+            "L1,early_intervention,2024-05-20\n"
+            "L1,postcard,2024-05-21\n"
+            "L9,early_warning,2024-05-22\n"
+        )
+        n, _ = small_night(tmp_path, Settings(), letter_history=sent)
+        con = warehouse.connect(n.db, read_only=True)
+        kept = con.execute("SELECT count(*) FROM letter_history").fetchall()[0][0]
+        reasons = con.execute(
+            "SELECT row_number, column_name, error FROM quarantine WHERE feed = 'letter_history' "
+            "ORDER BY row_number"
+        ).fetchall()
+        con.close()
+        assert kept == 1
+        # rows numbered from the first after the header
+        assert [(row, column) for row, column, _ in reasons] == [(2, "template"), (3, "loan_id")]
+        assert "loan_id is not a known loan" in reasons[1][2]

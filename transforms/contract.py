@@ -210,7 +210,31 @@ LOSS_MIT = Feed(
     ),
 )
 
+# Letters sent before lienwatch (go-live): with them the cadence rules hold from the first
+# night. A servicer that loads the file, even with no rows, says its history is known.
+LETTER_HISTORY = Feed(
+    name="letter_history",
+    required=False,
+    snapshot=True,
+    key=("loan_id", "template", "sent_date"),
+    columns=(
+        Column("loan_id", "text"),
+        Column("template", "text", allowed=LETTER_TEMPLATES),
+        Column("sent_date", "date"),
+        Column("borrower_id", "text", required=False, nullable=True),
+    ),
+)
+
 FEEDS: dict[str, Feed] = {
-    f.name: f for f in (LOANS, BORROWERS, PAYMENTS, PAYMENT_CHANGES, SENIOR_LIENS, LOSS_MIT)
+    f.name: f
+    for f in (
+        LOANS,
+        BORROWERS,
+        PAYMENTS,
+        PAYMENT_CHANGES,
+        SENIOR_LIENS,
+        LOSS_MIT,
+        LETTER_HISTORY,
+    )
 }
 SNAPSHOT_FEEDS = tuple(f.name for f in FEEDS.values() if f.snapshot)

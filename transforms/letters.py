@@ -90,6 +90,15 @@ class Rules:
     imminent_default_every_days: int = 60
     early_warning_every_days: int = 90
     min_gap_days: int = 14
+    # What was sent before is known: a night ran before, or the letter_history feed was
+    # loaded. Without it (the first night, no feed) the courtesy letters are held.
+    history_known: bool = True
+
+
+GO_LIVE_HOLD = (
+    "first night without a letter history: letters sent before lienwatch are unknown "
+    "(load letter_history.csv), so only the required notices go; held for review"
+)
 
 
 def letter_id(as_of: date, borrower_id: str, loan_id: str, template: str) -> str:
@@ -255,6 +264,13 @@ def decide(
         .alias("language"),
         pl.lit(as_of).alias("as_of_date"),
     )
+    if not rules.history_known:
+        frame = frame.with_columns(
+            pl.when(pl.col("suppression_reason").is_null() & ~t.is_in(list(REQUIRED)))
+            .then(pl.lit(GO_LIVE_HOLD))
+            .otherwise(pl.col("suppression_reason"))
+            .alias("suppression_reason")
+        )
     frame = _gap_and_one_a_night(frame, history, as_of, rules)
     return (
         frame.with_columns(

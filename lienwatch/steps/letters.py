@@ -4,9 +4,11 @@ rendering can fan out over its task runner; :func:`run` does all three in one ca
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from lienwatch import letters as render
@@ -66,6 +68,28 @@ def letter_rules(settings: Settings) -> Rules:
     )
 
 
+# Every letter generated before tonight, and those the letter_history feed says were sent
+# before lienwatch (their borrower from the loans where the feed leaves it out).
+LETTER_HISTORY = f"""
+SELECT {", ".join(HISTORY_COLUMNS)} FROM letters WHERE status = 'generated' AND as_of_date < $as_of
+UNION ALL
+SELECT 'sent before lienwatch (' || h.template || ')', h.sent_date, h.loan_id,
+       coalesce(h.borrower_id, l.borrower_id), h.template
+FROM letter_history AS h LEFT JOIN loans AS l USING (loan_id)
+WHERE h.sent_date < $as_of AND coalesce(h.borrower_id, l.borrower_id) IS NOT NULL"""
+
+
+def history_known(con: duckdb.DuckDBPyConnection, night: Night) -> bool:
+    """Whether the letters sent before tonight are known: a night before tonight completed
+    (its letters are in ``letters``), or the letter_history feed was loaded."""
+    found = con.execute(
+        """SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'completed' AND as_of_date < $as_of)
+               OR EXISTS (SELECT 1 FROM ingested_files WHERE feed = 'letter_history')""",
+        {"as_of": night.as_of},
+    ).fetchall()
+    return bool(found[0][0])
+
+
 def prepare(night: Night, settings: Settings) -> dict[str, Any]:
     """Tonight's letter decisions, and the data of each letter to render (plain, picklable)."""
     catalogue = load_catalogue(settings.options.catalogue)
@@ -74,13 +98,10 @@ def prepare(night: Night, settings: Settings) -> dict[str, Any]:
         params = {"as_of": night.as_of}
         candidates = con.sql(LETTER_INPUTS, params=params).pl()
         candidates = candidates.with_columns(mailing_problems(candidates))
-        history = con.sql(
-            f"SELECT {', '.join(HISTORY_COLUMNS)} FROM letters "
-            "WHERE status = 'generated' AND as_of_date < $as_of",
-            params=params,
-        ).pl()
+        history = con.sql(LETTER_HISTORY, params=params).pl()
+        rules = dataclasses.replace(letter_rules(settings), history_known=history_known(con, night))
         decided = apply_holds(
-            decide(candidates, history, night.as_of, letter_rules(settings)),
+            decide(candidates, history, night.as_of, rules),
             decisions.holds_as_of(con, night.as_of),
         )
         if not settings.letters.render:
@@ -136,6 +157,7 @@ def prepare(night: Night, settings: Settings) -> dict[str, Any]:
     addresses = candidates.select("loan_id", *MAILING_FIELDS)
     return {
         "decided": decided,
+        "history_known": rules.history_known,
         "addresses": addresses,
         "payloads": payloads,
         "folder": str(night.night_dir / "letters"),
@@ -227,6 +249,8 @@ def finish(
             zip(reasons["why"].to_list(), reasons["len"].to_list(), strict=True)
         ),
         "manifest": str(night.night_dir / "mail_manifest.csv"),
+        # the first night without the letter_history feed holds the courtesy letters
+        "letter_history_known": bool(prepared.get("history_known", True)),
     }
 
 
