@@ -24,6 +24,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from lienwatch import letters as render
+from lienwatch.business_days import closed_reason
 from lienwatch.errors import LienwatchError, one_line
 from lienwatch.faults import fault_point
 from lienwatch.night import Night, NightSummary, new_run_id, writer_lock
@@ -144,7 +145,9 @@ def nightly(
     config: str | None = None,
     run_id: str | None = None,
 ) -> dict:
-    """One night. ``as_of`` defaults to today in the schedule's time zone."""
+    """One night. ``as_of`` defaults to today in the schedule's time zone; a night so
+    scheduled on a weekend, a holiday of ``schedule.calendar`` or a closed date is skipped,
+    its summary naming why (a night asked for by date always runs)."""
     # Everything the night creates (warehouse, folders, letters) is readable by its owner only.
     os.umask(0o077)
     cfg = (
@@ -152,12 +155,24 @@ def nightly(
         if settings is not None
         else load_settings(Path(config) if config else None)
     )
-    day = as_of or datetime.now(ZoneInfo(cfg.schedule.timezone)).date()
+    day = as_of or today(cfg.schedule.timezone)
     night = Night(
         data=Path(data), db=Path(db), out=Path(out), as_of=day, run_id=run_id or new_run_id(day)
     )
+    schedule = cfg.schedule
+    closed = closed_reason(day, schedule.calendar, schedule.closed_dates)
+    if as_of is None and closed and schedule.business_days_only:  # the servicer is closed
+        summary = NightSummary(night, status="skipped", reason=closed)
+        get_run_logger().info("night %s skipped: %s", day, closed)
+        record.write_summary(night, summary)
+        return summary.as_dict()
     with writer_lock(night.db):
         return _night(night, cfg).as_dict()
+
+
+def today(timezone: str) -> date:
+    """Today in the schedule's time zone: the night a scheduled run is for."""
+    return datetime.now(ZoneInfo(timezone)).date()
 
 
 def _night(night: Night, settings: Settings) -> NightSummary:

@@ -77,13 +77,18 @@ def run(
     db: Annotated[Path | None, typer.Option("--db", help="DuckDB warehouse file.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Where letters and reports go.")] = None,
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Business date YYYY-MM-DD (default: today).")
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Business date YYYY-MM-DD (default: today in schedule.timezone, skipped on a "
+            "weekend, a holiday of schedule.calendar or a closed date).",
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run one night: landing folder to warehouse, status, flags, letters and report."""
     settings = _settings(config)
-    night = _parse_date(as_of, "--as-of") or date.today()
+    night = _parse_date(as_of, "--as-of")
     prefect_local.start_early()  # Prefect's temporary server boots while the night's code loads
     from lienwatch.entry import run_night
     from lienwatch.night import summary_text

@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 
 from lienwatch import expectations, prefect_local
+from lienwatch.business_days import closed_reason
 from lienwatch.errors import FeedError, LienwatchError
 from lienwatch.night import summary_text, writer_lock
 from lienwatch.settings import Settings
@@ -33,9 +34,10 @@ def prefect_local_mode() -> None:
 
 
 def run_night(
-    settings: Settings, *, data: Path, db: Path, out: Path, as_of: date
+    settings: Settings, *, data: Path, db: Path, out: Path, as_of: date | None
 ) -> dict[str, Any]:
-    """Run one night through the Prefect flow (local mode); raise on failure."""
+    """Run one night through the Prefect flow (local mode); raise on failure. Without
+    ``as_of``, tonight's, skipped when the servicer is closed (``flows.nightly``)."""
     prefect_local_mode()
     with writer_lock(db), prefect_local.local_server() as server_ready:
         if server_ready is not None:
@@ -110,14 +112,20 @@ def run_backfill(
     start: date,
     end: date,
     force: bool = False,
-    business_days_only: bool = True,
+    business_days_only: bool | None = None,
 ) -> Iterator[str]:
-    """Run each (business) date from ``start`` to ``end`` in order; yield a line per night."""
+    """Run each business date from ``start`` to ``end`` in order (every date where
+    ``business_days_only``, by default ``schedule.business_days_only``, is false); yield a
+    line per night, a skipped one with its reason."""
     done = set() if force else completed_nights(db)
+    schedule = settings.schedule
+    if business_days_only is None:
+        business_days_only = schedule.business_days_only
     day = start
     while day <= end:
-        if business_days_only and day.weekday() >= 5:
-            yield f"night {day}: skipped (weekend)"
+        closed = closed_reason(day, schedule.calendar, schedule.closed_dates)
+        if business_days_only and closed:
+            yield f"night {day}: skipped ({closed})"
         elif day in done:
             yield f"night {day}: skipped (already complete; --force to rerun)"
         else:

@@ -39,10 +39,11 @@ class NightSummary:
     night: Night
     status: str = "completed"
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reason: str | None = None  # why a night was skipped
 
     def as_dict(self) -> dict[str, Any]:
         n = self.night
-        return {
+        found: dict[str, Any] = {
             "as_of_date": n.as_of.isoformat(),
             "run_id": n.run_id,
             "status": self.status,
@@ -50,6 +51,9 @@ class NightSummary:
             "warehouse": str(n.db),
             "outputs": str(n.night_dir),
         }
+        if self.reason is not None:
+            found["reason"] = self.reason
+        return found
 
     def text(self) -> str:
         return summary_text(self.as_dict())
@@ -57,7 +61,8 @@ class NightSummary:
 
 def summary_text(summary: dict[str, Any]) -> str:
     """The few lines a servicer reads after a night."""
-    lines = [f"night {summary['as_of_date']} ({summary['run_id']}): {summary['status']}"]
+    reason = f" ({summary['reason']})" if summary.get("reason") else ""
+    lines = [f"night {summary['as_of_date']} ({summary['run_id']}): {summary['status']}{reason}"]
     for step, counts in summary["steps"].items():
         shown = ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, dict | list))
         lines.append(f"  {step}: {shown}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import tomllib
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -381,6 +382,32 @@ class Schedule(_Section):
 
     cron: str = Field("0 2 * * *", description="Cron expression for `lienwatch serve`.")
     timezone: str = Field("America/Los_Angeles", description="Time zone of the cron expression.")
+    calendar: str = Field(
+        "federal_reserve",
+        description="Holidays on which scheduled nights and backfill are skipped: "
+        "`federal_reserve` (the Federal Reserve Banks' holidays), any financial calendar of "
+        "the `holidays` library (`XNYS`, ...), or `none` (weekends and closed dates only).",
+    )
+    closed_dates: tuple[date, ...] = Field(
+        (), description="Further days the servicer is closed (skipped like a holiday)."
+    )
+    business_days_only: bool = Field(
+        True,
+        description="Skip weekends, holidays and closed dates on scheduled nights and in "
+        "backfill; false runs every day.",
+    )
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str) -> str:
+        from lienwatch.business_days import FEDERAL_RESERVE, NO_HOLIDAYS, calendars
+
+        if value not in (FEDERAL_RESERVE, NO_HOLIDAYS) and value not in calendars():
+            raise ValueError(
+                f"unknown calendar {value!r}: federal_reserve, none, or a financial calendar "
+                "of the holidays library (XNYS, XNAS, ...)"
+            )
+        return value
 
 
 class Settings(_Section):

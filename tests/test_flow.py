@@ -164,3 +164,18 @@ class TestLettersNight:
         assert pdfs == sorted(
             p.name for p in (local / "out" / AS_OF.isoformat() / "letters").glob("*.pdf")
         )
+
+
+def test_a_scheduled_night_on_a_holiday_is_skipped_and_says_why(monkeypatch, tmp_path: Path):
+    """The schedule's night (no date asked for) on Thanksgiving: nothing runs, the summary
+    names the holiday, and the warehouse is not touched."""
+    import flows.nightly
+
+    monkeypatch.setattr(flows.nightly, "today", lambda timezone: date(2026, 11, 26))
+    summary = flows.nightly.nightly(
+        data=str(tmp_path / "in"), db=str(tmp_path / "wh.duckdb"), out=str(tmp_path / "out")
+    )
+    assert summary["status"] == "skipped"
+    assert summary["reason"] == "Thanksgiving Day: a Federal Reserve holiday"
+    assert (tmp_path / "out" / "2026-11-26" / "summary.json").exists()
+    assert not (tmp_path / "wh.duckdb").exists()

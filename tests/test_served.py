@@ -299,9 +299,12 @@ def _landing(root: Path) -> Path:
 
 
 def _settings_file(path: Path, cron: str = "0 2 * * *") -> Path:
-    """Letters as a dry run on one process: the night's decisions without rendering PDFs."""
+    """Letters as a dry run on one process: the night's decisions without rendering PDFs;
+    every day a business day."""
     path.write_text(
-        f'[letters]\nrender = false\nrender_workers = 1\n\n[schedule]\ncron = "{cron}"\n',
+        f'[letters]\nrender = false\nrender_workers = 1\n\n[schedule]\ncron = "{cron}"\n'
+        # tonight's night runs whatever day the suite runs on
+        "business_days_only = false\n",
         encoding="utf-8",
     )
     return path

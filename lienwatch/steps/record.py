@@ -57,6 +57,8 @@ def write_summary(night: Night, summary: NightSummary) -> Path:
         "status": summary.status,
         "steps": summary.steps,
     }
+    if summary.reason is not None:
+        payload["reason"] = summary.reason
     write_atomic(path, json.dumps(payload, indent=2, default=str).encode("utf-8"))
     return path
 
