@@ -442,20 +442,19 @@ def propose_threshold(risk_of_current: np.ndarray, share: float) -> float:
     return float(np.nextafter(values[allowed], np.inf))
 
 
-PSI_BINS = 10
+# Risk bands of the score distribution (their inner edges). Fixed bands, not tenths of
+# the training scores: trees give many loans the very same score, and a tenth's edge
+# falling on such a mass makes the index swing with no change in the population.
+RISK_BANDS = (0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 
 
 def psi_bins(risk: np.ndarray, weight: np.ndarray | None = None) -> dict[str, list[float]]:
-    """The training sample's score distribution, for :func:`psi`: the inner edges of its
-    tenths and the share of the sample in each bin, each row counted by its ``weight``
-    (a thinned sample's rows stand for the rows left out)."""
+    """The training sample's score distribution, for :func:`psi`: the inner edges of the
+    :data:`RISK_BANDS` and the share of the sample in each band, each row counted by its
+    ``weight`` (a thinned sample's rows stand for the rows left out)."""
     values = np.asarray(risk, dtype=np.float64)
     w = np.ones(values.size) if weight is None else np.asarray(weight, dtype=np.float64)
-    order = np.argsort(values, kind="stable")
-    cumulative = np.cumsum(w[order]) / max(float(w.sum()), 1e-12)
-    at = np.searchsorted(cumulative, np.arange(1, PSI_BINS) / PSI_BINS, side="left")
-    picked = values[order][np.minimum(at, max(values.size - 1, 0))] if values.size else at * 0.0
-    edges = sorted(set(np.round(picked, 9).tolist()))
+    edges = list(RISK_BANDS)
     return {"edges": edges, "shares": _shares(values, edges, w)}
 
 
