@@ -30,15 +30,7 @@ def main() -> None:
     with timed() as t:
         summary = generate(out, loans=args.loans, months=args.months, profile=args.profile)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    rows = (
-        summary.loans
-        + summary.borrowers
-        + summary.payments
-        + summary.reversals
-        + summary.payment_changes
-        + summary.senior_liens
-        + summary.loss_mit
-    )
+    rows = summary.rows
     report(
         "generate",
         {

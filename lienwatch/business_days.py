@@ -9,7 +9,8 @@ that Friday), built from the ``holidays`` library's United States calendar. Any 
 library's financial calendars may be named instead (``XNYS``, the New York Stock
 Exchange, for example), or ``none`` for weekends and closed dates alone.
 
-A night asked for by date (``lienwatch run --as-of``) runs whatever the calendar says.
+``lienwatch run`` runs the night it is asked for (today by default), whatever the
+calendar says.
 """
 
 from __future__ import annotations

@@ -77,18 +77,13 @@ def run(
     db: Annotated[Path | None, typer.Option("--db", help="DuckDB warehouse file.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Where letters and reports go.")] = None,
     as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            help="Business date YYYY-MM-DD (default: today in schedule.timezone, skipped on a "
-            "weekend, a holiday of schedule.calendar or a closed date).",
-        ),
+        str | None, typer.Option("--as-of", help="Business date YYYY-MM-DD (default: today).")
     ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run one night: landing folder to warehouse, status, flags, letters and report."""
     settings = _settings(config)
-    night = _parse_date(as_of, "--as-of")
+    night = _parse_date(as_of, "--as-of") or date.today()
     prefect_local.start_early()  # Prefect's temporary server boots while the night's code loads
     from lienwatch.entry import run_night
     from lienwatch.night import summary_text

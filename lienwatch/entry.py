@@ -34,10 +34,9 @@ def prefect_local_mode() -> None:
 
 
 def run_night(
-    settings: Settings, *, data: Path, db: Path, out: Path, as_of: date | None
+    settings: Settings, *, data: Path, db: Path, out: Path, as_of: date
 ) -> dict[str, Any]:
-    """Run one night through the Prefect flow (local mode); raise on failure. Without
-    ``as_of``, tonight's, skipped when the servicer is closed (``flows.nightly``)."""
+    """Run one night through the Prefect flow (local mode); raise on failure."""
     prefect_local_mode()
     with writer_lock(db), prefect_local.local_server() as server_ready:
         if server_ready is not None:

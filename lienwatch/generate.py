@@ -53,6 +53,19 @@ class GenerateSummary:
     behaviours: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BEHAVIOURS, 0))
     statuses: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def rows(self) -> int:
+        """Rows written in all the feed files."""
+        return (
+            self.loans
+            + self.borrowers
+            + self.payments
+            + self.reversals
+            + self.payment_changes
+            + self.senior_liens
+            + self.loss_mit
+        )
+
     def __str__(self) -> str:
         kinds = ", ".join(f"{k} {v}" for k, v in self.behaviours.items())
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items()))
