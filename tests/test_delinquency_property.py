@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal as D
 
+import duckdb
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from lienwatch.sql import query
@@ -301,3 +302,109 @@ class TestInvariants:
         assert (got["installments_paid"] >= 0).all()
         current = got.filter(pl.col("days_past_due") == 0)
         assert (current["bucket"] == "current").all()
+
+
+# --------------------------------------------------------------------------- net paid kept from night to night
+
+
+def _loaded_ledger(loads: list[list[tuple]]) -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse whose payments table is empty, to take ``loads`` one by one."""
+    con = duckdb.connect()
+    con.execute(
+        """CREATE TABLE payments (txn_id VARCHAR, loan_id VARCHAR, posted_date DATE,
+        amount DECIMAL(14,2), txn_type VARCHAR, reverses_txn_id VARCHAR, load_id BIGINT)"""
+    )
+    return con
+
+
+def _load(con: duckdb.DuckDBPyConnection, rows: list[tuple], load_id: int) -> None:
+    if rows:
+        con.executemany(
+            "INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?)", [(*r, load_id) for r in rows]
+        )
+
+
+def _paid(frame: pl.DataFrame) -> dict[str, D]:
+    """net paid by loan, a loan with nothing paid left out (it has paid nothing either way)."""
+    return {
+        loan: amount for loan, amount in frame.select("loan_id", "net_paid").iter_rows() if amount
+    }
+
+
+@st.composite
+def nights_of_loads(draw) -> tuple[list[list[tuple]], list[date]]:
+    """A book's ledger loaded as a servicer's files come, in posted order a batch at a time,
+    with some rows held back to a later load (late rows, a payment after its reversal),
+    and a night after each load: its last posted day or a little after, sometimes the
+    same night again or an earlier one (a rerun, a backfill)."""
+    txns = list(draw(books()).txns)
+    for reversal in [t for t in txns if t[4] == "reversal"]:
+        if draw(st.booleans()):  # returned twice: the payment is undone once, from the first
+            when = reversal[2] + timedelta(days=draw(st.integers(-30, 30)))
+            txns.append((reversal[0] + "b", *reversal[1:2], when, *reversal[3:]))
+    txns.sort(key=lambda t: (t[2], t[0]))
+    cuts = sorted(draw(st.lists(st.integers(0, len(txns)), min_size=1, max_size=8)))
+    loads, start = [], 0
+    for cut in [*cuts, len(txns)]:
+        loads.append(txns[start:cut])
+        start = cut
+    for _ in range(draw(st.integers(0, 3))):  # a row held back to a later load
+        source = draw(st.integers(0, len(loads) - 1))
+        if loads[source] and source + 1 < len(loads):
+            row = loads[source].pop(draw(st.integers(0, len(loads[source]) - 1)))
+            loads[draw(st.integers(source + 1, len(loads) - 1))].append(row)
+    nights, last = [], START
+    for rows in loads:
+        last = max([last, *(r[2] for r in rows)])
+        nights.append(last + timedelta(days=draw(st.sampled_from([0, 0, 1, 2, 40, -3, -200]))))
+    return loads, nights
+
+
+class TestNetPaidKept:
+    @SETTINGS
+    @given(nights_of_loads())
+    def test_each_night_equals_the_whole_ledger(self, case):
+        """Night after night, loads arriving between them (late rows, reversals before
+        their payment's load, reruns, a night before the kept one): net paid worked out
+        from the kept figures always equals the sum over the whole ledger."""
+        from lienwatch import warehouse
+        from lienwatch.steps.delinquency import keep_net_paid, net_paid_as_of
+
+        loads, nights = case
+        con = _loaded_ledger(loads)
+        for load_id, (rows, night) in enumerate(zip(loads, nights, strict=True), start=1):
+            _load(con, rows, load_id)
+            found, mode = net_paid_as_of(con, night)
+            event(mode.split(" ")[0])
+            assert _paid(found) == _paid(net_paid(con, night)), night
+            with warehouse.transaction(con):
+                keep_net_paid(con, found, night)
+
+    def test_kept_figures_are_used_unless_a_row_arrives_late(self):
+        from lienwatch import warehouse
+        from lienwatch.steps.delinquency import keep_net_paid, net_paid_as_of
+
+        day = date(2026, 11, 19)
+        con = _loaded_ledger([])
+        _load(con, [("P1", "L1", day, D("100.00"), "payment", None)], 1)
+        modes = []
+        for night, rows in (
+            (day, []),
+            # tonight's payment and a reversal of the kept night's: from the kept figures
+            (
+                day + timedelta(days=1),
+                [
+                    ("P2", "L1", day + timedelta(days=1), D("50.00"), "payment", None),
+                    ("R1", "L1", day + timedelta(days=1), D("100.00"), "reversal", "P1"),
+                ],
+            ),
+            # a row posted on the kept night arrives late: the whole ledger again
+            (day + timedelta(days=2), [("P3", "L2", day, D("7.00"), "payment", None)]),
+        ):
+            _load(con, rows, len(modes) + 2)
+            found, mode = net_paid_as_of(con, night)
+            modes.append(mode)
+            with warehouse.transaction(con):
+                keep_net_paid(con, found, night)
+        assert modes == ["whole ledger", "since 2026-11-19", "whole ledger"]
+        assert _paid(found) == {"L1": D("50.00"), "L2": D("7.00")}

@@ -193,6 +193,8 @@ def test_the_nights_compared_are_whole(clean):
         "delinquency_starts": 2,
         "hardship_options": 24,
         "known_loans": 2,
+        "ledger_net_paid": 2,  # kept for the next night
+        "ledger_net_paid_as_of": 1,
         "letters": 2,
         "letter_history": 0,  # the optional go-live feed, not in the folder
         "letter_history_history": 0,

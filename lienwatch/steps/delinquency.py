@@ -40,7 +40,7 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         changes = warehouse.frame(
             con, "SELECT loan_id, effective_due_date, scheduled_payment FROM payment_changes"
         )
-        net_paid = warehouse.frame(con, sql.query("net_paid"), {"as_of": night.as_of})
+        net_paid, net_paid_mode = net_paid_as_of(con, night.as_of)
         status = engine.loan_status(loans, changes, net_paid, night.as_of, tolerance)
 
         wanted = month_ends(
@@ -94,6 +94,7 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         with warehouse.transaction(con):
             warehouse.replace_night(con, "loan_status", status, night.as_of)
             spells_mode = _update_spells(con, status, night.as_of)
+            keep_net_paid(con, net_paid, night.as_of)
     finally:
         con.close()
     buckets = status.group_by("bucket").len().sort("bucket")
@@ -101,10 +102,72 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         "loans_active": status.height,
         "delinquent_30_plus": int((status["days_past_due"] >= 30).sum()),
         "month_ends_added": len(missing),
+        "net_paid": net_paid_mode,
         "bucket_spells": spells_mode,
         "roll_rate_months_added": rolled,
         "by_bucket": dict(zip(buckets["bucket"].to_list(), buckets["len"].to_list(), strict=True)),
     }
+
+
+KEPT = "ledger_net_paid"  # each loan's net paid as of the night it was last worked out for
+KEPT_AS_OF = "ledger_net_paid_as_of"  # that night, and the ledger it was worked out from
+
+
+def net_paid_as_of(con: duckdb.DuckDBPyConnection, as_of: date) -> tuple[pl.DataFrame, str]:
+    """Each loan's net paid as of ``as_of`` (loan_id, net_paid; a loan with none has paid
+    nothing), and how it was worked out: ``"since <night>"`` from the net paid kept for an
+    earlier (or the same) night and the ledger's moves after it (``net_paid_since.sql``),
+    or ``"whole ledger"`` (``net_paid.sql``).
+
+    The kept figures are used only when the ledger they were worked out from is still all
+    there (its rows up to the load id kept, in number) and no row loaded since was posted
+    on or before their night (a late-arriving row); otherwise, or for a night before the
+    kept one, the whole ledger is summed. The two ways give the same figures.
+    """
+    kept = (
+        con.execute(
+            f"SELECT as_of_date, through_load_id, payment_rows FROM {KEPT_AS_OF}"
+        ).fetchall()
+        if warehouse.table_exists(con, KEPT_AS_OF)
+        else []
+    )
+    if len(kept) == 1:
+        night, through, rows = kept[0]
+        still, late = con.execute(
+            """SELECT count(*) FILTER (WHERE load_id <= $through),
+                      count(*) FILTER (WHERE load_id > $through AND posted_date <= $night)
+            FROM payments""",
+            {"through": through, "night": night},
+        ).fetchall()[0]
+        if night <= as_of and still == rows and late == 0:
+            since = warehouse.frame(
+                con,
+                f"""SELECT loan_id, CAST(coalesce(k.net_paid, 0) + coalesce(d.change, 0)
+                                         AS DECIMAL(18, 2)) AS net_paid
+                FROM {KEPT} AS k FULL JOIN ({sql.query("net_paid_since")}) AS d USING (loan_id)""",
+                {"kept": night, "as_of": as_of},
+            )
+            return since, f"since {night.isoformat()}"
+    return warehouse.frame(con, sql.query("net_paid"), {"as_of": as_of}), "whole ledger"
+
+
+def keep_net_paid(con: duckdb.DuckDBPyConnection, net_paid: pl.DataFrame, as_of: date) -> None:
+    """Keep ``net_paid`` (as of ``as_of``, from the ledger as it is now) for the next night
+    (:func:`net_paid_as_of`); inside the night's transaction."""
+    ledger = con.execute("SELECT max(load_id), count(*) FROM payments").fetchall()[0]
+    warehouse.replace_all(con, KEPT, net_paid.select("loan_id", "net_paid"))
+    warehouse.replace_all(
+        con,
+        KEPT_AS_OF,
+        pl.DataFrame(
+            {
+                "as_of_date": [as_of],
+                "through_load_id": [ledger[0] or 0],
+                "payment_rows": [ledger[1]],
+            },
+            schema={"as_of_date": pl.Date, "through_load_id": pl.Int64, "payment_rows": pl.Int64},
+        ),
+    )
 
 
 def _add_roll_rates(
