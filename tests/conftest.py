@@ -15,3 +15,12 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _close_stores():
+    """Each test's workbench stores are closed after it (they live in its tmp_path)."""
+    yield
+    from lienwatch.workbench.store import close_stores
+
+    close_stores()

@@ -213,12 +213,9 @@ def _quarantine(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
     }
 
 
-def _history(
-    con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str]
-) -> tuple[list[str], dict[str, list[list]]]:
-    """Each of ``loans``' last months: due and paid in the month (whole dollars) and days
-    past due, at each of the last month ends and tonight (labels, arrays per loan)."""
-    months = [
+def history_month_ends(con: duckdb.DuckDBPyConnection, as_of: date) -> list[date]:
+    """The month ends an account's payment history shows (and the one before the first)."""
+    return [
         r[0]
         for r in con.execute(
             """SELECT DISTINCT as_of_date FROM loan_status_month_end WHERE as_of_date < $d
@@ -226,6 +223,14 @@ def _history(
             {"d": as_of, "n": HISTORY_MONTHS + 1},
         ).fetchall()
     ]
+
+
+def _history(
+    con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str]
+) -> tuple[list[str], dict[str, list[list]]]:
+    """Each of ``loans``' last months: due and paid in the month (whole dollars) and days
+    past due, at each of the last month ends and tonight (labels, arrays per loan)."""
+    months = history_month_ends(con, as_of)
     found = warehouse.frame(
         con,
         """WITH wanted AS (SELECT unnest($loans::VARCHAR[]) AS loan_id)
