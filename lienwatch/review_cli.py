@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from lienwatch.cli_support import ConfigOption as Config
 from lienwatch.cli_support import fail as _fail
 from lienwatch.cli_support import settings_or_exit as _settings
 from lienwatch.errors import LienwatchError
@@ -55,10 +56,6 @@ At = Annotated[
 Letter = Annotated[
     str | None,
     typer.Option("--letter", help="One letter (its letter_id) instead of all the loan's letters."),
-]
-Config = Annotated[
-    Path | None,
-    typer.Option("--config", help="Settings file (default: ./lienwatch.toml when present)."),
 ]
 
 

@@ -225,7 +225,7 @@ def history_month_ends(con: duckdb.DuckDBPyConnection, as_of: date) -> list[date
     ]
 
 
-def _history(
+def payment_history(
     con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str]
 ) -> tuple[list[str], dict[str, list[list]]]:
     """Each of ``loans``' last months: due and paid in the month (whole dollars) and days
@@ -315,7 +315,7 @@ def _detail(
     holds = cases.active_holds(made, as_of)
     made = made.sort("made_at", "decision_id", descending=True)
     promised = {r["decision_id"]: r for r in promises.iter_rows(named=True)}
-    labels, history = _history(con, as_of, loans)
+    labels, history = payment_history(con, as_of, loans)
 
     detail: dict[str, dict[str, Any]] = {}
     for row in queue.iter_rows(named=True):

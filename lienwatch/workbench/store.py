@@ -216,13 +216,6 @@ def decision_rows(store: Store, loan_id: str | None = None) -> list[dict[str, An
         return [dict(r._mapping) for r in con.execute(query)]
 
 
-def decisions_since(store: Store, recorded_from: datetime) -> list[dict[str, Any]]:
-    """Decisions recorded at or after ``recorded_from`` (UTC)."""
-    query = sa.select(store.decisions).where(store.decisions.c.recorded_at >= recorded_from)
-    with store.read() as con:
-        return [dict(r._mapping) for r in con.execute(query)]
-
-
 def case(store: Store, loan_id: str) -> dict[str, Any]:
     """The case's version and assignment (version 0 for a loan nobody has touched)."""
     with store.read() as con:
@@ -254,6 +247,26 @@ def assigned(store: Store, username: str) -> list[dict[str, Any]]:
     )
     with store.read() as con:
         return [dict(r._mapping) for r in con.execute(query)]
+
+
+def assignments(store: Store, loan_ids: list[str]) -> dict[str, str]:
+    """Who each of ``loan_ids`` is assigned to (those assigned)."""
+    if not loan_ids:
+        return {}
+    query = sa.select(store.cases.c.loan_id, store.cases.c.assigned_to).where(
+        store.cases.c.loan_id.in_(loan_ids), store.cases.c.assigned_to.is_not(None)
+    )
+    with store.read() as con:
+        return {r[0]: r[1] for r in con.execute(query)}
+
+
+def contacted_since(store: Store, since: datetime) -> set[str]:
+    """Loans with a contact attempt made at or after ``since`` (the schedule's clock)."""
+    query = sa.select(store.decisions.c.loan_id).where(
+        store.decisions.c.kind == "contact", store.decisions.c.made_at >= since
+    )
+    with store.read() as con:
+        return {r[0] for r in con.execute(query)}
 
 
 def workload(store: Store, today_from: datetime) -> list[dict[str, Any]]:
