@@ -166,22 +166,25 @@ class Workbench:
 
     def _sign_in_visit(self, visit: Visit) -> None:
         """Who the visit is: a valid session of an active user, or the user a trusted proxy
-        names (single sign-on, when configured)."""
+        names (single sign-on, when configured; the proxy's word wins over a session)."""
+        header = self.config.proxy_user_header
+        peer = visit.request.client.host if visit.request.client else ""
+        named = None
+        if header and peer in self.config.trusted_proxies:
+            named = visit.request.headers.get(header, "").strip() or None
         session = self.sessions.read(visit.request.cookies.get(auth.SESSION_COOKIE))
-        if session is not None:
+        if session is not None and named in (None, session.username):
             found = stored.user(self.store, session.username)
             if found and found["active"] and found["session_epoch"] == session.epoch:
                 visit.user, visit.session = found, session
                 return
-        header = self.config.proxy_user_header
-        peer = visit.request.client.host if visit.request.client else ""
-        if header and peer in self.config.trusted_proxies:
-            name = visit.request.headers.get(header, "").strip()
-            found = stored.user(self.store, name) if name else None
-            if found and found["active"]:
-                visit.new_cookie, visit.session = self.sessions.issue(name, found["session_epoch"])
-                visit.user = found
-                self._audit(visit, "sign-in", detail=f"by the proxy's {header} header")
+        found = stored.user(self.store, named) if named else None
+        if found and found["active"]:
+            visit.new_cookie, visit.session = self.sessions.issue(
+                found["username"], found["session_epoch"]
+            )
+            visit.user = found
+            self._audit(visit, "sign-in", detail=f"by the proxy's {header} header")
 
     def _guard(self, handler: Handler, permission: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -432,7 +435,14 @@ class Workbench:
         try:
             fields = self._decision_fields(kind, form)
             made_at = self._now()
-            night_decisions.check_decision(kind, made_by=visit.username, made_at=made_at, **fields)
+            night_decisions.check_decision(
+                kind,
+                made_by=visit.username,
+                made_at=made_at,
+                promise_date=fields.get("promise_date"),
+                promise_amount=fields.get("promise_amount"),
+                note=fields["note"],
+            )
             cur = night.cursor()
             try:
                 night_decisions.check_loan(cur, loan_id, fields.get("letter_id"), "the night")
