@@ -154,6 +154,18 @@ class Page:
         self.call("Page.navigate", {"url": url})
         self.browser.wait_for("Page.loadEventFired", timeout=60)
 
+    def click(self, selector: str) -> None:
+        """Click a link as a user would, and wait for the page it leads to."""
+        self.browser.events.clear()
+        self.js(f"document.querySelector({json.dumps(selector)}).click()")
+        self.browser.wait_for("Page.loadEventFired", timeout=60)
+
+    def fill(self, selector: str, value: str) -> None:
+        self.js(f"document.querySelector({json.dumps(selector)}).value = {json.dumps(value)}")
+
+    def text(self, selector: str = "body") -> str:
+        return self.js(f"document.querySelector({json.dumps(selector)}).innerText")
+
     def submit(self, form_selector: str) -> None:
         """Submit a form as its button would, and wait for the page it leads to."""
         self.browser.events.clear()

@@ -24,3 +24,18 @@ def _close_stores():
     from lienwatch.workbench.store import close_stores
 
     close_stores()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium for a module's browser tests (tests/browser.py)."""
+    from tests.browser import started_browser
+
+    yield from started_browser(tmp_path_factory)
+
+
+@pytest.fixture
+def page(browser):
+    from tests.browser import opened_page
+
+    yield from opened_page(browser)

@@ -12,22 +12,12 @@ from datetime import timedelta
 import pytest
 
 from lienwatch.settings import Settings
-from tests.browser import Page, opened_page, started_browser
+from tests.browser import Page
 from tests.helpers import HOSTILE, NIGHT, PREVIOUS, build_warehouse, run_review
 
 pytestmark = pytest.mark.slow
 
 LOAD_BUDGET_SECONDS = 3.0
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    yield from started_browser(tmp_path_factory)
-
-
-@pytest.fixture
-def page(browser):
-    yield from opened_page(browser)
 
 
 def shown(page: Page) -> tuple[str, int]:

@@ -100,7 +100,9 @@ Handler = Callable[[Visit], Response]
 
 
 class Workbench:
-    def __init__(self, settings: Settings, db: Path) -> None:
+    def __init__(
+        self, settings: Settings, db: Path, now: Callable[[], datetime] | None = None
+    ) -> None:
         self.settings = settings
         self.config = settings.workbench
         self.store = open_store(store_url(settings, db))
@@ -110,6 +112,7 @@ class Workbench:
         )
         self.throttle = auth.Throttle()
         self.clock = ZoneInfo(settings.schedule.timezone)
+        self.now = now
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES / "workbench"),
             autoescape=True,
@@ -248,6 +251,8 @@ class Workbench:
 
     def _now(self) -> datetime:
         """Now on the schedule's clock: the business day a decision acts from."""
+        if self.now is not None:
+            return self.now()
         return datetime.now(self.clock).replace(tzinfo=None, microsecond=0)
 
     def _night_or_message(self, visit: Visit) -> views.Night | Response:
@@ -579,9 +584,12 @@ def _version(form: dict[str, str]) -> int:
         return -1
 
 
-def create_app(settings: Settings, db: Path) -> Starlette:
-    """The workbench over the store and snapshots of the warehouse ``db``."""
-    workbench = Workbench(settings, db)
+def create_app(
+    settings: Settings, db: Path, now: Callable[[], datetime] | None = None
+) -> Starlette:
+    """The workbench over the store and snapshots of the warehouse ``db``; ``now`` stands
+    for the schedule's clock (tests replay a day of business on chosen dates)."""
+    workbench = Workbench(settings, db, now)
     app = Starlette(routes=workbench.routes())
     app.state.workbench = workbench
     app.add_middleware(SecurityHeaders)
