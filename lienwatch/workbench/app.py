@@ -514,8 +514,12 @@ class Workbench:
             return night
         since = datetime.combine(night.as_of, datetime.min.time())
         done = stored.contacted_since(self.store, since)
-        rows = [r for r in views.call_list(night) if r["loan_id"] not in done]
-        return self._render(visit, "calls.html.j2", rows=rows, done=len(done))
+        page = _page(visit)
+        rows, left = views.call_list(night, done, page)
+        pages = max((left + views.CALLS_SHOWN - 1) // views.CALLS_SHOWN, 1)
+        return self._render(
+            visit, "calls.html.j2", rows=rows, left=left, done=len(done), page=page, pages=pages
+        )
 
     def mine(self, visit: Visit) -> Response:
         night = self._night_or_message(visit)
@@ -536,10 +540,7 @@ class Workbench:
         return self._render(visit, "portfolio.html.j2", f=night.figures)
 
     def audit(self, visit: Visit) -> Response:
-        try:
-            page = max(int(visit.request.query_params.get("page", "1")), 1)
-        except ValueError:
-            page = 1
+        page = _page(visit)
         rows = stored.audit_rows(
             self.store,
             limit=AUDIT_ROWS,
@@ -574,6 +575,14 @@ class Workbench:
 
     def users(self, visit: Visit) -> Response:
         return self._render(visit, "users.html.j2", people=stored.all_users(self.store))
+
+
+def _page(visit: Visit) -> int:
+    """The page asked for (1 when none or nonsense)."""
+    try:
+        return max(int(visit.request.query_params.get("page", "1")), 1)
+    except ValueError:
+        return 1
 
 
 def _version(form: dict[str, str]) -> int:

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import duckdb
 
-from lienwatch.review.page import LETTERS_SHOWN, payment_history
+from lienwatch.review.page import LETTERS_SHOWN, history_month_ends, payment_history
 from lienwatch.workbench.snapshot import POINTER, current
 from transforms.contract import CARE_FLAGS, SIGNALS, TIERS
 from transforms.flags import QUEUES
@@ -46,6 +46,7 @@ class Night:
     night_dir: str
     figures: dict[str, Any]
     choices: dict[str, list[str]] = field(default_factory=dict)
+    months: list[date] = field(default_factory=list)  # the payment history's month ends
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self.con.cursor()
@@ -90,6 +91,7 @@ def _open(path: Path) -> Night:
         "SELECT as_of_date, night_dir, figures FROM meta"
     ).fetchall()[0]
     night = Night(path, con, as_of, night_dir, json.loads(figures))
+    night.months = history_month_ends(con, as_of)
     night.choices = {
         "queue": list(QUEUES),
         "tier": list(TIERS),
@@ -223,14 +225,25 @@ def queue_rows(night: Night, loan_ids: list[str]) -> dict[str, dict[str, Any]]:
         cur.close()
 
 
-def call_list(night: Night) -> list[dict[str, Any]]:
+CALLS_SHOWN = 100  # calls on one page of the call list
+
+
+def call_list(night: Night, done: set[str], page: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of the night's call list, less the loans in ``done`` (a contact attempt
+    recorded since), and how many calls are left."""
+    where = "loan_id NOT IN (SELECT unnest($done::VARCHAR[]))"
+    params = {"done": sorted(done)}
     cur = night.cursor()
     try:
+        left = cur.execute(f"SELECT count(*) FROM call_list WHERE {where}", params).fetchall()
         cur.execute(
-            """SELECT call_status, live_contact_due_date, queue_rank, loan_id, borrower_name, phone,
-               language, tier, days_past_due, amount_past_due, last_contact_date FROM call_list"""
+            f"""SELECT call_status, live_contact_due_date, queue_rank, loan_id, borrower_name,
+               phone, language, tier, days_past_due, amount_past_due, last_contact_date
+            FROM call_list WHERE {where}
+            LIMIT {CALLS_SHOWN} OFFSET {(max(page, 1) - 1) * CALLS_SHOWN}""",
+            params,
         )
-        return _dicts(cur)
+        return _dicts(cur), left[0][0]
     finally:
         cur.close()
 
@@ -275,7 +288,7 @@ def account(night: Night, loan_id: str) -> dict[str, Any] | None:
         for name, query in reads.items():
             cur.execute(query, params)
             detail[name] = _dicts(cur)
-        labels, history = payment_history(cur, night.as_of, [loan_id])
+        labels, history = payment_history(cur, night.as_of, [loan_id], night.months)
         due, paid, dpd = history.get(loan_id, [[], [], []])
         detail["history"] = [
             {"month": m, "due": d, "paid": p, "days_past_due": x}
