@@ -226,16 +226,11 @@ def history_month_ends(con: duckdb.DuckDBPyConnection, as_of: date) -> list[date
 
 
 def payment_history(
-    con: duckdb.DuckDBPyConnection,
-    as_of: date,
-    loans: list[str],
-    months: list[date] | None = None,
+    con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str]
 ) -> tuple[list[str], dict[str, list[list]]]:
     """Each of ``loans``' last months: due and paid in the month (whole dollars) and days
-    past due, at each of the last month ends and tonight (labels, arrays per loan).
-    ``months``: :func:`history_month_ends`, when the caller knows them already."""
-    if months is None:
-        months = history_month_ends(con, as_of)
+    past due, at each of the last month ends and tonight (labels, arrays per loan)."""
+    months = history_month_ends(con, as_of)
     found = warehouse.frame(
         con,
         """WITH wanted AS (SELECT unnest($loans::VARCHAR[]) AS loan_id)

@@ -370,12 +370,14 @@ class Workbench:
             detail = {"loan": None, "letters": [], "all_letters": [], "events": []}
             detail |= {"options": [], "promises": [], "decisions": [], "history": []}
         made = self._decisions(loan_id, detail)
-        templates = {r["letter_id"]: r["template"] for r in detail["all_letters"]}
-        frame = pl.DataFrame(
-            [r | {"template": templates.get(r["letter_id"])} for r in made],
-            schema=cases.DECISION_SCHEMA | {"template": pl.String()},
-        )
-        holds = cases.active_holds(frame, self._now().date()).to_dicts()
+        holds: list[dict[str, Any]] = []
+        if any(r["kind"] == "hold" for r in made):
+            templates = {r["letter_id"]: r["template"] for r in detail["all_letters"]}
+            frame = pl.DataFrame(
+                [r | {"template": templates.get(r["letter_id"])} for r in made],
+                schema=cases.DECISION_SCHEMA | {"template": pl.String()},
+            )
+            holds = cases.active_holds(frame, self._now().date()).to_dicts()
         promised = {p["decision_id"]: p for p in detail["promises"]}
         history = sorted(
             [

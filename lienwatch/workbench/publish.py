@@ -20,7 +20,7 @@ import polars as pl
 
 from lienwatch.files import write_atomic
 from lienwatch.night import Night
-from lienwatch.review.page import history_month_ends
+from lienwatch.review.page import payment_history
 from lienwatch.settings import Settings
 from lienwatch.workbench.snapshot import POINTER, snapshot_dir
 
@@ -43,7 +43,8 @@ def build(
     """Write the night's snapshot (not yet published: :func:`switch` does that).
 
     Each account's rows are stored in loan order, so that reading one account touches only
-    the few row groups that hold it.
+    the few row groups that hold it; its payment history is drawn here, once, as the
+    review page draws it.
     """
     folder = snapshot_dir(settings, night.db)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -51,17 +52,38 @@ def build(
     for leftover in (path, path.with_name(path.name + ".wal")):
         leftover.unlink(missing_ok=True)
     as_of = night.as_of
-    months = history_month_ends(con, as_of)
+    labels, history = payment_history(con, as_of, queue["loan_id"].to_list())
+    paid = pl.DataFrame(
+        {
+            "loan_id": list(history),
+            "due": [h[0] for h in history.values()],
+            "paid": [h[1] for h in history.values()],
+            "days_past_due": [h[2] for h in history.values()],
+        },
+        schema={
+            "loan_id": pl.String(),
+            "due": pl.List(pl.Int64()),
+            "paid": pl.List(pl.Int64()),
+            "days_past_due": pl.List(pl.Int32()),
+        },
+    )
     con.execute(f"ATTACH '{_quoted(path)}' AS snap")
     try:
         con.register("_queue", queue)
         con.register("_call", call)
         con.register("_promises", promises)
+        con.register("_history", paid)
         meta = json.dumps(figures, default=str)
         con.execute(
             """CREATE TABLE snap.meta AS SELECT $as_of::DATE AS as_of_date, $run AS run_id,
-            $out AS night_dir, $figures AS figures""",
-            {"as_of": as_of, "run": night.run_id, "out": str(night.night_dir), "figures": meta},
+            $out AS night_dir, $figures AS figures, $labels AS history_months""",
+            {
+                "as_of": as_of,
+                "run": night.run_id,
+                "out": str(night.night_dir),
+                "figures": meta,
+                "labels": labels,
+            },
         )
         statements = {
             "queue": "SELECT * FROM _queue ORDER BY queue_rank",
@@ -76,21 +98,13 @@ def build(
             "review_case_events": """SELECT * FROM review_case_events WHERE as_of_date <= $d
                 AND loan_id IN (SELECT loan_id FROM _queue) ORDER BY loan_id""",
             "review_decisions": "SELECT * FROM review_decisions ORDER BY loan_id",
-            "loan_status": """SELECT as_of_date, loan_id, total_due, net_paid, days_past_due
-                FROM loan_status WHERE as_of_date = $d AND loan_id IN (SELECT loan_id FROM _queue)
-                ORDER BY loan_id""",
-            "loan_status_month_end": """SELECT as_of_date, loan_id, total_due, net_paid,
-                days_past_due FROM loan_status_month_end
-                WHERE as_of_date IN (SELECT unnest($months::DATE[]))
-                  AND loan_id IN (SELECT loan_id FROM _queue) ORDER BY loan_id, as_of_date""",
+            "payment_history": "SELECT * FROM _history ORDER BY loan_id",
         }
         for table, query in statements.items():
             params: dict[str, Any] = {"d": as_of} if "$d" in query else {}
-            if "$months" in query:
-                params = {"months": months}
             con.execute(f"CREATE TABLE snap.{table} AS {query}", params)
     finally:
-        for name in ("_queue", "_call", "_promises"):
+        for name in ("_queue", "_call", "_promises", "_history"):
             con.unregister(name)
         con.execute("DETACH snap")
     os.chmod(path, 0o600)

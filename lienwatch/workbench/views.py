@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import duckdb
 
-from lienwatch.review.page import LETTERS_SHOWN, history_month_ends, payment_history
+from lienwatch.review.page import LETTERS_SHOWN
 from lienwatch.workbench.snapshot import POINTER, current
 from transforms.contract import CARE_FLAGS, SIGNALS, TIERS
 from transforms.flags import QUEUES
@@ -46,7 +46,7 @@ class Night:
     night_dir: str
     figures: dict[str, Any]
     choices: dict[str, list[str]] = field(default_factory=dict)
-    months: list[date] = field(default_factory=list)  # the payment history's month ends
+    history_months: list[str] = field(default_factory=list)  # the payment history's labels
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self.con.cursor()
@@ -87,11 +87,12 @@ class Published:
 
 def _open(path: Path) -> Night:
     con = duckdb.connect(str(path), read_only=True)
-    as_of, night_dir, figures = con.execute(
-        "SELECT as_of_date, night_dir, figures FROM meta"
+    # Sessions bring the concurrency; each page's queries are small: one thread apiece.
+    con.execute("SET threads = 1")
+    as_of, night_dir, figures, months = con.execute(
+        "SELECT as_of_date, night_dir, figures, history_months FROM meta"
     ).fetchall()[0]
-    night = Night(path, con, as_of, night_dir, json.loads(figures))
-    night.months = history_month_ends(con, as_of)
+    night = Night(path, con, as_of, night_dir, json.loads(figures), history_months=months)
     night.choices = {
         "queue": list(QUEUES),
         "tier": list(TIERS),
@@ -273,26 +274,29 @@ def account(night: Night, loan_id: str) -> dict[str, Any] | None:
             "options": """SELECT option_code, eligible, rank, rationale, terms, plan_months,
                 plan_payment, plan_last_payment, amount FROM hardship_options WHERE loan_id = $l
                 ORDER BY eligible DESC, rank, option_code""",
-            "letters": f"""SELECT letter_id, as_of_date, template, status, suppression_reason
-                FROM letters WHERE loan_id = $l ORDER BY as_of_date DESC, letter_id
-                LIMIT {LETTERS_SHOWN}""",
-            "all_letters": """SELECT letter_id, template FROM letters WHERE loan_id = $l
-                ORDER BY as_of_date DESC, letter_id""",
+            "all_letters": """SELECT letter_id, as_of_date, template, status, suppression_reason
+                FROM letters WHERE loan_id = $l ORDER BY as_of_date DESC, letter_id""",
             "events": """SELECT case_id, as_of_date, event, note FROM review_case_events
                 WHERE loan_id = $l ORDER BY as_of_date DESC""",
             "promises": """SELECT decision_id, status, paid_toward FROM review_promises
                 WHERE loan_id = $l""",
             "decisions": """SELECT * FROM review_decisions WHERE loan_id = $l""",
+            "paid": """SELECT due, paid, days_past_due FROM payment_history WHERE loan_id = $l""",
         }
         detail: dict[str, Any] = {"loan": found[0]}
         for name, query in reads.items():
             cur.execute(query, params)
             detail[name] = _dicts(cur)
-        labels, history = payment_history(cur, night.as_of, [loan_id], night.months)
-        due, paid, dpd = history.get(loan_id, [[], [], []])
+        detail["letters"] = detail["all_letters"][:LETTERS_SHOWN]
+        found_history = detail.pop("paid")
+        due, paid, dpd = (
+            (found_history[0][k] for k in ("due", "paid", "days_past_due"))
+            if found_history
+            else ([], [], [])
+        )
         detail["history"] = [
             {"month": m, "due": d, "paid": p, "days_past_due": x}
-            for m, d, p, x in zip(labels, due, paid, dpd, strict=False)
+            for m, d, p, x in zip(night.history_months, due, paid, dpd, strict=False)
         ]
         return detail
     finally:
