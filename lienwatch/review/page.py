@@ -230,6 +230,15 @@ def payment_history(
 ) -> tuple[list[str], dict[str, list[list]]]:
     """Each of ``loans``' last months: due and paid in the month (whole dollars) and days
     past due, at each of the last month ends and tonight (labels, arrays per loan)."""
+    labels, full = payment_histories(con, as_of, loans)
+    return labels, {r[0]: [r[1], r[2], r[3]] for r in full.iter_rows()}
+
+
+def payment_histories(
+    con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str]
+) -> tuple[list[str], pl.DataFrame]:
+    """:func:`payment_history` as a frame, one row per loan: loan_id, due, paid,
+    days_past_due (lists, one value per label)."""
     months = history_month_ends(con, as_of)
     found = warehouse.frame(
         con,
@@ -271,7 +280,7 @@ def payment_history(
         )
     )
     labels = [d.isoformat()[:7] for d in points[:-1]] + [as_of.isoformat()]
-    return labels, {r[0]: [r[1], r[2], r[3]] for r in full.iter_rows()}
+    return labels, full
 
 
 def _relative(path: str | None, folder: Path) -> str | None:

@@ -20,7 +20,7 @@ import polars as pl
 
 from lienwatch.files import write_atomic
 from lienwatch.night import Night
-from lienwatch.review.page import payment_history
+from lienwatch.review.page import payment_histories
 from lienwatch.settings import Settings
 from lienwatch.workbench.snapshot import POINTER, snapshot_dir
 
@@ -52,21 +52,7 @@ def build(
     for leftover in (path, path.with_name(path.name + ".wal")):
         leftover.unlink(missing_ok=True)
     as_of = night.as_of
-    labels, history = payment_history(con, as_of, queue["loan_id"].to_list())
-    paid = pl.DataFrame(
-        {
-            "loan_id": list(history),
-            "due": [h[0] for h in history.values()],
-            "paid": [h[1] for h in history.values()],
-            "days_past_due": [h[2] for h in history.values()],
-        },
-        schema={
-            "loan_id": pl.String(),
-            "due": pl.List(pl.Int64()),
-            "paid": pl.List(pl.Int64()),
-            "days_past_due": pl.List(pl.Int32()),
-        },
-    )
+    labels, paid = payment_histories(con, as_of, queue["loan_id"].to_list())
     con.execute(f"ATTACH '{_quoted(path)}' AS snap")
     try:
         con.register("_queue", queue)
