@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lienwatch import warehouse
+from lienwatch.errors import LienwatchError
 from lienwatch.review import decisions
 from lienwatch.settings import Settings, Workbench
 from lienwatch.users_cli import users_app
@@ -238,6 +239,29 @@ class TestSignIn:
             assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
             assert sign_in(client, "ann").status_code == 403
 
+    def test_signing_out_ends_the_session_even_for_a_copied_cookie(self, web):
+        client = web.signed_in("ann")
+        copied = client.cookies["lienwatch_session"]
+        token = csrf_of(client.get("/queue").text)
+        assert client.post("/logout", data={"csrf": token}).status_code == 303
+        other = web.anonymous()
+        other.cookies.set("lienwatch_session", copied)
+        assert other.get("/queue").status_code == 303
+
+    def test_after_signing_in_only_a_page_of_this_site(self, web):
+        client = web.anonymous()
+        for target, landed in [
+            ("/calls", "/calls"),
+            ("//evil.example", "/"),
+            ("/\\evil.example", "/"),
+        ]:
+            token = csrf_of(client.get("/login").text)
+            found = client.post(
+                "/login",
+                data={"csrf": token, "username": "ann", "password": PASSWORD, "next": target},
+            )
+            assert found.headers["location"] == landed, target
+
     def test_wrong_passwords_lock_the_account(self, web):
         client = web.anonymous()
         for _ in range(5):
@@ -374,6 +398,8 @@ class TestCases:
         with pytest.raises(StaleCase):
             stored.assign(store, LOAN, "ann", "sam", 0)
         assert stored.assign(store, LOAN, "ann", "sam", 1) == 2
+        with pytest.raises(LienwatchError, match="not an active analyst or supervisor"):
+            stored.assign(store, LOAN, "aud", "sam", 2)
 
     def test_a_refused_decision_says_why_and_writes_nothing(self, web):
         ann = web.signed_in("ann")

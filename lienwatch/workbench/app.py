@@ -270,12 +270,7 @@ class Workbench:
         token, cookie = self.sessions.login_token()
         nxt = visit.request.query_params.get("next") or visit.form.get("next") or "/"
         response = self._render(
-            visit,
-            "login.html.j2",
-            status,
-            token=token,
-            error=error,
-            next=nxt if nxt.startswith("/") and not nxt.startswith("//") else "/",
+            visit, "login.html.j2", status, token=token, error=error, next=_local(nxt)
         )
         response.set_cookie(
             auth.LOGIN_COOKIE, cookie, **auth.cookie_options(self.config.secure_cookies, 3600)
@@ -319,15 +314,14 @@ class Workbench:
         cookie, visit.session = self.sessions.issue(name, found["session_epoch"])
         visit.user = found
         self._audit(visit, "sign-in")
-        nxt = form.get("next", "/")
-        response = RedirectResponse(
-            nxt if nxt.startswith("/") and not nxt.startswith("//") else "/", 303
-        )
+        response = RedirectResponse(_local(form.get("next", "/")), 303)
         self._set_session(response, cookie)
         response.delete_cookie(auth.LOGIN_COOKIE, path="/")
         return response
 
     def logout(self, visit: Visit) -> Response:
+        """Sign out: the user's every session ends (a copied cookie is worth nothing)."""
+        stored.change_user(self.store, visit.username)
         self._audit(visit, "sign-out")
         response = RedirectResponse("/login", 303)
         response.delete_cookie(auth.SESSION_COOKIE, path="/")
@@ -577,6 +571,13 @@ class Workbench:
 
     def users(self, visit: Visit) -> Response:
         return self._render(visit, "users.html.j2", people=stored.all_users(self.store))
+
+
+def _local(path: str) -> str:
+    """A path on this site to go to after signing in (anything else goes home)."""
+    if path.startswith("/") and not path.startswith("//") and "\\" not in path:
+        return path
+    return "/"
 
 
 def _page(visit: Visit) -> int:

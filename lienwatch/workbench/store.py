@@ -230,10 +230,12 @@ def assign(store: Store, loan_id: str, to: str | None, by: str, version: int | N
     with store.write() as con:
         if to is not None:
             found = con.execute(
-                sa.select(store.users.c.active).where(store.users.c.username == to)
+                sa.select(store.users.c.role).where(
+                    store.users.c.username == to, store.users.c.active
+                )
             ).scalar_one_or_none()
-            if not found:
-                raise LienwatchError(f"{to}: no such active user")
+            if found not in ("analyst", "supervisor"):
+                raise LienwatchError(f"{to}: not an active analyst or supervisor")
         return _bump(
             store, con, loan_id, version, assigned_to=to, assigned_by=by, assigned_at=utc_now()
         )
