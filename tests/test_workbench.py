@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -400,6 +401,36 @@ class TestCases:
         assert stored.assign(store, LOAN, "ann", "sam", 1) == 2
         with pytest.raises(LienwatchError, match="not an active analyst or supervisor"):
             stored.assign(store, LOAN, "aud", "sam", 2)
+
+    def test_of_many_writers_from_one_version_exactly_one_wins(self, db):
+        """Eight threads record on one case from the same version at once: one decision
+        is written, seven are refused as stale, none waits forever."""
+        store = store_of(db)
+        outcomes: list[str] = []
+
+        def write(n: int) -> None:
+            try:
+                stored.record(
+                    store,
+                    kind="note",
+                    loan_id=LOAN,
+                    made_by=f"analyst{n}",
+                    made_at=datetime(2026, 11, 20, 9, 0),
+                    version=0,
+                    note=f"note {n}",
+                )
+                outcomes.append("saved")
+            except StaleCase:
+                outcomes.append("stale")
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(outcomes) == ["saved"] + ["stale"] * 7
+        assert len(stored.decision_rows(store)) == 1
+        assert stored.case(store, LOAN)["version"] == 1
 
     def test_a_refused_decision_says_why_and_writes_nothing(self, web):
         ann = web.signed_in("ann")

@@ -181,27 +181,36 @@ def record(
 
 
 def _bump(store: Store, con: Connection, loan_id: str, version: int | None, **values: Any) -> int:
-    """Raise the case's version (creating the case at version 1); refuse a stale one."""
+    """Raise the case's version (creating the case at version 1); refuse a stale one.
+
+    The write itself is conditional on the version read (and a new case on its key), so
+    two writers that read the same version cannot both succeed, whatever the database's
+    isolation."""
     now = utc_now()
+    cases = store.cases
     current = con.execute(
-        sa.select(store.cases.c.version).where(store.cases.c.loan_id == loan_id)
+        sa.select(cases.c.version).where(cases.c.loan_id == loan_id)
     ).scalar_one_or_none()
+    stale = StaleCase(
+        f"loan {loan_id} was changed by someone else since this page was opened "
+        f"(version {current or 0}, the form's {version}); nothing was saved: look at "
+        "the case again and redo the change if it still stands"
+    )
     if version is not None and (current or 0) != version:
-        raise StaleCase(
-            f"loan {loan_id} was changed by someone else since this page was opened "
-            f"(version {current or 0}, the form's {version}); nothing was saved: look at "
-            "the case again and redo the change if it still stands"
-        )
+        raise stale
     if current is None:
-        con.execute(
-            store.cases.insert().values(loan_id=loan_id, version=1, changed_at=now, **values)
-        )
+        try:
+            con.execute(cases.insert().values(loan_id=loan_id, version=1, changed_at=now, **values))
+        except sa.exc.IntegrityError:
+            raise stale from None
         return 1
-    con.execute(
-        store.cases.update()
-        .where(store.cases.c.loan_id == loan_id)
+    done = con.execute(
+        cases.update()
+        .where(cases.c.loan_id == loan_id, cases.c.version == current)
         .values(version=current + 1, changed_at=now, **values)
     )
+    if done.rowcount != 1:
+        raise stale
     return current + 1
 
 
