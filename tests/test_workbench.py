@@ -28,7 +28,7 @@ from tests.served_app import serving
 from tests.workbench_support import PASSWORD, USERS, add_users, csrf_of, publish_night, sign_in
 
 LOAN = "LN000001"
-OTHER = "LN000002"
+LETTER = "L20261120-LN000001"
 
 
 @pytest.fixture
@@ -40,8 +40,13 @@ def db(tmp_path: Path) -> Path:
         con.execute(
             "UPDATE risk_flags SET queue = CASE WHEN days_past_due < 90 THEN 'early_outreach' ELSE 'default' END"
         )
+        printed = con.execute(
+            "SELECT pdf_path FROM letters WHERE letter_id = $id", {"id": LETTER}
+        ).fetchall()[0][0]
     finally:
         con.close()
+    Path(printed).parent.mkdir(parents=True, exist_ok=True)
+    Path(printed).write_bytes(b"%PDF-1.4 a letter")
     run_review(tmp_path)
     publish_night(tmp_path / "wh.duckdb", NIGHT, f"review-{NIGHT}")
     add_users(tmp_path / "wh.duckdb")
@@ -103,6 +108,7 @@ def form_token(client: httpx.Client, loan: str = LOAN) -> tuple[str, str]:
 GETS = {
     "/queue": "read",
     f"/loans/{LOAN}": "read",
+    f"/loans/{LOAN}/letters/{LETTER}": "read",
     "/calls": "read",
     "/mine": "read",
     "/portfolio": "read",
@@ -137,7 +143,7 @@ class TestAuthorisation:
         redirect or the static files)."""
         app = create_app(Settings(), db)
         paths = {route.path for route in app.routes}
-        walked = {p.replace(LOAN, "{loan_id}") for p in GETS} | {
+        walked = {p.replace(LETTER, "{letter_id}").replace(LOAN, "{loan_id}") for p in GETS} | {
             p.replace(LOAN, "{loan_id}") for p, _, _ in POSTS.values()
         }
         assert paths - walked == {"/", "/login", "/logout", "/static"}
@@ -202,6 +208,17 @@ class TestAuthorisation:
             {} if token is None else {"csrf": token}
         )
         assert fresh.post("/login", data=sent).status_code == 403
+
+    def test_a_letter_is_served_only_from_the_nights_output_and_logged(self, web):
+        client = web.signed_in("ann")
+        found = client.get(f"/loans/{LOAN}/letters/{LETTER}")
+        assert found.status_code == 200 and found.content == b"%PDF-1.4 a letter"
+        assert found.headers["content-type"] == "application/pdf"
+        assert client.get(f"/loans/LN000002/letters/{LETTER}").status_code == 404  # not its loan
+        assert client.get(f"/loans/{LOAN}/letters/..%2F..%2Fwh.duckdb").status_code == 404
+        assert f'href="/loans/{LOAN}/letters/{LETTER}"' in client.get(f"/loans/{LOAN}").text
+        actions = [r["action"] for r in stored.audit_rows(store_of(web.db), loan_id=LOAN)]
+        assert "viewed letter" in actions
 
     def test_every_response_forbids_other_sites_content(self, web):
         client = web.signed_in("ann")

@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -130,6 +130,7 @@ class Workbench:
             ("/", "GET", "", self.home),
             ("/queue", "GET", "read", self.queue),
             ("/loans/{loan_id}", "GET", "read", self.account),
+            ("/loans/{loan_id}/letters/{letter_id}", "GET", "read", self.letter),
             ("/loans/{loan_id}/decisions", "POST", "decide", self.decide),
             ("/loans/{loan_id}/assign", "POST", "assign", self.assign),
             ("/calls", "GET", "read", self.calls),
@@ -414,6 +415,18 @@ class Workbench:
             saved=visit.request.query_params.get("saved", ""),
             today=self._now().date(),
         )
+
+    def letter(self, visit: Visit) -> Response:
+        """One of the loan's letters as the night printed it (its PDF)."""
+        night = self._night_or_message(visit)
+        if isinstance(night, Response):
+            return night
+        loan_id, letter_id = (visit.request.path_params[k] for k in ("loan_id", "letter_id"))
+        path = views.letter_pdf(night, loan_id, letter_id)
+        if path is None:
+            return self._message(visit, 404, f"No printed letter {letter_id} of loan {loan_id}.")
+        self._audit(visit, "viewed letter", loan_id, letter_id)
+        return FileResponse(path, media_type="application/pdf", filename=f"{letter_id}.pdf")
 
     def _decisions(self, loan_id: str, detail: dict[str, Any]) -> list[dict[str, Any]]:
         """The loan's decisions: those the night took in, and those recorded since."""

@@ -249,6 +249,26 @@ def call_list(night: Night, done: set[str], page: int) -> tuple[list[dict[str, A
         cur.close()
 
 
+def letter_pdf(night: Night, loan_id: str, letter_id: str) -> Path | None:
+    """The PDF of one of the loan's letters, if the night wrote one under its output
+    folder (a path outside it, or a file that is gone, is none)."""
+    cur = night.cursor()
+    try:
+        found = cur.execute(
+            "SELECT pdf_path FROM letters WHERE loan_id = $l AND letter_id = $id AND pdf_path IS NOT NULL",
+            {"l": loan_id, "id": letter_id},
+        ).fetchall()
+    finally:
+        cur.close()
+    if not found:
+        return None
+    path = Path(found[0][0]).resolve()
+    out = Path(night.night_dir).resolve().parent
+    if path.suffix != ".pdf" or not path.is_relative_to(out) or not path.is_file():
+        return None
+    return path
+
+
 def known_loan(night: Night, loan_id: str) -> bool:
     cur = night.cursor()
     try:
@@ -274,8 +294,8 @@ def account(night: Night, loan_id: str) -> dict[str, Any] | None:
             "options": """SELECT option_code, eligible, rank, rationale, terms, plan_months,
                 plan_payment, plan_last_payment, amount FROM hardship_options WHERE loan_id = $l
                 ORDER BY eligible DESC, rank, option_code""",
-            "all_letters": """SELECT letter_id, as_of_date, template, status, suppression_reason
-                FROM letters WHERE loan_id = $l ORDER BY as_of_date DESC, letter_id""",
+            "all_letters": """SELECT letter_id, as_of_date, template, status, suppression_reason,
+                pdf_path IS NOT NULL AS has_pdf FROM letters WHERE loan_id = $l ORDER BY as_of_date DESC, letter_id""",
             "events": """SELECT case_id, as_of_date, event, note FROM review_case_events
                 WHERE loan_id = $l ORDER BY as_of_date DESC""",
             "promises": """SELECT decision_id, status, paid_toward FROM review_promises
