@@ -27,7 +27,13 @@ from lienwatch import letters as render
 from lienwatch.business_days import closed_reason
 from lienwatch.errors import LienwatchError, one_line
 from lienwatch.faults import fault_point
-from lienwatch.night import Night, NightSummary, new_run_id, writer_lock
+from lienwatch.night import (
+    Night,
+    NightSummary,
+    long_lived_objects_set_aside,
+    new_run_id,
+    writer_lock,
+)
 from lienwatch.settings import Settings, load_settings
 from lienwatch.steps import (
     delinquency,
@@ -183,13 +189,18 @@ def nightly(
         data=Path(data), db=Path(db), out=Path(out), as_of=day, run_id=run_id or new_run_id(day)
     )
     schedule = cfg.schedule
-    closed = closed_reason(day, schedule.calendar, schedule.closed_dates)
-    if as_of is None and closed and schedule.business_days_only:  # the servicer is closed
+    # Only a scheduled night looks at the calendar (a night asked for by date always runs).
+    closed = (
+        closed_reason(day, schedule.calendar, schedule.closed_dates)
+        if as_of is None and schedule.business_days_only
+        else None
+    )
+    if closed:  # the servicer is closed
         summary = NightSummary(night, status="skipped", reason=closed)
         get_run_logger().info("night %s skipped: %s", day, closed)
         record.write_summary(night, summary)
         return summary.as_dict()
-    with writer_lock(night.db):
+    with writer_lock(night.db), long_lived_objects_set_aside():
         return _night(night, cfg).as_dict()
 
 

@@ -7,6 +7,7 @@ points (:mod:`lienwatch.entry`) make one and run the flow over it.
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -110,3 +111,18 @@ def writer_lock(db: Path) -> Iterator[None]:
             _HELD.discard(key)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def long_lived_objects_set_aside() -> Iterator[None]:
+    """The objects alive when a night starts (the modules, Prefect's client: hundreds of
+    thousands) set aside from the cycle collector while the night runs, and given back
+    after it. The steps make few objects of their own but many short-lived ones, and each
+    full collection would walk all of those and hold every thread of the night meanwhile.
+    (No collection first: that would walk them all once more at the night's start; any
+    garbage set aside with them is collected once they are given back.)"""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -121,22 +121,44 @@ def model_in_use(con: duckdb.DuckDBPyConnection, settings: Settings) -> Model | 
 
 
 def score(
-    model: Model, inputs: pl.DataFrame, features: pl.DataFrame, policy: Policy
+    model: Model,
+    inputs: pl.DataFrame,
+    features: pl.DataFrame,
+    policy: Policy,
+    known: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The model's judgement of the loans below 90 days past due (rows of ``inputs``, with
     their early-warning ``features``, in the same order): loan_id, days_past_due, risk,
-    expected_loss, and for the loans it flags or that are 30 days or more behind, the
-    reasons ordered by their share of the score (null for the others)."""
+    expected_loss, inputs_hash, and for the loans it flags or that are 30 days or more
+    behind, the reasons ordered by their share of the score (null for the others).
+
+    ``known`` (row for row with ``inputs``: risk and inputs_hash, null where there is
+    none) holds the loans' scores from an earlier night by the same model: a loan whose
+    inputs have not changed since keeps its score, which is the one the trees would give
+    (the same inputs, the same trees), and only the others go through the trees.
+    """
     below = features["days_past_due"] < DEFAULT_DAYS
     inputs, features = inputs.filter(below), features.filter(below)
+    hashes = risk.inputs_hash(inputs)
+    scores = np.empty(inputs.height)
+    fresh = np.ones(inputs.height, dtype=bool)
+    if known is not None:
+        known = known.filter(below)
+        fresh = ~(known["inputs_hash"] == hashes).fill_null(False).to_numpy()
+        scores[~fresh] = known["risk"].to_numpy()[~fresh]
+    scores[fresh] = model.risk(inputs.filter(pl.Series(fresh)))
     judged = features.select(
         "loan_id", "days_past_due", "current_balance", "property_value", "senior_lien_balance"
-    ).with_columns(pl.Series("risk", model.risk(inputs), dtype=pl.Float64))
+    ).with_columns(
+        pl.Series("risk", scores, dtype=pl.Float64),
+        hashes,
+    )
     judged = judged.select(
         "loan_id",
         "days_past_due",
         "risk",
         risk.expected_loss(pl.col("risk"), policy.recovery_cost).alias("expected_loss"),
+        "inputs_hash",
     )
     wanted = (
         (judged["risk"] >= policy.flag_threshold) | (judged["days_past_due"] >= 30)

@@ -166,8 +166,11 @@ def _schema() -> list[str]:
   loan_id VARCHAR NOT NULL,
   days_past_due INTEGER,
   risk DOUBLE NOT NULL,
-  risk_model VARCHAR NOT NULL
+  risk_model VARCHAR NOT NULL,
+  inputs_hash UBIGINT
 )""",
+        # Warehouses made before a night kept the scores of unchanged loans.
+        "ALTER TABLE loan_risk ADD COLUMN IF NOT EXISTS inputs_hash UBIGINT",
         """CREATE TABLE IF NOT EXISTS risk_models (
   version VARCHAR PRIMARY KEY,
   trained_at TIMESTAMP NOT NULL,

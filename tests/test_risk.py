@@ -370,6 +370,45 @@ class TestTrainedBook:
             flagged["reason_details"].list.eval(pl.element().str.contains(r"\d")).list.all().all()
         )
 
+    def test_the_next_night_keeps_unchanged_scores_exactly(self, trained, monkeypatch):
+        """A night scores again only the loans whose inputs changed since the night before;
+        every loan's risk is what scoring it afresh gives, bit for bit, and the paths kept
+        from the night before are the ones the month-end history gives."""
+        import dataclasses
+
+        from lienwatch import risk_model
+
+        night, settings, _ = trained
+        flags_step.run(night, settings)
+        after = dataclasses.replace(night, as_of=date(2026, 11, 21))
+        delinquency_step.run(after, settings)
+        through_trees: list[int] = []
+        risk_of = risk_model.Model.risk
+
+        def counted(self, inputs):
+            through_trees.append(inputs.height)
+            return risk_of(self, inputs)
+
+        monkeypatch.setattr(risk_model.Model, "risk", counted)
+
+        def scores() -> list[tuple]:
+            with duckdb.connect(str(night.db), read_only=True) as con:
+                return con.sql(
+                    """SELECT loan_id, risk, inputs_hash FROM loan_risk WHERE as_of_date = $d
+                    ORDER BY loan_id""",
+                    params={"d": after.as_of},
+                ).fetchall()
+
+        flags_step.run(after, settings)
+        kept = scores()
+        assert 0 < through_trees[-1] < len(kept) / 2  # most loans did not change in a day
+        with duckdb.connect(str(night.db)) as con:  # nothing kept: every loan afresh
+            con.execute(f"DROP TABLE {flags_step.PATHS}")
+            con.execute("DELETE FROM loan_risk WHERE as_of_date < $d", {"d": after.as_of})
+        flags_step.run(after, settings)
+        assert through_trees[-1] == len(kept)
+        assert scores() == kept
+
 
 def test_too_short_a_history_keeps_the_rules(tmp_path):
     """A small book (300 loans): too few of them went bad to learn from, so train refuses,

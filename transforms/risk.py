@@ -28,7 +28,7 @@ import polars as pl
 
 from transforms.backtest import add_months
 from transforms.contract import SIGNALS
-from transforms.flags import Policy, signal_texts
+from transforms.flags import Policy, align, signal_texts
 
 PATH_MONTHS = 12  # month ends of history a loan's bucket path looks back over
 
@@ -137,31 +137,28 @@ def model_inputs(
         return ((as_of.year * 12 + as_of.month) - (day.dt.year() * 12 + day.dt.month())).cast(money)
 
     heloc = pl.col("product") == "heloc"
-    frame = (
-        features.select(
-            "loan_id",
-            "days_past_due",
-            "amount_past_due",
-            "installment_amount",
-            "suspense_amount",
-            "last_payment_short",
-            "returns_in_window",
-            "senior_days_past_due",
-            "next_change_amount",
-            "days_late",
-            "current_balance",
-            "senior_lien_balance",
-            "property_value",
-            "product",
-            "occupancy",
-        )
-        .join(path, on="loan_id", how="left", maintain_order="left")
-        .join(
-            terms.select("loan_id", "first_payment_date", "draw_period_end"),
-            on="loan_id",
-            how="left",
-            maintain_order="left",
-        )
+    frame = features.select(
+        "loan_id",
+        "days_past_due",
+        "amount_past_due",
+        "installment_amount",
+        "suspense_amount",
+        "last_payment_short",
+        "returns_in_window",
+        "senior_days_past_due",
+        "next_change_amount",
+        "days_late",
+        "current_balance",
+        "senior_lien_balance",
+        "property_value",
+        "product",
+        "occupancy",
+    )
+    # row for row (at no cost when the frames come so, as the night reads them)
+    frame = frame.hstack(align(frame["loan_id"], path).drop("loan_id")).hstack(
+        align(
+            frame["loan_id"], terms.select("loan_id", "first_payment_date", "draw_period_end")
+        ).drop("loan_id")
     )
     cltv = (
         pl.col("senior_lien_balance").fill_null(0).cast(money)
@@ -208,6 +205,20 @@ def model_inputs(
         (pl.col("occupancy") != "primary").fill_null(False).cast(money).alias("not_primary"),
         pl.col("current_balance").cast(money).alias("balance"),
     )
+
+
+def inputs_hash(inputs: pl.DataFrame) -> pl.Series:
+    """A 64-bit hash of each row's :data:`FEATURES` as the trees read them (32-bit
+    floats, null apart from NaN): equal figures, equal hash, so a score can be kept for
+    inputs that have not changed."""
+    return (
+        inputs.select(pl.col(FEATURE_NAMES).cast(pl.Float32))
+        .hash_rows(seed=INPUTS_SEED)
+        .alias("inputs_hash")
+    )
+
+
+INPUTS_SEED = 20260430  # fixed: the hashes of one night are compared with another's
 
 
 def matrix(inputs: pl.DataFrame) -> np.ndarray:

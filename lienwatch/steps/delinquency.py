@@ -12,6 +12,7 @@ import polars as pl
 from lienwatch import sql, warehouse
 from lienwatch.night import Night
 from lienwatch.settings import Settings
+from lienwatch.steps.flags import PATHS
 from transforms import delinquency as engine
 
 HISTORY_MONTHS = 24  # month ends kept in loan_status_month_end
@@ -61,10 +62,13 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         # which the next run keeps, and adds the rest.
         rolled = 0
         everyone = engine.as_if_active(loans)
-        last_posted = warehouse.frame(
-            con, "SELECT loan_id, max(posted_date) AS posted_date FROM payments GROUP BY loan_id"
-        )
+        last_posted: pl.DataFrame | None = None  # a whole-ledger read, for month ends only
         for month_end in missing:
+            if last_posted is None:
+                last_posted = warehouse.frame(
+                    con,
+                    "SELECT loan_id, max(posted_date) AS posted_date FROM payments GROUP BY loan_id",
+                )
             with warehouse.transaction(con):
                 ledger = warehouse.frame(
                     con,
@@ -78,6 +82,7 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
                 )
                 del ledger
                 warehouse.replace_night(con, "loan_status_month_end", history, month_end)
+                con.execute(f"DROP TABLE IF EXISTS {PATHS}")  # the paths read the month ends
                 if history.height:  # a month end before any loan holds no rows
                     have.add(month_end)
                 del history

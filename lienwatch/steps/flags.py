@@ -53,15 +53,18 @@ def flags_as_of(
     With a model in use (:func:`~lienwatch.risk_model.model_in_use`) every second lien
     below 90 days past due is scored and the model decides the early-warning tier and the
     queue's order; without one the rules do. The model, and the loans' paths and terms it
-    reads, are loaded on a second connection while the features are read here.
+    reads (row for row with the status), are loaded on a second connection while the
+    features are read here.
     """
     policy = risk_policy(settings)
+    status = _status(con, as_of, status_table)
     reader = con.cursor()
     try:
+        reader.register(KEYS, status.select("loan_id").with_row_index("_row").to_arrow())
         with ThreadPoolExecutor(1, thread_name_prefix="flags-model") as pool:
-            loading = pool.submit(_model_and_history, reader, settings, as_of)
+            loading = pool.submit(_model_and_history, reader, settings, as_of, status_table)
             try:
-                features, found = features_as_of(con, settings, as_of, status_table)
+                features, found = features_as_of(con, settings, as_of, status_table, status)
             except BaseException:
                 reader.interrupt()
                 raise
@@ -71,16 +74,81 @@ def flags_as_of(
     if model is None or history is None:
         return features, found, flags.risk_flags(features, found, as_of, policy), None, None
     policy = dataclasses.replace(policy, flag_threshold=model.flag_threshold, model=model.version)
-    scored = score(model, risk.model_inputs(features, *history, as_of), features, policy)
+    path, terms, known = history
+    scored = score(model, risk.model_inputs(features, path, terms, as_of), features, policy, known)
     return features, found, flags.risk_flags(features, found, as_of, policy, scored), model, scored
 
 
+KEYS = "_flag_keys"  # the status rows' loan ids and row numbers, registered on a reader
+
+
 def _model_and_history(
-    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date
-) -> tuple[Model | None, tuple[pl.DataFrame, pl.DataFrame] | None]:
-    """The model in use, and if there is one what it reads beside the features."""
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, status_table: str
+) -> tuple[Model | None, tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame | None] | None]:
+    """The model in use, and if there is one what it reads beside the features, row for
+    row with the status rows registered as :data:`KEYS` on ``con``: the paths, the terms
+    and, on a night, the scores the loans had the night before (see
+    :func:`~lienwatch.risk_model.score`)."""
     model = model_in_use(con, settings)
-    return model, (path_and_terms(con, as_of) if model is not None else None)
+    if model is None:
+        return None, None
+    # A night's paths are kept for the nights after it, and its scores for the next
+    # night's unchanged loans; a replayed month end's are not.
+    night = status_table == "loan_status"
+    path = kept_paths(con, as_of) if night else f"({risk.bucket_path_sql(_SECOND_LIEN_HISTORY)})"
+    return model, (
+        _in_key_order(con, path, {} if path == PATHS else {"ends": risk.path_month_ends(as_of)}),
+        _in_key_order(con, _TERMS, {}),
+        _in_key_order(con, _KNOWN, {"as_of": as_of, "model": model.version}) if night else None,
+    )
+
+
+_SECOND_LIEN_HISTORY = (
+    "(SELECT as_of_date, loan_id, days_past_due FROM loan_status_month_end WHERE lien_position = 2)"
+)
+_TERMS = "(SELECT loan_id, first_payment_date, draw_period_end FROM loans WHERE lien_position = 2)"
+# The scores of the latest earlier night by the same model, with the hash of their inputs.
+_KNOWN = """(SELECT loan_id, risk, inputs_hash FROM loan_risk
+    WHERE as_of_date = (SELECT max(as_of_date) FROM loan_risk WHERE as_of_date < $as_of)
+      AND risk_model = $model)"""
+PATHS = "loan_paths"  # the bucket paths of the nights since the month-end history last changed
+
+
+def kept_paths(con: duckdb.DuckDBPyConnection, as_of: date) -> str:
+    """The table holding each second lien's path over the month ends before ``as_of``
+    (:func:`transforms.risk.bucket_path_sql`), computed by the first night that needs it.
+
+    A path changes only when the month-end history does, so the nights of a month share
+    one: the table is stamped with the month ends and the history's row count, and the
+    delinquency step drops it whenever it adds month-end rows.
+    """
+    ends = risk.path_month_ends(as_of)
+    rows = con.execute("SELECT count(*) FROM loan_status_month_end").fetchall()[0][0]
+    stamp = f"{ends[-1]}..{ends[0]}:{rows}"
+    if warehouse.table_exists(con, PATHS):
+        kept = con.execute(f"SELECT any_value(paths_stamp) FROM {PATHS}").fetchall()[0][0]
+        if kept == stamp:
+            return PATHS
+    with warehouse.transaction(con):
+        con.execute(
+            f"CREATE OR REPLACE TABLE {PATHS} AS SELECT $stamp AS paths_stamp, *"
+            f" FROM ({risk.bucket_path_sql(_SECOND_LIEN_HISTORY)})",
+            {"stamp": stamp, "ends": ends},
+        )
+    return PATHS
+
+
+def _in_key_order(
+    con: duckdb.DuckDBPyConnection, source: str, params: dict[str, Any]
+) -> pl.DataFrame:
+    """``source``'s rows (loan_id and figures, a row per loan at most) row for row with
+    the status rows registered as :data:`KEYS`: null figures where it has none."""
+    return warehouse.frame(
+        con,
+        f"""SELECT k.loan_id, s.* EXCLUDE (loan_id{", paths_stamp" if source == PATHS else ""})
+        FROM {KEYS} AS k LEFT JOIN {source} AS s USING (loan_id) ORDER BY k._row""",
+        params,
+    )
 
 
 def path_and_terms(
@@ -89,18 +157,9 @@ def path_and_terms(
     """What the model reads beside the features: each second lien's path over the month
     ends before ``as_of`` (:func:`transforms.risk.bucket_path_sql`) and its terms."""
     path = warehouse.frame(
-        con,
-        risk.bucket_path_sql(
-            "(SELECT as_of_date, loan_id, days_past_due FROM loan_status_month_end"
-            " WHERE lien_position = 2)"
-        ),
-        {"ends": risk.path_month_ends(as_of)},
+        con, risk.bucket_path_sql(_SECOND_LIEN_HISTORY), {"ends": risk.path_month_ends(as_of)}
     )
-    terms = warehouse.frame(
-        con,
-        "SELECT loan_id, first_payment_date, draw_period_end FROM loans WHERE lien_position = 2",
-    )
-    return path, terms
+    return path, warehouse.frame(con, _TERMS.strip("()"))
 
 
 def model_inputs_as_of(
@@ -111,10 +170,26 @@ def model_inputs_as_of(
     return risk.model_inputs(features, *path_and_terms(con, as_of), as_of)
 
 
+def _status(con: duckdb.DuckDBPyConnection, as_of: date, status_table: str) -> pl.DataFrame:
+    """The second liens' status rows on ``as_of`` in ``status_table``."""
+    return warehouse.frame(
+        con,
+        f"""SELECT loan_id, lien_position, days_past_due, bucket, amount_past_due, suspense_amount,
+                installment_amount, installments_due, installments_paid, total_due, net_paid
+        FROM {status_table} WHERE as_of_date = $as_of AND lien_position = 2""",
+        {"as_of": as_of},
+    )
+
+
 def features_as_of(
-    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, status_table: str
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    as_of: date,
+    status_table: str,
+    status: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(features, signals found) as of a date, from the status rows in ``status_table``.
+    """(features, signals found) as of a date, from the status rows in ``status_table``
+    (``status``, when they are read already).
 
     The night uses ``loan_status``; training and the backtest replay month ends from
     ``loan_status_month_end``. Every other input is read as it stood on ``as_of``. Only
@@ -123,13 +198,8 @@ def features_as_of(
     """
 
     policy, d = risk_policy(settings), {"as_of": as_of}
-    status = warehouse.frame(
-        con,
-        f"""SELECT loan_id, lien_position, days_past_due, bucket, amount_past_due, suspense_amount,
-                installment_amount, installments_due, installments_paid, total_due, net_paid
-        FROM {status_table} WHERE as_of_date = $as_of AND lien_position = 2""",
-        d,
-    )
+    if status is None:
+        status = _status(con, as_of, status_table)
     # The ledger's moves in the lateness window (the longest read) come keyed by the
     # status row, matched on the loan id in the query rather than on millions of texts
     # in the frame; read on a second connection while the other inputs are read here.
@@ -323,6 +393,7 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
                         pl.col("days_past_due").cast(pl.Int32),
                         "risk",
                         pl.lit(model.version if model else "rules").alias("risk_model"),
+                        "inputs_hash",
                     ),
                     night.as_of,
                 )
