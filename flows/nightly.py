@@ -35,7 +35,17 @@ from lienwatch.night import (
     writer_lock,
 )
 from lienwatch.settings import Settings, load_settings
-from lienwatch.steps import delinquency, flags, ingest, letters, options, record, review
+from lienwatch.steps import (
+    delinquency,
+    flags,
+    ingest,
+    intake,
+    letters,
+    options,
+    publish,
+    record,
+    review,
+)
 
 
 def _transient(task, task_run, state) -> bool:
@@ -49,6 +59,12 @@ def _transient(task, task_run, state) -> bool:
     except Exception:
         return False
     return False
+
+
+# ---- intake: the analysts' decisions since the last night, from the workbench store
+@task(name="intake", cache_policy=NONE)
+def intake_task(night: Night, settings: Settings) -> dict:
+    return intake.run(night, settings)
 
 
 # ---- ingest: landing folder -> payments, snapshots, quarantine, ingested_files
@@ -119,6 +135,12 @@ def review_task(night: Night, settings: Settings) -> dict:
     return review.run(night, settings)
 
 
+# ---- publish: the workbench reads the completed night's snapshot from now on
+@task(name="publish", cache_policy=NONE)
+def publish_task(night: Night, settings: Settings) -> str | None:
+    return publish.run(night, settings)
+
+
 # ---- run record
 @task(name="record-start", cache_policy=NONE)
 def record_start_task(night: Night) -> None:
@@ -132,6 +154,7 @@ def record_end_task(night: Night, status: str, counts: dict, reason: str | None 
 
 # (name, the task or function that runs it, whether it takes the settings besides the night)
 STEPS: tuple[tuple[str, Callable[..., dict], bool], ...] = (
+    ("intake", intake_task, True),
     ("ingest", ingest_task, False),
     ("delinquency", delinquency_task, True),
     ("flags", flags_task, True),
@@ -220,6 +243,7 @@ def _night(night: Night, settings: Settings) -> NightSummary:
         raise
     path = record.write_summary(night, summary)
     record_end_task(night, "completed", summary.steps)
+    publish_task(night, settings)
     _publish(summary, path)
     logger.info("night %s completed; summary at %s", night.as_of, path)
     return summary

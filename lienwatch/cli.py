@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Annotated, overload
 import typer
 
 from lienwatch import prefect_local
+from lienwatch.cli_support import ConfigOption
 from lienwatch.cli_support import fail as _fail
 from lienwatch.cli_support import settings_or_exit as _settings
 from lienwatch.errors import LienwatchError, one_line
 from lienwatch.review_cli import review_app
+from lienwatch.users_cli import users_app
 
 if TYPE_CHECKING:
     from lienwatch.settings import Settings
@@ -36,11 +38,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(review_app, name="review")
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", help="Settings file (default: ./lienwatch.toml when present)."),
-]
+app.add_typer(users_app, name="users")
 
 
 def _echo_nights(nights) -> None:
@@ -346,6 +344,42 @@ def _demo_model(settings: Settings, db: Path) -> str:
     return (
         f"model {row['version']} trained (validation AUC {metrics['auc']:.3f}, the rules' "
         f"score {metrics['auc_rules_score']:.3f}); the nights score with it"
+    )
+
+
+@app.command()
+def workbench(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address (default workbench.host).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port (default workbench.port).")
+    ] = None,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db", help="Warehouse the store and snapshots sit beside (default paths.db)."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the analysts' workbench (docs/workbench.md); put it behind a TLS reverse proxy."""
+    settings = _settings(config)
+    import uvicorn
+
+    from lienwatch.workbench.app import create_app
+
+    try:
+        application = create_app(settings, db or settings.paths.db)
+    except LienwatchError as exc:
+        _fail(str(exc))
+    uvicorn.run(
+        application,
+        host=host or settings.workbench.host,
+        port=port or settings.workbench.port,
+        proxy_headers=False,  # the app believes X-Forwarded-For from workbench.trusted_proxies only
+        server_header=False,
+        log_level="warning",
     )
 
 

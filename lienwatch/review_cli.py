@@ -1,7 +1,8 @@
 """``lienwatch review``: record what an analyst did about a flagged loan.
 
-Each subcommand checks its input against the warehouse and writes one
-``review_decisions`` row. A decision acts on the nights from the day it was made on
+Each subcommand checks its input (against the last night's published snapshot, or the
+warehouse before the first) and writes one decision to the workbench store, where the
+next night takes it in; it never waits for a running night. A decision acts on the nights from the day it was made on
 (see ``transforms/cases.py``): a hold keeps the loan's letters from being mailed until
 a release, an application opens loss mitigation, a promise to pay is checked against
 the ledger each night, a contact takes the loan off the call list. The time recorded is
@@ -20,11 +21,14 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from lienwatch.cli_support import ConfigOption as Config
 from lienwatch.cli_support import fail as _fail
 from lienwatch.cli_support import settings_or_exit as _settings
 from lienwatch.errors import LienwatchError
 from lienwatch.review import decisions
 from lienwatch.settings import Settings
+from lienwatch.workbench.snapshot import snapshot_dir
+from lienwatch.workbench.store import open_store, store_url
 
 review_app = typer.Typer(
     name="review",
@@ -37,7 +41,11 @@ review_app = typer.Typer(
 Loan = Annotated[str, typer.Option("--loan", help="The loan's id.")]
 Db = Annotated[
     Path | None,
-    typer.Option("--db", help="DuckDB warehouse file (default: the settings' paths.db)."),
+    typer.Option(
+        "--db",
+        help="DuckDB warehouse file (default: the settings' paths.db); the store and the "
+        "snapshots are found beside it unless the settings say where.",
+    ),
 ]
 By = Annotated[str | None, typer.Option("--by", help="The analyst (default: $USER).")]
 Note = Annotated[str | None, typer.Option("--note", help="Free text kept with the decision.")]
@@ -48,10 +56,6 @@ At = Annotated[
 Letter = Annotated[
     str | None,
     typer.Option("--letter", help="One letter (its letter_id) instead of all the loan's letters."),
-]
-Config = Annotated[
-    Path | None,
-    typer.Option("--config", help="Settings file (default: ./lienwatch.toml when present)."),
 ]
 
 
@@ -78,9 +82,12 @@ def _record(
 ) -> None:
     settings = _settings(config)
     analyst = by if by is not None else os.environ.get("USER", "")
+    warehouse = db or settings.paths.db
     try:
         row = decisions.record_decision(
-            db or settings.paths.db,
+            warehouse,
+            open_store(store_url(settings, warehouse)),
+            snapshot_dir(settings, warehouse),
             kind=kind,
             loan_id=loan,
             made_by=analyst,

@@ -410,6 +410,47 @@ class Schedule(_Section):
         return value
 
 
+class Workbench(_Section):
+    """The analysts' web application (`lienwatch workbench`, docs/workbench.md)."""
+
+    host: str = Field("127.0.0.1", description="Address `lienwatch workbench` listens on.")
+    port: int = Field(8321, ge=1, le=65535, description="Port it listens on.")
+    database_url: str | None = Field(
+        None,
+        description="The store of analysts' decisions, users and the audit log, as a "
+        "SQLAlchemy URL (`postgresql+psycopg://...` for a team's server); by default the "
+        "SQLite file `workbench.sqlite` beside the warehouse.",
+    )
+    snapshots: Path | None = Field(
+        None,
+        description="Where each completed night publishes what the workbench reads; by "
+        "default the folder `workbench/` beside the warehouse.",
+    )
+    session_minutes: int = Field(
+        480, ge=5, le=7 * 24 * 60, description="A sign-in lasts this long, then asks again."
+    )
+    secure_cookies: bool = Field(
+        False,
+        description="Send the session cookie over HTTPS only: true behind a TLS reverse proxy.",
+    )
+    proxy_user_header: str | None = Field(
+        None,
+        description="Sign in the user this request header names (single sign-on at a "
+        "reverse proxy); off unless set. Only from `trusted_proxies`.",
+    )
+    trusted_proxies: tuple[str, ...] = Field(
+        ("127.0.0.1",),
+        description="Peer addresses whose `proxy_user_header` and X-Forwarded-For are believed.",
+    )
+    max_failed_logins: int = Field(
+        5, ge=1, le=100, description="Failed sign-ins in a row that lock an account."
+    )
+    lockout_minutes: int = Field(
+        15, ge=1, le=24 * 60, description="How long a locked account stays locked."
+    )
+    page_rows: int = Field(50, ge=10, le=500, description="Queue rows on one page.")
+
+
 class Settings(_Section):
     """The whole configuration of a lienwatch installation."""
 
@@ -420,6 +461,7 @@ class Settings(_Section):
     options: Options = Options()
     letters: Letters = Letters()
     schedule: Schedule = Schedule()
+    workbench: Workbench = Workbench()
 
 
 def _key_of(loc: tuple[Any, ...]) -> str:

@@ -15,3 +15,27 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _close_stores():
+    """Each test's workbench stores are closed after it (they live in its tmp_path)."""
+    yield
+    from lienwatch.workbench.store import close_stores
+
+    close_stores()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium for a module's browser tests (tests/browser.py)."""
+    from tests.browser import started_browser
+
+    yield from started_browser(tmp_path_factory)
+
+
+@pytest.fixture
+def page(browser):
+    from tests.browser import opened_page
+
+    yield from opened_page(browser)

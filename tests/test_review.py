@@ -27,6 +27,7 @@ from lienwatch.errors import LienwatchError
 from lienwatch.review import decisions
 from lienwatch.review_cli import review_app
 from lienwatch.settings import Settings
+from lienwatch.workbench.store import open_store, store_url
 from tests.helpers import (
     HOSTILE,
     NIGHT,
@@ -63,11 +64,22 @@ def set_flags(tmp_path: Path, as_of: date, dpd: dict[str, int]) -> None:
 
 
 def cli(tmp_path: Path, *args: str) -> str:
+    """A ``lienwatch review`` command, then the start of a night: it takes the decision in
+    from the workbench store, where the command wrote it."""
     done = CliRunner().invoke(
         review_app, [*args, "--db", str(tmp_path / "wh.duckdb"), "--by", "ann"]
     )
     assert done.exit_code == 0, done.output
+    take_in(tmp_path)
     return done.output
+
+
+def take_in(tmp_path: Path) -> int:
+    con = warehouse.connect(tmp_path / "wh.duckdb")
+    try:
+        return decisions.take_in(con, open_store(store_url(Settings(), tmp_path / "wh.duckdb")))
+    finally:
+        con.close()
 
 
 def table(tmp_path: Path, query: str) -> pl.DataFrame:
@@ -617,6 +629,7 @@ class TestDecisionsOnTheNextNight:
         )
         assert done.exit_code == 2
         assert message in done.output
+        assert take_in(built) == 0
         con = warehouse.connect(built / "wh.duckdb", read_only=True)
         try:
             assert decisions.decisions(con, date(2100, 1, 1)).is_empty()
@@ -638,6 +651,7 @@ class TestDecisionsOnTheNextNight:
             ],
         )
         assert done.exit_code == 0, done.output
+        take_in(built)
         assert table(built, "SELECT made_by, kind, note FROM review_decisions").rows() == [
             ("carla", "note", "left a voicemail")
         ]

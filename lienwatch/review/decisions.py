@@ -11,7 +11,6 @@ cases with those applications).
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +21,9 @@ import polars as pl
 
 from lienwatch import warehouse
 from lienwatch.errors import LienwatchError
+from lienwatch.workbench import snapshot
+from lienwatch.workbench import store as store_module
+from lienwatch.workbench.store import Store
 from transforms import cases
 from transforms.letters import night_of
 
@@ -122,24 +124,18 @@ def _letter_templates(con: duckdb.DuckDBPyConnection, letter_ids: list[str]) -> 
     )
 
 
-def record_decision(
-    db: Path,
-    *,
+def check_decision(
     kind: str,
-    loan_id: str,
+    *,
     made_by: str,
     made_at: datetime,
     promise_date: date | None = None,
     promise_amount: Decimal | None = None,
-    letter_id: str | None = None,
     note: str | None = None,
-) -> dict[str, Any]:
-    """Check one decision against the warehouse and write it as a ``review_decisions`` row.
-
-    Refuses (with the reason) an unknown loan or letter, a letter of another loan, a
-    promise without a date on or after the day it was made or without a positive
-    amount, and a note without text. Returns the row written.
-    """
+) -> None:
+    """Refuse (with the reason) an unknown kind, a decision by nobody, a promise without a
+    date on or after the day it was made or without a positive amount, a note without
+    text."""
     if kind not in cases.DECISION_KINDS:
         raise LienwatchError(f"unknown decision {kind!r}; one of {', '.join(cases.DECISION_KINDS)}")
     if not made_by.strip():
@@ -159,49 +155,119 @@ def record_decision(
             )
     if kind == "note" and not (note or "").strip():
         raise LienwatchError("a note needs --note text")
-    if not db.exists():
+
+
+def check_loan(
+    con: duckdb.DuckDBPyConnection, loan_id: str, letter_id: str | None, where: object
+) -> None:
+    """Refuse an unknown loan or letter, or a letter of another loan. ``con`` is the
+    published snapshot or the warehouse: both have ``loans`` and ``letters``."""
+    if not con.execute("SELECT count(*) FROM loans WHERE loan_id = $l", {"l": loan_id}).fetchall()[
+        0
+    ][0]:
+        raise LienwatchError(f"--loan {loan_id}: no such loan in {where}")
+    if letter_id is not None:
+        owners = {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT loan_id FROM letters WHERE letter_id = $id", {"id": letter_id}
+            ).fetchall()
+        }
+        if not owners:
+            raise LienwatchError(f"--letter {letter_id}: no such letter in {where}")
+        if loan_id not in owners:
+            raise LienwatchError(
+                f"--letter {letter_id} is a letter of loan {sorted(owners)[0]}, not {loan_id}"
+            )
+
+
+def record_decision(
+    db: Path,
+    store: Store,
+    snapshots: Path,
+    *,
+    kind: str,
+    loan_id: str,
+    made_by: str,
+    made_at: datetime,
+    promise_date: date | None = None,
+    promise_amount: Decimal | None = None,
+    letter_id: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Check one decision and write it to the workbench store, where the next night takes
+    it in (:func:`take_in`). Never waits for a running night: the loan and letter are
+    checked against the last published snapshot (``snapshots``), or, before any night
+    has published one, the warehouse read-only. Returns the row written."""
+    check_decision(
+        kind,
+        made_by=made_by,
+        made_at=made_at,
+        promise_date=promise_date,
+        promise_amount=promise_amount,
+        note=note,
+    )
+    published = snapshot.current(snapshots)
+    if published is None and not db.exists():
         raise LienwatchError(f"{db}: no warehouse at this path")
-    row = {
-        "decision_id": f"D{made_at:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}",
-        "loan_id": loan_id,
-        "kind": kind,
-        "made_at": made_at,
-        "made_by": made_by.strip(),
-        "promise_date": promise_date,
-        "promise_amount": promise_amount,
-        "letter_id": letter_id,
-        "note": note,
-    }
-    con = warehouse.connect(db)
+    con = (
+        duckdb.connect(str(published), read_only=True)
+        if published is not None
+        else warehouse.connect(db, read_only=True)
+    )
     try:
-        if not con.execute(
-            "SELECT count(*) FROM loans WHERE loan_id = $l", {"l": loan_id}
-        ).fetchall()[0][0]:
-            raise LienwatchError(f"--loan {loan_id}: no such loan in {db}")
-        if letter_id is not None:
-            owners = {
-                r[0]
-                for r in con.execute(
-                    "SELECT DISTINCT loan_id FROM letters WHERE letter_id = $id", {"id": letter_id}
-                ).fetchall()
-            }
-            if not owners:
-                raise LienwatchError(f"--letter {letter_id}: no such letter in {db}")
-            if loan_id not in owners:
-                raise LienwatchError(
-                    f"--letter {letter_id} is a letter of loan {sorted(owners)[0]}, not {loan_id}"
-                )
-        ensure_tables(con)
-        frame = pl.DataFrame([row], schema=cases.DECISION_SCHEMA)
-        with warehouse.transaction(con):
-            con.register("_decision", frame)
-            try:
-                con.execute("INSERT INTO review_decisions BY NAME SELECT * FROM _decision")
-            finally:
-                con.unregister("_decision")
+        check_loan(con, loan_id, letter_id, db)
     finally:
         con.close()
-    return row
+    return store_module.record(
+        store,
+        kind=kind,
+        loan_id=loan_id,
+        made_by=made_by.strip(),
+        made_at=made_at,
+        promise_date=promise_date,
+        promise_cents=None if promise_amount is None else int(promise_amount * 100),
+        letter_id=letter_id,
+        note=note,
+    )
+
+
+def take_in(con: duckdb.DuckDBPyConnection, store: Store) -> int:
+    """Copy the store's decisions the warehouse does not hold yet into ``review_decisions``
+    (at a night's start: the night's look-ups read them there). Returns how many."""
+    ensure_tables(con)
+    held = {r[0] for r in con.execute("SELECT decision_id FROM review_decisions").fetchall()}
+    rows = [as_warehouse_row(r) for r in store_module.decision_rows(store)]
+    new = [r for r in rows if r["decision_id"] not in held]
+    if new:
+        frame = pl.DataFrame(new, schema=cases.DECISION_SCHEMA)
+        with warehouse.transaction(con):
+            con.register("_decisions", frame)
+            try:
+                con.execute("INSERT INTO review_decisions BY NAME SELECT * FROM _decisions")
+            finally:
+                con.unregister("_decisions")
+    return len(new)
+
+
+def as_warehouse_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A store decision as a ``review_decisions`` row (a contact attempt's outcome leads
+    its note)."""
+    cents = row["promise_cents"]
+    note = row["note"]
+    if row["outcome"]:
+        note = row["outcome"] + (f": {note}" if note else "")
+    return {
+        "decision_id": row["decision_id"],
+        "loan_id": row["loan_id"],
+        "kind": row["kind"],
+        "made_at": row["made_at"],
+        "made_by": row["made_by"],
+        "promise_date": row["promise_date"],
+        "promise_amount": None if cents is None else Decimal(cents) / 100,
+        "letter_id": row["letter_id"],
+        "note": note,
+    }
 
 
 def holds_as_of(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:

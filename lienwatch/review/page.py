@@ -213,12 +213,9 @@ def _quarantine(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
     }
 
 
-def _history(
-    con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str]
-) -> tuple[list[str], dict[str, list[list]]]:
-    """Each of ``loans``' last months: due and paid in the month (whole dollars) and days
-    past due, at each of the last month ends and tonight (labels, arrays per loan)."""
-    months = [
+def history_month_ends(con: duckdb.DuckDBPyConnection, as_of: date) -> list[date]:
+    """The month ends an account's payment history shows (and the one before the first)."""
+    return [
         r[0]
         for r in con.execute(
             """SELECT DISTINCT as_of_date FROM loan_status_month_end WHERE as_of_date < $d
@@ -226,6 +223,23 @@ def _history(
             {"d": as_of, "n": HISTORY_MONTHS + 1},
         ).fetchall()
     ]
+
+
+def payment_history(
+    con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str]
+) -> tuple[list[str], dict[str, list[list]]]:
+    """Each of ``loans``' last months: due and paid in the month (whole dollars) and days
+    past due, at each of the last month ends and tonight (labels, arrays per loan)."""
+    labels, full = payment_histories(con, as_of, loans)
+    return labels, {r[0]: [r[1], r[2], r[3]] for r in full.iter_rows()}
+
+
+def payment_histories(
+    con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str]
+) -> tuple[list[str], pl.DataFrame]:
+    """:func:`payment_history` as a frame, one row per loan: loan_id, due, paid,
+    days_past_due (lists, one value per label)."""
+    months = history_month_ends(con, as_of)
     found = warehouse.frame(
         con,
         """WITH wanted AS (SELECT unnest($loans::VARCHAR[]) AS loan_id)
@@ -266,7 +280,7 @@ def _history(
         )
     )
     labels = [d.isoformat()[:7] for d in points[:-1]] + [as_of.isoformat()]
-    return labels, {r[0]: [r[1], r[2], r[3]] for r in full.iter_rows()}
+    return labels, full
 
 
 def _relative(path: str | None, folder: Path) -> str | None:
@@ -310,7 +324,7 @@ def _detail(
     holds = cases.active_holds(made, as_of)
     made = made.sort("made_at", "decision_id", descending=True)
     promised = {r["decision_id"]: r for r in promises.iter_rows(named=True)}
-    labels, history = _history(con, as_of, loans)
+    labels, history = payment_history(con, as_of, loans)
 
     detail: dict[str, dict[str, Any]] = {}
     for row in queue.iter_rows(named=True):

@@ -18,6 +18,7 @@ from lienwatch.review import decisions, page
 from lienwatch.review.exports import write_exports
 from lienwatch.review.render import PAGE, render_page
 from lienwatch.settings import Settings
+from lienwatch.workbench import publish
 from transforms import cases
 
 
@@ -67,6 +68,8 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
             exports = pool.submit(write_exports, folder, queue, call, shown, as_of)
             model = page.page_model(con, night, settings, queue, call, promises, shown)
             exports.result()
+        figures = {k: v for k, v in model.items() if k not in ("queue", "detail")}
+        publish.build(con, night, settings, queue, call, promises, figures)
     finally:
         con.close()
 
