@@ -5,7 +5,7 @@ loans (:func:`transforms.cases.on_page`) and say how many they leave out."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import polars as pl
@@ -63,13 +63,27 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         # The exports need nothing more from the warehouse: they are written (the workbook
         # is seconds of Python) while the page's figures are read (queries that leave the
-        # interpreter free).
-        with ThreadPoolExecutor(1, thread_name_prefix="review-exports") as pool:
-            exports = pool.submit(write_exports, folder, queue, call, shown, as_of)
-            model = page.page_model(con, night, settings, queue, call, promises, shown)
-            exports.result()
-        figures = {k: v for k, v in model.items() if k not in ("queue", "detail")}
-        publish.build(con, night, settings, queue, call, promises, figures)
+        # interpreter free), and the workbench's snapshot is written on a second
+        # connection meanwhile (the warehouse's work), its figures last, from the page's.
+        figures: Future[dict[str, Any]] = Future()
+        reader = con.cursor()
+        try:
+            with ThreadPoolExecutor(2, thread_name_prefix="review-outputs") as pool:
+                exports = pool.submit(write_exports, folder, queue, call, shown, as_of)
+                snapshot = pool.submit(
+                    publish.build, reader, night, settings, queue, call, promises, figures.result
+                )
+                try:
+                    model = page.page_model(con, night, settings, queue, call, promises, shown)
+                except BaseException as failed:
+                    figures.set_exception(failed)
+                    reader.interrupt()
+                    raise
+                figures.set_result({k: v for k, v in model.items() if k not in ("queue", "detail")})
+                exports.result()
+                snapshot.result()
+        finally:
+            reader.close()
     finally:
         con.close()
 

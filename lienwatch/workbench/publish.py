@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,10 @@ def build(
     queue: pl.DataFrame,
     call: pl.DataFrame,
     promises: pl.DataFrame,
-    figures: dict[str, Any],
+    figures: Callable[[], dict[str, Any]],
 ) -> Path:
-    """Write the night's snapshot (not yet published: :func:`switch` does that).
+    """Write the night's snapshot (not yet published: :func:`switch` does that); the
+    night's figures (``figures()``, which may wait for the review page's) go in last.
 
     Each account's rows are stored in loan order, so that reading one account touches only
     the few row groups that hold it; its payment history is drawn here, once, as the
@@ -59,18 +61,6 @@ def build(
         con.register("_call", call)
         con.register("_promises", promises)
         con.register("_history", paid)
-        meta = json.dumps(figures, default=str)
-        con.execute(
-            """CREATE TABLE snap.meta AS SELECT $as_of::DATE AS as_of_date, $run AS run_id,
-            $out AS night_dir, $figures AS figures, $labels AS history_months""",
-            {
-                "as_of": as_of,
-                "run": night.run_id,
-                "out": str(night.night_dir),
-                "figures": meta,
-                "labels": labels,
-            },
-        )
         statements = {
             "queue": "SELECT * FROM _queue ORDER BY queue_rank",
             "flagged": "SELECT loan_id FROM _queue ORDER BY loan_id",
@@ -89,6 +79,18 @@ def build(
         for table, query in statements.items():
             params: dict[str, Any] = {"d": as_of} if "$d" in query else {}
             con.execute(f"CREATE TABLE snap.{table} AS {query}", params)
+        meta = json.dumps(figures(), default=str)
+        con.execute(
+            """CREATE TABLE snap.meta AS SELECT $as_of::DATE AS as_of_date, $run AS run_id,
+            $out AS night_dir, $figures AS figures, $labels AS history_months""",
+            {
+                "as_of": as_of,
+                "run": night.run_id,
+                "out": str(night.night_dir),
+                "figures": meta,
+                "labels": labels,
+            },
+        )
     finally:
         for name in ("_queue", "_call", "_promises", "_history"):
             con.unregister(name)
