@@ -76,7 +76,7 @@ def published(warehouse: Path, folder: Path) -> tuple[Settings, list[str], float
     con.execute(f"ATTACH '{warehouse}' AS wh (READ_ONLY)")
     con.execute("USE wh")
     with timed() as took:
-        publish.build(con, night, settings, queue, call, promises, figures)
+        publish.build(con, night, settings, queue, call, promises, lambda: figures)
         publish.switch(night, settings)
     con.close()
     loans = queue["loan_id"].sample(min(5000, queue.height), seed=7).to_list()
