@@ -98,7 +98,7 @@ def _model_and_history(
     path = kept_paths(con, as_of) if night else f"({risk.bucket_path_sql(_SECOND_LIEN_HISTORY)})"
     return model, (
         _in_key_order(con, path, {} if path == PATHS else {"ends": risk.path_month_ends(as_of)}),
-        _in_key_order(con, _TERMS, {}),
+        _in_key_order(con, f"({_TERMS})", {}),
         _in_key_order(con, _KNOWN, {"as_of": as_of, "model": model.version}) if night else None,
     )
 
@@ -106,7 +106,7 @@ def _model_and_history(
 _SECOND_LIEN_HISTORY = (
     "(SELECT as_of_date, loan_id, days_past_due FROM loan_status_month_end WHERE lien_position = 2)"
 )
-_TERMS = "(SELECT loan_id, first_payment_date, draw_period_end FROM loans WHERE lien_position = 2)"
+_TERMS = "SELECT loan_id, first_payment_date, draw_period_end FROM loans WHERE lien_position = 2"
 # The scores of the latest earlier night by the same model, with the hash of their inputs.
 _KNOWN = """(SELECT loan_id, risk, inputs_hash FROM loan_risk
     WHERE as_of_date = (SELECT max(as_of_date) FROM loan_risk WHERE as_of_date < $as_of)
@@ -151,23 +151,16 @@ def _in_key_order(
     )
 
 
-def path_and_terms(
-    con: duckdb.DuckDBPyConnection, as_of: date
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """What the model reads beside the features: each second lien's path over the month
-    ends before ``as_of`` (:func:`transforms.risk.bucket_path_sql`) and its terms."""
-    path = warehouse.frame(
-        con, risk.bucket_path_sql(_SECOND_LIEN_HISTORY), {"ends": risk.path_month_ends(as_of)}
-    )
-    return path, warehouse.frame(con, _TERMS.strip("()"))
-
-
 def model_inputs_as_of(
     con: duckdb.DuckDBPyConnection, as_of: date, features: pl.DataFrame
 ) -> pl.DataFrame:
     """The model's inputs for the loans of ``features`` (row for row): those features,
-    each loan's path over the month ends before ``as_of``, and its terms."""
-    return risk.model_inputs(features, *path_and_terms(con, as_of), as_of)
+    each loan's path over the month ends before ``as_of`` (:func:`transforms.risk.bucket_path_sql`),
+    and its terms."""
+    path = warehouse.frame(
+        con, risk.bucket_path_sql(_SECOND_LIEN_HISTORY), {"ends": risk.path_month_ends(as_of)}
+    )
+    return risk.model_inputs(features, path, warehouse.frame(con, _TERMS), as_of)
 
 
 def _status(con: duckdb.DuckDBPyConnection, as_of: date, status_table: str) -> pl.DataFrame:
