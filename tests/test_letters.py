@@ -29,6 +29,7 @@ from transforms.contract import LETTER_TEMPLATES
 from transforms.letters import (
     GO_LIVE_HOLD,
     HISTORY_COLUMNS,
+    MAILING_FIELDS,
     NOTICE_FAMILY,
     REQUIRED,
     Rules,
@@ -38,6 +39,7 @@ from transforms.letters import (
     letter_id,
     letter_ids,
     mailing_problem,
+    mailing_problems,
     night_of,
 )
 
@@ -508,6 +510,59 @@ ADDRESS = {
     "zip": "93701",
 }
 
+# Names, addresses and pieces of them on which a check could go either way: words of
+# statements and templates, separators, other scripts' look-alikes, case-folding letters
+# (the dotless and dotted i, the long s, the Kelvin sign), spaces that are not " ".
+ADDRESS_TEXTS = ["O'Neil", "Mary-Jo", "Ångström", "São Paulo", "ZZ", "ca", "93701-1234", "9370"]
+ADDRESS_FRAGMENTS = [
+    "drop table",
+    "DROP  TABLE",
+    "delete from",
+    "Insert Into",
+    "union select",
+    "UNION ALL SELECT",
+    "drop",
+    " table",
+    "--",
+    "-",
+    ";",
+    "/*",
+    "*/",
+    "{{",
+    "{%",
+    "%}",
+    "#}",
+    "#set",
+    "#text",
+    "#",
+    "<",
+    ">",
+    "\\",
+    "$",
+    "_",
+    "@",
+    "`",
+    "*",
+    "ı",
+    "İ",
+    "ſ",
+    "\u212a",
+    "\u00a0",
+    "\u00ad",
+    "\u200b",
+    "²",
+    "½",
+    "Ñ",
+    "ñ",
+    "é",
+    "12",
+    "St",
+    " ",
+    "\t",
+    "\n",
+    "\u202e",
+]
+
 
 class TestMailingCheck:
     @pytest.mark.parametrize(
@@ -561,6 +616,41 @@ class TestMailingCheck:
     def test_ordinary_names_are_never_held(self, parts, joiner):
         name = joiner.join(parts)
         assert mailing_problem({**ADDRESS, "first_name": name, "last_name": name}) is None
+
+    @settings(max_examples=500, deadline=None)
+    @given(
+        st.lists(
+            # A good address with one or two of its parts replaced: text made of the
+            # fragments, alone or after a word.
+            st.dictionaries(
+                st.sampled_from(MAILING_FIELDS),
+                st.one_of(
+                    st.none(),
+                    st.sampled_from(ADDRESS_TEXTS),
+                    st.tuples(
+                        st.sampled_from(["", "Elm ", "12 Elm St "]),
+                        st.lists(
+                            st.one_of(
+                                st.sampled_from(ADDRESS_FRAGMENTS),
+                                st.text(st.characters(max_codepoint=0x2FF), max_size=3),
+                                st.characters(
+                                    categories=["Cc", "Cf", "Co", "Cn", "Z", "M", "N", "S"]
+                                ),
+                            ),
+                            min_size=1,
+                            max_size=5,
+                        ).map("".join),
+                    ).map("".join),
+                ),
+                max_size=2,
+            ).map(lambda replaced: {**ADDRESS, **replaced}),
+            min_size=1,
+            max_size=20,
+        )
+    )
+    def test_the_whole_frame_at_once_finds_what_each_row_alone_does(self, rows):
+        frame = pl.DataFrame(rows, schema={field: pl.String for field in MAILING_FIELDS})
+        assert mailing_problems(frame).to_list() == [mailing_problem(row) for row in rows]
 
     def test_the_decision_holds_the_letter_for_review(self):
         row = one(decided({"mailing_problem": "last_name: markup (< or >)"}))

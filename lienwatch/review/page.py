@@ -8,6 +8,7 @@ queue and account details (rendered by :mod:`lienwatch.review.render`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from decimal import Decimal
@@ -225,18 +226,21 @@ def history_month_ends(con: duckdb.DuckDBPyConnection, as_of: date) -> list[date
     ]
 
 
+Histories = tuple[list[str], pl.DataFrame]  # :func:`payment_histories`' labels and frame
+
+
 def payment_history(
-    con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str]
+    histories: Histories, loans: list[str]
 ) -> tuple[list[str], dict[str, list[list]]]:
-    """Each of ``loans``' last months: due and paid in the month (whole dollars) and days
-    past due, at each of the last month ends and tonight (labels, arrays per loan)."""
-    labels, full = payment_histories(con, as_of, loans)
-    return labels, {r[0]: [r[1], r[2], r[3]] for r in full.iter_rows()}
+    """Each of ``loans``' last months out of ``histories`` (drawn for them or for more
+    loans): due and paid in the month (whole dollars) and days past due, at each of the
+    last month ends and tonight (labels, arrays per loan)."""
+    labels, full = histories
+    found = full.filter(pl.col("loan_id").is_in(pl.Series(loans, dtype=pl.String).implode()))
+    return labels, {r[0]: [r[1], r[2], r[3]] for r in found.iter_rows()}
 
 
-def payment_histories(
-    con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str]
-) -> tuple[list[str], pl.DataFrame]:
+def payment_histories(con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str]) -> Histories:
     """:func:`payment_history` as a frame, one row per loan: loan_id, due, paid,
     days_past_due (lists, one value per label)."""
     months = history_month_ends(con, as_of)
@@ -291,9 +295,14 @@ def _relative(path: str | None, folder: Path) -> str | None:
 
 
 def _detail(
-    con: duckdb.DuckDBPyConnection, night: Night, queue: pl.DataFrame, promises: pl.DataFrame
+    con: duckdb.DuckDBPyConnection,
+    night: Night,
+    queue: pl.DataFrame,
+    promises: pl.DataFrame,
+    histories: Callable[[], Histories] | None,
 ) -> dict[str, Any]:
-    """Per flagged loan, what its detail panel shows (read only when a row is opened)."""
+    """Per flagged loan, what its detail panel shows (read only when a row is opened); the
+    payment histories out of ``histories()`` when given (drawn for these loans or more)."""
     as_of, text = night.as_of, Strings()
     loans = queue["loan_id"].to_list()
     params = {"d": as_of, "loans": loans}
@@ -324,7 +333,9 @@ def _detail(
     holds = cases.active_holds(made, as_of)
     made = made.sort("made_at", "decision_id", descending=True)
     promised = {r["decision_id"]: r for r in promises.iter_rows(named=True)}
-    labels, history = payment_history(con, as_of, loans)
+    labels, history = payment_history(
+        histories() if histories else payment_histories(con, as_of, loans), loans
+    )
 
     detail: dict[str, dict[str, Any]] = {}
     for row in queue.iter_rows(named=True):
@@ -404,17 +415,19 @@ def page_model(
     call: pl.DataFrame,
     promises: pl.DataFrame,
     shown: pl.DataFrame,
+    histories: Callable[[], Histories] | None = None,
 ) -> dict[str, Any]:
     """Everything the review page shows: the summary (rendered as HTML) and the queue and
     account details (as JSON data the page's script renders). The counts are the whole
     night's; the rows and details are those of ``shown`` (:func:`transforms.cases.on_page`)
-    and the calls due among them."""
+    and the calls due among them. ``histories()`` gives the payment histories of at least
+    the loans shown, when they are drawn elsewhere already."""
     call_shown = call.filter(pl.col("loan_id").is_in(shown["loan_id"].implode()))
     # The account details are read on a second connection while the summary is read here.
     reader = con.cursor()
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="review-detail") as pool:
-            detail = pool.submit(_detail, reader, night, shown, promises)
+            detail = pool.submit(_detail, reader, night, shown, promises, histories)
             try:
                 model = _summary(con, night, settings, queue, call, promises, shown, call_shown)
             except BaseException:

@@ -21,7 +21,7 @@ import polars as pl
 
 from lienwatch.files import write_atomic
 from lienwatch.night import Night
-from lienwatch.review.page import payment_histories
+from lienwatch.review.page import Histories, payment_histories
 from lienwatch.settings import Settings
 from lienwatch.workbench.snapshot import POINTER, snapshot_dir
 
@@ -40,13 +40,14 @@ def build(
     call: pl.DataFrame,
     promises: pl.DataFrame,
     figures: Callable[[], dict[str, Any]],
+    histories: Histories | None = None,
 ) -> Path:
     """Write the night's snapshot (not yet published: :func:`switch` does that); the
     night's figures (``figures()``, which may wait for the review page's) go in last.
 
     Each account's rows are stored in loan order, so that reading one account touches only
-    the few row groups that hold it; its payment history is drawn here, once, as the
-    review page draws it.
+    the few row groups that hold it. The queued loans' payment histories are ``histories``
+    (:func:`~lienwatch.review.page.payment_histories`), drawn here when not given.
     """
     folder = snapshot_dir(settings, night.db)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -54,7 +55,7 @@ def build(
     for leftover in (path, path.with_name(path.name + ".wal")):
         leftover.unlink(missing_ok=True)
     as_of = night.as_of
-    labels, paid = payment_histories(con, as_of, queue["loan_id"].to_list())
+    labels, paid = histories or payment_histories(con, as_of, queue["loan_id"].to_list())
     con.execute(f"ATTACH '{_quoted(path)}' AS snap")
     try:
         con.register("_queue", queue)
