@@ -207,9 +207,15 @@ def _snapshot_checks(feed: Feed) -> str:
 
 # The warehouse's ledger is large: every look-up into it is a join from this batch's
 # (small) set of ids, never a scan that hashes the whole ledger.
+# Reading the ledger's txn_id (a text per row, tens of millions of them) is the costly part:
+# it is read once a batch, for the loaded rows this batch's rows and reversals name.
+_LEDGER_NAMED = """
+CREATE OR REPLACE TEMP TABLE stg_ledger_named AS
+SELECT txn_id, loan_id, posted_date, amount, txn_type FROM payments
+WHERE txn_id IN (SELECT txn_id FROM stg_typed UNION SELECT reverses_txn_id FROM stg_typed)"""
 _PAYMENT_CHECKS = f"""
     row_number() OVER (PARTITION BY txn_id, _key // {KEY_SCALE} ORDER BY _key) > 1 AS _dup,
-    (txn_id IN (SELECT p.txn_id FROM payments p SEMI JOIN stg_typed s ON p.txn_id = s.txn_id)
+    (txn_id IN (SELECT txn_id FROM stg_ledger_named)
      OR min(_key // {KEY_SCALE}) OVER (PARTITION BY txn_id) < _key // {KEY_SCALE}) AS _loaded_before,
     loan_id NOT IN (SELECT loan_id FROM known_loans) AS _loan_unknown
 """
@@ -220,7 +226,7 @@ WITH named AS (
     SELECT DISTINCT reverses_txn_id AS txn_id FROM stg_checked WHERE reverses_txn_id IS NOT NULL
 ),
 candidates AS (  -- payments a reversal may name: loaded ones and this batch's clean rows
-    SELECT txn_id, loan_id, posted_date, amount, txn_type, -1 AS _key FROM payments SEMI JOIN named USING (txn_id)
+    SELECT txn_id, loan_id, posted_date, amount, txn_type, -1 AS _key FROM stg_ledger_named SEMI JOIN named USING (txn_id)
     UNION ALL
     SELECT txn_id, loan_id, posted_date, amount, txn_type, _key FROM stg_checked
     WHERE NOT _dup AND NOT _loaded_before
@@ -277,7 +283,7 @@ def _ledger(con, files: list[Inspected], run_id, as_of, results_dir) -> list[Fil
     for group in _batches(new):
         staged = [stage_raw(con, f, f"stg_pay_{i}") for i, f in enumerate(group)]
         batch = _Batch(FEEDS["payments"], staged)
-        batch.type_and_check(con, _PAYMENT_CHECKS)
+        batch.type_and_check(con, _PAYMENT_CHECKS, _LEDGER_NAMED)
         con.execute(_REVERSAL_PROBLEM)
         con.execute(
             """CREATE OR REPLACE TEMP TABLE stg_checked AS
@@ -335,7 +341,12 @@ class _Batch:
         self.staged = staged
         self.failed: dict[int, list[expectations.Failure]] = {}
 
-    def type_and_check(self, con: duckdb.DuckDBPyConnection, checks: str) -> None:
+    def type_and_check(
+        self, con: duckdb.DuckDBPyConnection, checks: str, lookup: str | None = None
+    ) -> None:
+        """The rows typed (``stg_typed``), then checked (``stg_checked``): ``checks`` are
+        columns computed on the typed rows, which may read the table ``lookup`` (a
+        statement run on the typed rows) makes."""
         parts = []
         for position, s in enumerate(self.staged):
             present = [c for c in s.inspected.header]
@@ -348,6 +359,8 @@ class _Batch:
         con.execute(f"CREATE OR REPLACE TEMP TABLE stg_typed AS {parts[0]}")
         for part in parts[1:]:
             con.execute(f"INSERT INTO stg_typed BY NAME {part}")
+        if lookup is not None:
+            con.execute(lookup)
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE stg_checked AS
             SELECT *, {checks} FROM stg_typed WHERE len(errors) = 0"""

@@ -52,7 +52,9 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
     catalogue = load_catalogue(settings.options.catalogue)
     con = warehouse.connect(night.db)
     try:
-        found = options_as_of(con, catalogue, night.as_of)
+        # In loan order (each loan's options in the catalogue's): the workbench's snapshot
+        # copies the night's rows as they are, an account's rows side by side.
+        found = options_as_of(con, catalogue, night.as_of).sort("loan_id", maintain_order=True)
         with warehouse.transaction(con):
             warehouse.replace_night(con, "hardship_options", found, night.as_of)
     finally:

@@ -70,8 +70,8 @@ def build(
             "loans": "SELECT loan_id FROM loans ORDER BY loan_id",
             "letters": """SELECT loan_id, letter_id, as_of_date, template, status,
                 suppression_reason, pdf_path FROM letters WHERE as_of_date <= $d ORDER BY loan_id""",
-            "hardship_options": """SELECT * FROM hardship_options WHERE as_of_date = $d
-                AND loan_id IN (SELECT loan_id FROM _queue) ORDER BY loan_id""",
+            # The options of the night's flagged loans: the queue's loans, written in loan order.
+            "hardship_options": "SELECT * FROM hardship_options WHERE as_of_date = $d",
             "review_case_events": """SELECT * FROM review_case_events WHERE as_of_date <= $d
                 AND loan_id IN (SELECT loan_id FROM _queue) ORDER BY loan_id""",
             "review_decisions": "SELECT * FROM review_decisions ORDER BY loan_id",
