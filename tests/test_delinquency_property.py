@@ -335,9 +335,13 @@ def _paid(frame: pl.DataFrame) -> dict[str, D]:
 def nights_of_loads(draw) -> tuple[list[list[tuple]], list[date]]:
     """A book's ledger loaded as a servicer's files come, in posted order a batch at a time,
     with some rows held back to a later load (late rows, a payment after its reversal),
+    some payments returned months after they were posted,
     and a night after each load: its last posted day or a little after, sometimes the
     same night again or an earlier one (a rerun, a backfill)."""
     txns = list(draw(books()).txns)
+    for i, txn in enumerate(txns):  # some payments returned months after they were posted
+        if txn[4] == "reversal" and draw(st.integers(0, 3)) == 0:
+            txns[i] = (*txn[:2], txn[2] + timedelta(days=draw(st.integers(55, 200))), *txn[3:])
     for reversal in [t for t in txns if t[4] == "reversal"]:
         if draw(st.booleans()):  # returned twice: the payment is undone once, from the first
             when = reversal[2] + timedelta(days=draw(st.integers(-30, 30)))

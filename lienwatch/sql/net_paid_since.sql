@@ -25,11 +25,36 @@ reversed_before AS (  -- of those, the ones a reversal posted by $kept had undon
       AND reverses_txn_id IN (SELECT txn_id FROM new_reversals)
 ),
 
-undone AS (  -- payments reversed as of $as_of that were not as of $kept
-    SELECT loan_id, amount FROM payments
+-- The payments posted by $kept that those reversals name: looked for in the 62 days up to
+-- $kept first (a returned payment comes back within days, an ACH return within 60), and
+-- in the older ledger only when one is not found there. Each txn_id read is a text to
+-- decode, tens of millions of them in the whole ledger.
+named_near AS (
+    SELECT txn_id, loan_id, amount FROM payments
     WHERE txn_type = 'payment' AND posted_date <= $kept
+      AND posted_date > CAST($kept AS DATE) - 62
       AND txn_id IN (SELECT txn_id FROM new_reversals)
-      AND txn_id NOT IN (SELECT txn_id FROM reversed_before)
+),
+
+far_bound AS (
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM new_reversals
+                             ANTI JOIN named_near USING (txn_id)
+                             ANTI JOIN new_payments USING (txn_id))
+                THEN CAST($kept AS DATE) - 62
+                ELSE DATE '0001-01-01' END AS far_date
+),
+
+named AS (
+    SELECT txn_id, loan_id, amount FROM named_near
+    UNION ALL
+    SELECT txn_id, loan_id, amount FROM payments
+    WHERE txn_type = 'payment' AND posted_date <= (SELECT far_date FROM far_bound)
+      AND txn_id IN (SELECT txn_id FROM new_reversals)
+),
+
+undone AS (  -- payments reversed as of $as_of that were not as of $kept
+    SELECT loan_id, amount FROM named
+    WHERE txn_id NOT IN (SELECT txn_id FROM reversed_before)
     UNION ALL
     SELECT loan_id, amount FROM new_payments
     WHERE txn_id IN (SELECT reverses_txn_id FROM payments
