@@ -206,9 +206,9 @@ def _snapshot_checks(feed: Feed) -> str:
 # --------------------------------------------------------------------------- the ledger
 
 # The warehouse's ledger is large: every look-up into it is a join from this batch's
-# (small) set of ids, never a scan that hashes the whole ledger.
-# Reading the ledger's txn_id (a text per row, tens of millions of them) is the costly part:
-# it is read once a batch, for the loaded rows this batch's rows and reversals name.
+# (small) set of ids, never a scan that hashes the whole ledger. Reading its txn_id (a text
+# per row, tens of millions of them) is still the costly part: it is read once a batch,
+# for the loaded rows that this batch's rows and reversals name (stg_ledger_named).
 _LEDGER_NAMED = """
 CREATE OR REPLACE TEMP TABLE stg_ledger_named AS
 SELECT txn_id, loan_id, posted_date, amount, txn_type FROM payments
