@@ -1,10 +1,22 @@
-"""Shared fixtures: one Prefect test harness for the session (flow tests only)."""
+"""Shared fixtures: one Prefect test harness for the session (flow tests only); under
+pytest-xdist, the order in which the modules are handed to the workers."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On pytest-xdist's workers (``make test``: each module runs whole on one worker,
+    handed out in collection order), the modules with slow end-to-end tests come first,
+    so that the run does not end with one worker busy on a long module and the other
+    idle."""
+    if not hasattr(config, "workerinput"):
+        return
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: each module stays in order
 
 
 @pytest.fixture(scope="session")
