@@ -29,11 +29,16 @@ check: install
 	$(UV) run --frozen mypy
 	$(UV) run --frozen lint-imports
 
+# pytest-xdist: one worker per core; a module runs whole on one worker (its module
+# fixtures are built once), the slow modules handed out first (tests/conftest.py).
+PYTEST_WORKERS ?= auto
+PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: check
-	$(UV) run --frozen pytest -q
+	$(UV) run --frozen pytest -q $(PARALLEL)
 
 test-fast: install
-	$(UV) run --frozen pytest -q -m "not slow"
+	$(UV) run --frozen pytest -q $(PARALLEL) -m "not slow"
 
 BENCH_LOANS ?= 100000
 bench: install

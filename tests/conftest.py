@@ -1,10 +1,22 @@
-"""Shared fixtures: one Prefect test harness for the session (flow tests only)."""
+"""Shared fixtures: one Prefect test harness for the session (flow tests only); under
+pytest-xdist, the order in which the modules are handed to the workers."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On pytest-xdist's workers (``make test``: each module runs whole on one worker,
+    handed out in collection order), the modules with slow end-to-end tests come first,
+    so that the run does not end with one worker busy on a long module and the other
+    idle."""
+    if not hasattr(config, "workerinput"):
+        return
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: each module stays in order
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +26,22 @@ def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashes():
+    """Workbench passwords hashed with argon2id at its lowest costs: each sign-in of the
+    suite's hundreds otherwise takes a fifth of a second on four threads (the hashing is
+    the library's; the suite tests how the workbench uses it)."""
+    from argon2 import PasswordHasher
+
+    from lienwatch.workbench import auth
+
+    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth, "_hasher", hasher)
+        patch.setattr(auth, "_DUMMY", hasher.hash("not anyone's password"))
         yield
 
 

@@ -147,11 +147,24 @@ with p.local_server() as ready:
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == ["True", expected]
 
-    def test_the_temporary_server_sends_no_usage_statistics_unless_asked(self, monkeypatch):
-        monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
-        assert prefect_local._environment()["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
-        monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")
-        assert prefect_local._environment()["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"
+    def test_the_temporary_server_sends_no_usage_statistics_unless_asked(self, tmp_path):
+        """Unset, then set after Prefect was imported. In a process of its own: in this one,
+        the flow tests' harness (session-wide) may have set Prefect's settings in code."""
+        code = """
+import os
+import prefect.settings
+import lienwatch.prefect_local as p
+print(p._environment()["PREFECT_SERVER_ANALYTICS_ENABLED"])
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "true"
+print(p._environment()["PREFECT_SERVER_ANALYTICS_ENABLED"])
+"""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env["PREFECT_HOME"] = str(tmp_path / "home")
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["false", "true"]
 
     def test_a_server_that_exits_at_start_is_a_clear_error(self):
         process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from lienwatch.sql import query
-from tests.helpers import changes_frame, ledger, loans_frame, net_paid
+from tests.helpers import changes_frame, insert_rows, ledger, loans_frame, net_paid
 from transforms.contract import BUCKET_LOWER_DAYS, BUCKETS, LOAN_STATUSES
 from transforms.delinquency import loan_status, loan_status_history
 
@@ -318,10 +318,7 @@ def _loaded_ledger(loads: list[list[tuple]]) -> duckdb.DuckDBPyConnection:
 
 
 def _load(con: duckdb.DuckDBPyConnection, rows: list[tuple], load_id: int) -> None:
-    if rows:
-        con.executemany(
-            "INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?)", [(*r, load_id) for r in rows]
-        )
+    insert_rows(con, "payments", "?, ?, ?, ?, ?, ?, ?", [(*r, load_id) for r in rows])
 
 
 def _paid(frame: pl.DataFrame) -> dict[str, D]:

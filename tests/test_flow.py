@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -22,10 +23,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 AS_OF = date(2024, 6, 3)
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
+def _folder(root: Path) -> Path:
     return landing(
-        tmp_path / "in",
+        root / "in",
         {
             "p1.csv": ledger(
                 "T1,L1,2024-03-01,250.00,payment,,", "T2,L2,2024-03-01,400.00,payment,,"
@@ -37,26 +37,47 @@ def folder(tmp_path: Path) -> Path:
     )
 
 
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return _folder(tmp_path)
+
+
 def night(folder: Path, tmp_path: Path, as_of: date = AS_OF) -> dict:
     return run_night(
         Settings(), data=folder, db=tmp_path / "wh.duckdb", out=tmp_path / "out", as_of=as_of
     )
 
 
+@dataclass
+class Clean:
+    """An uninterrupted night over the folder, in a directory of its own (read only)."""
+
+    root: Path
+    summary: dict
+    tables: dict[str, list]
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> Clean:
+    root = tmp_path_factory.mktemp("clean")
+    summary = night(_folder(root), root)
+    return Clean(root, summary, tables(root / "wh.duckdb"))
+
+
 class TestNight:
-    def test_full_night(self, folder, tmp_path):
+    def test_full_night(self, clean):
         """A night completes, records itself in runs and writes its summary."""
-        summary = night(folder, tmp_path)
+        summary = clean.summary
         assert summary["status"] == "completed"
         assert (
             summary["steps"]["ingest"]["rows_loaded"] == 4 + 2 + 2
         )  # payments + loans + borrowers
-        con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
+        con = duckdb.connect(str(clean.root / "wh.duckdb"), read_only=True)
         assert con.execute("SELECT status, as_of_date FROM runs").fetchall() == [
             ("completed", AS_OF)
         ]
         con.close()
-        assert (tmp_path / "out" / AS_OF.isoformat() / "summary.json").exists()
+        assert (clean.root / "out" / AS_OF.isoformat() / "summary.json").exists()
 
     def test_rerun_changes_nothing(self, folder, tmp_path):
         """The same night twice leaves the same tables."""
@@ -65,12 +86,10 @@ class TestNight:
         night(folder, tmp_path)
         assert tables(tmp_path / "wh.duckdb") == first
 
-    def test_failed_night_is_recorded_and_rerun_completes(self, folder, tmp_path, monkeypatch):
+    def test_failed_night_is_recorded_and_rerun_completes(
+        self, folder, tmp_path, monkeypatch, clean
+    ):
         """A step that fails marks the run failed with its reason; the rerun matches a clean night."""
-        clean_dir = tmp_path / "clean"
-        clean_dir.mkdir()
-        night(folder, clean_dir)
-        expected = tables(clean_dir / "wh.duckdb")
 
         def broken(*args, **kwargs):
             raise RuntimeError("disk full while writing")
@@ -85,7 +104,7 @@ class TestNight:
         con.close()
         monkeypatch.undo()
         assert night(folder, tmp_path)["status"] == "completed"
-        assert tables(tmp_path / "wh.duckdb") == expected
+        assert tables(tmp_path / "wh.duckdb") == clean.tables
 
     def test_second_writer_refused_at_once(self, folder, tmp_path):
         """While another process runs a night, a second one fails at once with a clear message."""
@@ -144,11 +163,9 @@ class TestLettersNight:
         assert sorted(p.name for p in (day / "letters").iterdir()) == files
         assert (day / "mail_manifest.csv").read_text(encoding="utf-8") == manifest
 
-    def test_letters_fan_out_on_a_local_dask_cluster(self, folder, tmp_path):
+    def test_letters_fan_out_on_a_local_dask_cluster(self, folder, tmp_path, clean):
         """Rendering as Dask tasks (one letter per task) gives the same letters as the process pool."""
-        local = tmp_path / "local"
-        local.mkdir()
-        night(folder, local)
+        local = clean.root  # the process pool's night
         dask_settings = Settings.model_validate(
             {"letters": {"fan_out": "dask", "render_workers": 2, "chunk_size": 1}}
         )
@@ -157,7 +174,7 @@ class TestLettersNight:
         )
         assert summary["status"] == "completed"
         assert summary["steps"]["letters"]["generated"] == 2
-        assert tables(tmp_path / "wh.duckdb")["letters"] == tables(local / "wh.duckdb")["letters"]
+        assert tables(tmp_path / "wh.duckdb")["letters"] == clean.tables["letters"]
         pdfs = sorted(
             p.name for p in (tmp_path / "out" / AS_OF.isoformat() / "letters").glob("*.pdf")
         )
