@@ -235,6 +235,18 @@ class TestAuthorisation:
 
 
 class TestSignIn:
+    def test_passwords_are_hashed_with_argon2id_at_64_mib(self):
+        """The suite signs in with cheap hashes (tests/conftest.py); the workbench's own
+        are argon2id with RFC 9106's low-memory profile, which this hash is made with."""
+        from argon2 import PasswordHasher, Type
+
+        from lienwatch.workbench.auth import PASSWORD_HASHING
+
+        assert PASSWORD_HASHING.type is Type.ID
+        assert (PASSWORD_HASHING.memory_cost, PASSWORD_HASHING.time_cost) == (65536, 3)
+        made = PasswordHasher.from_parameters(PASSWORD_HASHING).hash("a good long password")
+        assert made.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+
     def test_session_cookie_is_signed_httponly_strict_and_expires(self, db):
         settings = Settings(workbench=Workbench(session_minutes=30))
         for clients in served_clients(settings, db):
