@@ -8,7 +8,6 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from lienwatch import warehouse
@@ -66,15 +65,26 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         # is seconds of Python) while the page's figures are read (queries that leave the
         # interpreter free), and the workbench's snapshot is written on a second
         # connection meanwhile (the warehouse's work), its figures last, from the page's.
-        # The queue's payment histories are drawn once, there, and the page takes its own.
+        # The queue's payment histories are drawn once, first, on that connection: the
+        # snapshot takes them all and the page those of its loans.
         figures: Future[dict[str, Any]] = Future()
-        histories: Future[page.Histories] = Future()
         reader = con.cursor()
         try:
-            with ThreadPoolExecutor(2, thread_name_prefix="review-outputs") as pool:
+            with ThreadPoolExecutor(3, thread_name_prefix="review-outputs") as pool:
                 exports = pool.submit(write_exports, folder, queue, call, shown, as_of)
+                histories = pool.submit(
+                    page.payment_histories, reader, as_of, queue["loan_id"].to_list()
+                )
                 snapshot = pool.submit(
-                    _snapshot, reader, night, settings, queue, call, promises, figures, histories
+                    publish.build,
+                    reader,
+                    night,
+                    settings,
+                    queue,
+                    call,
+                    promises,
+                    figures.result,
+                    histories.result,
                 )
                 try:
                     model = page.page_model(
@@ -107,24 +117,3 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         "page_kb": round(len(html.encode("utf-8")) / 1024),
         "page": str(folder / PAGE),
     }
-
-
-def _snapshot(
-    con: duckdb.DuckDBPyConnection,
-    night: Night,
-    settings: Settings,
-    queue: pl.DataFrame,
-    call: pl.DataFrame,
-    promises: pl.DataFrame,
-    figures: Future[dict[str, Any]],
-    histories: Future[page.Histories],
-) -> None:
-    """The workbench's snapshot (:func:`~lienwatch.workbench.publish.build`), its first
-    work the queue's payment histories, handed to the review page through ``histories``."""
-    try:
-        drawn = page.payment_histories(con, night.as_of, queue["loan_id"].to_list())
-    except BaseException as failed:
-        histories.set_exception(failed)
-        raise
-    histories.set_result(drawn)
-    publish.build(con, night, settings, queue, call, promises, figures.result, drawn)

@@ -40,14 +40,15 @@ def build(
     call: pl.DataFrame,
     promises: pl.DataFrame,
     figures: Callable[[], dict[str, Any]],
-    histories: Histories | None = None,
+    histories: Callable[[], Histories] | None = None,
 ) -> Path:
     """Write the night's snapshot (not yet published: :func:`switch` does that); the
     night's figures (``figures()``, which may wait for the review page's) go in last.
 
     Each account's rows are stored in loan order, so that reading one account touches only
-    the few row groups that hold it. The queued loans' payment histories are ``histories``
-    (:func:`~lienwatch.review.page.payment_histories`), drawn here when not given.
+    the few row groups that hold it. The queued loans' payment histories are ``histories()``
+    (:func:`~lienwatch.review.page.payment_histories`, which may wait for them to be
+    drawn on ``con``), drawn here when not given.
     """
     folder = snapshot_dir(settings, night.db)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -55,7 +56,9 @@ def build(
     for leftover in (path, path.with_name(path.name + ".wal")):
         leftover.unlink(missing_ok=True)
     as_of = night.as_of
-    labels, paid = histories or payment_histories(con, as_of, queue["loan_id"].to_list())
+    labels, paid = (
+        histories() if histories else payment_histories(con, as_of, queue["loan_id"].to_list())
+    )
     con.execute(f"ATTACH '{_quoted(path)}' AS snap")
     try:
         con.register("_queue", queue)
