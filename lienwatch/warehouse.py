@@ -313,6 +313,28 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     )
 
 
+def kept_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    stamp_column: str,
+    stamp: str,
+    query: str,
+    params: dict[str, Any],
+) -> None:
+    """Make ``table`` hold ``query``'s rows stamped ``stamp`` (in ``stamp_column``), unless
+    it holds them already: a figure the nights sharing an input compute once, kept while
+    the stamp (what the figure was computed from) still matches."""
+    if table_exists(con, table):
+        kept = con.execute(f"SELECT any_value({stamp_column}) FROM {table}").fetchall()[0][0]
+        if kept == stamp:
+            return
+    with transaction(con):
+        con.execute(
+            f"CREATE OR REPLACE TABLE {table} AS SELECT $_stamp AS {stamp_column}, * FROM ({query})",
+            {**params, "_stamp": stamp},
+        )
+
+
 def replace_night(
     con: duckdb.DuckDBPyConnection,
     table: str,

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from lienwatch import warehouse
 from lienwatch.errors import LienwatchError
-from lienwatch.review import decisions
+from lienwatch.review import decisions, page
 from lienwatch.review_cli import review_app
 from lienwatch.settings import Settings
 from lienwatch.workbench.store import open_store, store_url
@@ -727,3 +727,57 @@ class TestOutputs:
         with pytest.raises(LienwatchError, match="no loan_status for 2026-11-21"):
             run_review(built, NIGHT + timedelta(days=1))
         assert table(built, "SELECT count(*) FROM review_cases WHERE status = 'open'").item() == 8
+
+
+class TestPaymentHistories:
+    """An account's payment history: due and paid in each of the last 24 months and
+    tonight, with days past due, out of the month-end history (built with
+    ``tests.helpers.build_warehouse``: loan i at the k-th month end, oldest first, is
+    ((i + k) % 5) * 15 days past due, with total due of (k + 60) installments and net paid
+    short by one installment a full 30 days)."""
+
+    def test_each_month_is_what_was_due_and_paid_in_it(self, built):
+        con = warehouse.connect(built / "wh.duckdb")
+        try:
+            labels, full = page.payment_histories(con, NIGHT, ["LN000001", "LN999999"])
+        finally:
+            con.close()
+        assert labels[0] == "2024-11" and labels[-2:] == ["2026-10", NIGHT.isoformat()]
+        assert len(labels) == 25
+        assert full["loan_id"].to_list() == ["LN000001"]  # none for a loan without figures
+        due, paid, late = (full[c].item().to_list() for c in ("due", "paid", "days_past_due"))
+        assert late[:24] == [(1 + k) % 5 * 15 for k in range(1, 25)]
+        assert due[:24] == [501] * 24  # one installment of 501.00 a month
+        behind = [(1 + k) % 5 * 15 // 30 for k in range(25)]  # installments short
+        assert paid[:24] == [501 * (1 - behind[k] + behind[k - 1]) for k in range(1, 25)]
+
+    def test_the_nights_kept_month_ends_give_what_the_history_does(self, built):
+        """The review step keeps each loan's month-end figures for the nights of a month; a
+        night of another month (other month ends) or a changed history reads afresh."""
+        run_review(built)
+        con = warehouse.connect(built / "wh.duckdb")
+        try:
+            assert warehouse.table_exists(con, page.HISTORIES)
+            loans = [f"LN{i:06d}" for i in range(8)] + ["LN999999"]
+
+            def same(as_of: date) -> bool:
+                (labels, kept), (also, read) = (
+                    page.payment_histories(con, as_of, loans, kept=True),
+                    page.payment_histories(con, as_of, loans),
+                )
+                return labels == also and kept.equals(read) and kept.height == 8
+
+            assert same(NIGHT)  # kept by the night
+            with warehouse.transaction(con):
+                con.execute(f"DROP TABLE {page.HISTORIES}")
+            # kept for a night before the last month end, then for the night again
+            assert same(NIGHT - timedelta(days=45)) and same(NIGHT)
+            with warehouse.transaction(con):  # a month end gone from the history
+                con.execute(
+                    "DELETE FROM loan_status_month_end WHERE loan_id = 'LN000002' AND as_of_date = '2026-06-30'"
+                )
+            assert same(NIGHT)
+            _, kept = page.payment_histories(con, NIGHT, loans, kept=True)
+            assert kept.filter(pl.col("loan_id") == "LN000002")["due"].item()[19] is None
+        finally:
+            con.close()

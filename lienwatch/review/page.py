@@ -240,19 +240,61 @@ def payment_history(
     return labels, {r[0]: [r[1], r[2], r[3]] for r in found.iter_rows()}
 
 
-def payment_histories(con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str]) -> Histories:
+HISTORIES = "month_end_points"  # each loan's month-end figures the payment histories show
+
+
+def kept_histories(con: duckdb.DuckDBPyConnection, months: list[date]) -> str:
+    """The table holding each loan's figures at ``months`` (:func:`history_month_ends`),
+    one row per loan (``points``: a list of as_of_date, total_due, net_paid and
+    days_past_due), computed by the first night that needs it.
+
+    The nights of a month show the same month ends, so they share it: the table is stamped
+    with the month ends and the history's row count, and the delinquency step drops it
+    whenever it adds month-end rows. Looking up the queue's loans in it reads one row a
+    loan rather than every month end's.
+    """
+    rows = con.execute("SELECT count(*) FROM loan_status_month_end").fetchall()[0][0]
+    warehouse.kept_table(
+        con,
+        HISTORIES,
+        "points_stamp",
+        f"{','.join(str(m) for m in months)}:{rows}",
+        f"""SELECT loan_id, list({{'as_of_date': as_of_date, 'total_due': total_due,
+                'net_paid': net_paid, 'days_past_due': days_past_due}}) AS points
+        FROM ({_MONTH_END_FIGURES}) GROUP BY loan_id""",
+        {"months": months},
+    )
+    return HISTORIES
+
+
+_MONTH_END_FIGURES = """SELECT as_of_date, loan_id, total_due, net_paid, days_past_due
+    FROM loan_status_month_end WHERE as_of_date IN (SELECT unnest($months::DATE[]))"""
+
+
+def payment_histories(
+    con: duckdb.DuckDBPyConnection, as_of: date, loans: list[str], *, kept: bool = False
+) -> Histories:
     """:func:`payment_history` as a frame, one row per loan: loan_id, due, paid,
-    days_past_due (lists, one value per label)."""
+    days_past_due (lists, one value per label).
+
+    With ``kept`` (a connection that may write) the month ends' figures come from
+    :func:`kept_histories`, building it if the month ends have changed."""
     months = history_month_ends(con, as_of)
+    month_ends = (
+        f"""SELECT p.as_of_date, loan_id, p.total_due, p.net_paid, p.days_past_due
+        FROM (SELECT loan_id, unnest(points) AS p FROM {kept_histories(con, months)}
+              WHERE loan_id IN (SELECT loan_id FROM wanted))"""
+        if kept
+        else f"SELECT * FROM ({_MONTH_END_FIGURES}) WHERE loan_id IN (SELECT loan_id FROM wanted)"
+    )
     found = warehouse.frame(
         con,
-        """WITH wanted AS (SELECT unnest($loans::VARCHAR[]) AS loan_id)
-        SELECT as_of_date, loan_id, total_due, net_paid, days_past_due FROM loan_status_month_end
-        WHERE as_of_date IN (SELECT unnest($months::DATE[])) AND loan_id IN (SELECT loan_id FROM wanted)
+        f"""WITH wanted AS (SELECT unnest($loans::VARCHAR[]) AS loan_id)
+        {month_ends}
         UNION ALL
         SELECT as_of_date, loan_id, total_due, net_paid, days_past_due FROM loan_status
         WHERE as_of_date = $d AND loan_id IN (SELECT loan_id FROM wanted)""",
-        {"d": as_of, "months": months, "loans": loans},
+        {"d": as_of, "loans": loans} | ({} if kept else {"months": months}),
     )
     points = [
         *sorted(months)[1:],

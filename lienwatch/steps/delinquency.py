@@ -11,6 +11,7 @@ import polars as pl
 
 from lienwatch import sql, warehouse
 from lienwatch.night import Night
+from lienwatch.review.page import HISTORIES
 from lienwatch.settings import Settings
 from lienwatch.steps.flags import PATHS
 from transforms import delinquency as engine
@@ -82,7 +83,8 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
                 )
                 del ledger
                 warehouse.replace_night(con, "loan_status_month_end", history, month_end)
-                con.execute(f"DROP TABLE IF EXISTS {PATHS}")  # the paths read the month ends
+                for derived in (PATHS, HISTORIES):  # figures kept from the month ends
+                    con.execute(f"DROP TABLE IF EXISTS {derived}")
                 if history.height:  # a month end before any loan holds no rows
                     have.add(month_end)
                 del history

@@ -124,17 +124,14 @@ def kept_paths(con: duckdb.DuckDBPyConnection, as_of: date) -> str:
     """
     ends = risk.path_month_ends(as_of)
     rows = con.execute("SELECT count(*) FROM loan_status_month_end").fetchall()[0][0]
-    stamp = f"{ends[-1]}..{ends[0]}:{rows}"
-    if warehouse.table_exists(con, PATHS):
-        kept = con.execute(f"SELECT any_value(paths_stamp) FROM {PATHS}").fetchall()[0][0]
-        if kept == stamp:
-            return PATHS
-    with warehouse.transaction(con):
-        con.execute(
-            f"CREATE OR REPLACE TABLE {PATHS} AS SELECT $stamp AS paths_stamp, *"
-            f" FROM ({risk.bucket_path_sql(_SECOND_LIEN_HISTORY)})",
-            {"stamp": stamp, "ends": ends},
-        )
+    warehouse.kept_table(
+        con,
+        PATHS,
+        "paths_stamp",
+        f"{ends[-1]}..{ends[0]}:{rows}",
+        risk.bucket_path_sql(_SECOND_LIEN_HISTORY),
+        {"ends": ends},
+    )
     return PATHS
 
 

@@ -73,7 +73,7 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
             with ThreadPoolExecutor(3, thread_name_prefix="review-outputs") as pool:
                 exports = pool.submit(write_exports, folder, queue, call, shown, as_of)
                 histories = pool.submit(
-                    page.payment_histories, reader, as_of, queue["loan_id"].to_list()
+                    page.payment_histories, reader, as_of, queue["loan_id"].to_list(), kept=True
                 )
                 snapshot = pool.submit(
                     publish.build,
