@@ -203,6 +203,7 @@ def test_the_nights_compared_are_whole(clean):
         "loan_status": 2,
         "loan_status_month_end": 18,
         "loan_risk": 0,  # no model is in use
+        "month_end_points": 2,  # the payment histories' month ends, kept for the month's nights
         "risk_models": 0,
         "loss_mit": 0,
         "loss_mit_history": 0,

@@ -65,15 +65,15 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         # is seconds of Python) while the page's figures are read (queries that leave the
         # interpreter free), and the workbench's snapshot is written on a second
         # connection meanwhile (the warehouse's work), its figures last, from the page's.
-        # The queue's payment histories are drawn once, first, on that connection: the
-        # snapshot takes them all and the page those of its loans.
+        # The queue's payment histories are drawn once, on a third: the snapshot takes
+        # them all (its last table) and the page those of its loans.
         figures: Future[dict[str, Any]] = Future()
-        reader = con.cursor()
+        reader, drawer = con.cursor(), con.cursor()
         try:
             with ThreadPoolExecutor(3, thread_name_prefix="review-outputs") as pool:
                 exports = pool.submit(write_exports, folder, queue, call, shown, as_of)
                 histories = pool.submit(
-                    page.payment_histories, reader, as_of, queue["loan_id"].to_list(), kept=True
+                    page.payment_histories, drawer, as_of, queue["loan_id"].to_list(), kept=True
                 )
                 snapshot = pool.submit(
                     publish.build,
@@ -93,12 +93,14 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
                 except BaseException as failed:
                     figures.set_exception(failed)
                     reader.interrupt()
+                    drawer.interrupt()
                     raise
                 figures.set_result({k: v for k, v in model.items() if k not in ("queue", "detail")})
                 exports.result()
                 snapshot.result()
         finally:
             reader.close()
+            drawer.close()
     finally:
         con.close()
 

@@ -56,15 +56,11 @@ def build(
     for leftover in (path, path.with_name(path.name + ".wal")):
         leftover.unlink(missing_ok=True)
     as_of = night.as_of
-    labels, paid = (
-        histories() if histories else payment_histories(con, as_of, queue["loan_id"].to_list())
-    )
     con.execute(f"ATTACH '{_quoted(path)}' AS snap")
     try:
         con.register("_queue", queue)
         con.register("_call", call)
         con.register("_promises", promises)
-        con.register("_history", paid)
         statements = {
             "queue": "SELECT * FROM _queue ORDER BY queue_rank",
             "flagged": "SELECT loan_id FROM _queue ORDER BY loan_id",
@@ -78,11 +74,16 @@ def build(
             "review_case_events": """SELECT * FROM review_case_events WHERE as_of_date <= $d
                 AND loan_id IN (SELECT loan_id FROM _queue) ORDER BY loan_id""",
             "review_decisions": "SELECT * FROM review_decisions ORDER BY loan_id",
-            "payment_history": "SELECT * FROM _history ORDER BY loan_id",
         }
         for table, query in statements.items():
             params: dict[str, Any] = {"d": as_of} if "$d" in query else {}
             con.execute(f"CREATE TABLE snap.{table} AS {query}", params)
+        # last of the tables: the histories may still be being drawn meanwhile
+        labels, paid = (
+            histories() if histories else payment_histories(con, as_of, queue["loan_id"].to_list())
+        )
+        con.register("_history", paid)
+        con.execute("CREATE TABLE snap.payment_history AS SELECT * FROM _history ORDER BY loan_id")
         meta = json.dumps(figures(), default=str)
         con.execute(
             """CREATE TABLE snap.meta AS SELECT $as_of::DATE AS as_of_date, $run AS run_id,
