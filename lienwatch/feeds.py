@@ -204,50 +204,118 @@ def inspect(file: LandingFile, known: dict[str, tuple[FileStat, str]] | None = N
 
 
 def stage_raw(con: duckdb.DuckDBPyConnection, inspected: Inspected, table: str) -> StagedFile:
-    """Read a file as text into the temp table ``table`` (row_number + one column each)."""
-    file = inspected.file
-    if file.is_parquet:
-        return _stage_parquet(con, inspected, table)
-    header = list(inspected.header)
-    staged = StagedFile(inspected, table)
+    """Read one file as text into the temp table ``table`` (see :func:`stage_files`)."""
+    return stage_files(con, [inspected], table)[0]
+
+
+def stage_files(
+    con: duckdb.DuckDBPyConnection, files: list[Inspected], table: str
+) -> list[StagedFile]:
+    """Read files of one feed as text into temp tables: ``_file`` (the file's place in
+    ``files``), ``row_number`` (its data rows numbered from 1 in file order) and one text
+    column each. CSV files with the same header are read in one scan into one table
+    (``table``, ``table_g1``, ...); a Parquet file has a table of its own."""
+    staged: list[StagedFile] = []
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for position, f in enumerate(files):
+        if f.file.is_parquet:
+            staged.append(_stage_parquet(con, f, f"{table}_p{position}", position))
+        else:
+            staged.append(StagedFile(f, ""))
+            groups.setdefault(f.header, []).append(position)
+    for n, positions in enumerate(groups.values()):
+        _stage_csv(
+            con, [staged[p] for p in positions], positions, table if n == 0 else f"{table}_g{n}"
+        )
+    return staged
+
+
+# A landing file's own column of one of these names would meet the scan's virtual column.
+_VIRTUAL = {"file_index", "filename", "_file", "row_number"}
+
+
+def _stage_csv(
+    con: duckdb.DuckDBPyConnection, staged: list[StagedFile], positions: list[int], table: str
+) -> None:
+    """Read CSV files of one header into ``table``, one scan for all of them.
+
+    A scan that fails is repeated file by file, so the error names the file."""
+    header = list(staged[0].inspected.header)
+    if len(staged) > 1 and _VIRTUAL & set(header):
+        for s, position in zip(staged, positions, strict=True):
+            _stage_csv(con, [s], [position], f"{table}_f{position}")
+        return
+    for s in staged:
+        s.table = table
     rejects_scan, rejects_table = f"{table}_rs", f"{table}_rt"
     columns = {c: "VARCHAR" for c in header}
     con.execute(f"DROP TABLE IF EXISTS {rejects_table}; DROP TABLE IF EXISTS {rejects_scan}")
+    paths = [str(s.inspected.file.path) for s in staged]
     try:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {table}_text AS
-            SELECT * FROM read_csv($path, header = true, auto_detect = false, columns = $columns,
+            SELECT CAST({"file_index" if len(paths) > 1 else "0"} AS INTEGER) AS _file, *
+            FROM read_csv($paths, header = true, auto_detect = false, columns = $columns,
                 delim = ',', quote = '"', escape = '"', store_rejects = true,
                 rejects_scan = '{rejects_scan}', rejects_table = '{rejects_table}',
                 max_line_size = 1048576)""",
-            {"path": str(file.path), "columns": columns},
+            {"paths": paths, "columns": columns},
         )
     except duckdb.Error as exc:
-        raise FeedError(file.name, f"cannot be read as CSV ({_first_line(exc)})") from None
+        if len(staged) == 1:
+            raise FeedError(
+                staged[0].inspected.file.name, f"cannot be read as CSV ({_first_line(exc)})"
+            ) from None
+        for s, position in zip(staged, positions, strict=True):
+            _stage_csv(con, [s], [position], f"{table}_f{position}")
+        return
     rejected = con.execute(
-        f"""SELECT line - 1 AS row_number, any_value(error_type), any_value(trim(csv_line, e'\\r\\n'))
-            FROM {rejects_table} GROUP BY line ORDER BY line"""
+        f"""SELECT file_id, line - 1 AS row_number, any_value(error_type),
+                   any_value(trim(csv_line, e'\\r\\n'))
+            FROM {rejects_table} GROUP BY file_id, line ORDER BY file_id, line"""
     ).fetchall()
-    accepted = con.execute(f"SELECT count(*) FROM {table}_text").fetchall()[0][0]
-    staged.rows_read = accepted + len(rejected)
-    staged.rejects = [(r, _reject_reason(kind, len(header)), line) for r, kind, line in rejected]
-    # DuckDB keeps file order (insertion order is preserved); the accepted rows take the
-    # data-row numbers 1..rows_read that the rejected rows do not.
+    accepted = dict(
+        con.execute(f"SELECT _file, count(*) FROM {table}_text GROUP BY _file").fetchall()
+    )
+    for file_id, row, kind, line in rejected:
+        staged[file_id].rejects.append((row, _reject_reason(kind, len(header)), line))
+    offsets, start, numbers = [], 0, []
+    for file_id, s in enumerate(staged):
+        offsets.append(start)
+        start += accepted.get(file_id, 0)
+        s.rows_read = accepted.get(file_id, 0) + len(s.rejects)
+        if s.rejects:
+            numbers.append((file_id, s.rows_read, [r for r, _, _ in s.rejects]))
+    # DuckDB keeps file order (insertion order is preserved): a file's rows follow the
+    # files before it, and its accepted rows take the data-row numbers 1..rows_read that
+    # its rejected rows do not.
+    in_file = "rowid + 1 - $offsets[_file + 1]"  # the row's place among its file's accepted rows
+    mapped = ""
+    if numbers:
+        mapped = f" LEFT JOIN {table}_numbers AS m ON m._file = t._file AND m.pos = t.pos"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {table}_numbers AS
+            SELECT _file, row_number() OVER (PARTITION BY _file ORDER BY n) AS pos, n AS row_number
+            FROM (SELECT unnest($files) AS _file, unnest($totals) AS total,
+                         unnest($rejected) AS rejected)
+            CROSS JOIN LATERAL (SELECT n FROM range(1, total + 1) AS r(n)) AS r
+            WHERE NOT list_contains(rejected, n)""",
+            {
+                "files": [f for f, _, _ in numbers],
+                "totals": [t for _, t, _ in numbers],
+                "rejected": [r for _, _, r in numbers],
+            },
+        )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {table} AS
-        WITH numbers AS (
-            SELECT n AS row_number, row_number() OVER (ORDER BY n) AS pos
-            FROM range(1, $total + 1) AS r(n)
-            WHERE n NOT IN (SELECT unnest($rejected::BIGINT[]))
-        ), accepted AS (
-            SELECT row_number() OVER () AS pos, * FROM {table}_text
-        )
-        SELECT numbers.row_number, accepted.* EXCLUDE (pos)
-        FROM accepted JOIN numbers USING (pos)""",
-        {"total": staged.rows_read, "rejected": [r for r, _, _ in rejected]},
+        SELECT $positions[t._file + 1] AS _file,
+               {"coalesce(m.row_number, t.pos)" if numbers else "t.pos"} AS row_number,
+               t.* EXCLUDE (_file, pos)
+        FROM (SELECT {in_file} AS pos, * FROM {table}_text) AS t{mapped}""",
+        {"offsets": offsets, "positions": positions},
     )
     con.execute(f"DROP TABLE {table}_text; DROP TABLE {rejects_table}; DROP TABLE {rejects_scan}")
-    return staged
+    con.execute(f"DROP TABLE IF EXISTS {table}_numbers")
 
 
 def _inspect_parquet(file: LandingFile, stat: FileStat, sha: str | None) -> Inspected:
@@ -266,12 +334,14 @@ def _inspect_parquet(file: LandingFile, stat: FileStat, sha: str | None) -> Insp
     return Inspected(file, sha, stat.size, tuple(names), tuple(extra), stat)
 
 
-def _stage_parquet(con: duckdb.DuckDBPyConnection, inspected: Inspected, table: str) -> StagedFile:
+def _stage_parquet(
+    con: duckdb.DuckDBPyConnection, inspected: Inspected, table: str, position: int
+) -> StagedFile:
     casts = ", ".join(f'CAST("{n}" AS VARCHAR) AS "{n}"' for n in inspected.header)
     try:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {table} AS
-            SELECT file_row_number + 1 AS row_number, {casts}
+            SELECT {position} AS _file, file_row_number + 1 AS row_number, {casts}
             FROM read_parquet($path, file_row_number = true)""",
             {"path": str(inspected.file.path)},
         )
@@ -307,26 +377,21 @@ NUMBER_FORMATS = {
 }
 
 
-def _typed(column: Column) -> tuple[str, str | None, str]:
-    """(typed expression, failure condition or None, rule) for one text column."""
-    raw = f"NULLIF(TRIM(\"{column.name}\"), '')"
+def _typed(column: Column, raw: str) -> tuple[str, bool, str]:
+    """(typed expression of the text ``raw``, whether it can fail, rule) for one column."""
     if column.kind == "text":
-        return raw, None, "type"
+        return raw, False, "type"
     if column.kind in NUMBER_FORMATS:
         pattern, target = NUMBER_FORMATS[column.kind]
         ok = f"regexp_full_match({raw}, '{pattern}')"
-        return (
-            f"CASE WHEN {ok} THEN CAST({raw} AS {target}) END",
-            f"NOT {ok}",
-            f"type:{column.kind}",
-        )
+        return f"CASE WHEN {ok} THEN CAST({raw} AS {target}) END", True, f"type:{column.kind}"
     if column.kind == "date":
-        ok = rf"(regexp_full_match({raw}, '\d{{4}}-\d{{2}}-\d{{2}}') AND TRY_CAST({raw} AS DATE) IS NOT NULL)"
-        return f"CASE WHEN {ok} THEN CAST({raw} AS DATE) END", f"NOT {ok}", "type:date"
+        ok = rf"regexp_full_match({raw}, '\d{{4}}-\d{{2}}-\d{{2}}')"
+        return f"CASE WHEN {ok} THEN TRY_CAST({raw} AS DATE) END", True, "type:date"
     if column.kind == "bool":
         word = f"lower({raw})"
         expr = f"CASE WHEN {word} IN {TRUE_WORDS} THEN TRUE WHEN {word} IN {FALSE_WORDS} THEN FALSE END"
-        return expr, f"{word} NOT IN {TRUE_WORDS + FALSE_WORDS}", "type:bool"
+        return expr, True, "type:bool"
     raise ValueError(column.kind)
 
 
@@ -340,30 +405,47 @@ _TYPE_MESSAGES = {
 
 
 def typed_select(feed: Feed, present: list[str], table: str) -> str:
-    """SQL selecting typed columns, the raw row as JSON, and the list of cell errors.
+    """SQL selecting ``_file``, ``row_number``, the typed columns and the list of cell
+    errors.
 
     Each error is a struct (column_name, rule, message). A column the file lacks (an
-    optional one) is NULL. Values are not copied into the messages: they hold
-    borrowers' data, which stays in the ``raw`` column only.
+    optional one) is NULL. A cell fails its type when it has text but no typed value (a
+    text that passes a column's pattern always casts). Values are not copied into the
+    messages: they hold borrowers' data, which stays in the staged text (see
+    :func:`raw_select`).
     """
-    selects, checks = ["row_number"], []
+    texts, selects, checks = [], ["_file", "row_number"], []
     for column in feed.columns:
         if column.name not in present:
             selects.append(f"CAST(NULL AS {sql_type(column)}) AS {column.name}")
             continue
-        expr, bad, rule = _typed(column)
+        text = f'"_text_{column.name}"'
+        texts.append(f"NULLIF(TRIM(\"{column.name}\"), '') AS {text}")
+        expr, bad, rule = _typed(column, text)
         selects.append(f"{expr} AS {column.name}")
-        raw = f"NULLIF(TRIM(\"{column.name}\"), '')"
         if not column.nullable:
             checks.append(
-                f"CASE WHEN {raw} IS NULL THEN {{'column_name': '{column.name}', 'rule': 'required', "
+                f"CASE WHEN {text} IS NULL THEN {{'column_name': '{column.name}', 'rule': 'required', "
                 f"'message': '{column.name} is empty'}} END"
             )
-        if bad is not None:
+        if bad:
             checks.append(
-                f"CASE WHEN {raw} IS NOT NULL AND {bad} THEN {{'column_name': '{column.name}', "
-                f"'rule': '{rule}', 'message': '{column.name} is {_TYPE_MESSAGES[rule]}'}} END"
+                f"CASE WHEN {text} IS NOT NULL AND {column.name} IS NULL THEN "
+                f"{{'column_name': '{column.name}', 'rule': '{rule}', "
+                f"'message': '{column.name} is {_TYPE_MESSAGES[rule]}'}} END"
             )
-    raw_json = "to_json(struct_pack(" + ", ".join(f'"{c}" := "{c}"' for c in present) + "))"
     errors = "list_filter([" + ", ".join(checks) + "], lambda e: e IS NOT NULL)" if checks else "[]"
-    return f"SELECT {', '.join(selects)}, {raw_json} AS raw, {errors} AS errors FROM {table}"
+    texts_select = ", ".join(["_file", "row_number", *texts])
+    named = ", ".join(["_file", "row_number", *feed.column_names])
+    return (
+        f"SELECT {named}, {errors} AS errors FROM ("
+        f"SELECT {', '.join(selects + [t.split(' AS ')[1] for t in texts])} "
+        f"FROM (SELECT {texts_select} FROM {table}))"
+    )
+
+
+def raw_select(present: list[str], table: str) -> str:
+    """SQL selecting ``_file``, ``row_number`` and the row as it came, as JSON (what
+    quarantine keeps of a row)."""
+    pairs = ", ".join(f'"{c}" := "{c}"' for c in present)
+    return f"SELECT _file, row_number, to_json(struct_pack({pairs})) AS raw FROM {table}"

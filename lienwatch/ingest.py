@@ -8,9 +8,10 @@ Order of a night's ingest:
    feeds that refer to loans. A snapshot whose content hash equals the current one is
    unchanged and skipped; otherwise it replaces the current snapshot and is kept in
    ``<feed>_history`` under its load id.
-3. Ledger files not seen before (by content hash), in name order, validated together
-   (so a reversal may name a payment in another new file) and loaded one transaction
-   per file. A row whose txn_id is already loaded goes to quarantine as a duplicate.
+3. Ledger files not seen before (by content hash), in name order, in batches: a batch
+   is read, typed, checked and validated together (so a reversal may name a payment in
+   another new file) and loaded in one transaction, each file under its own load id. A
+   row whose txn_id is already loaded goes to quarantine as a duplicate.
 
 Each file: rows read = rows loaded + rows quarantined, checked before its commit.
 """
@@ -34,6 +35,8 @@ from lienwatch.feeds import (
     StagedFile,
     discover,
     inspect,
+    raw_select,
+    stage_files,
     stage_raw,
     typed_select,
 )
@@ -229,6 +232,7 @@ candidates AS (  -- payments a reversal may name: loaded ones and this batch's c
     SELECT txn_id, loan_id, posted_date, amount, txn_type, -1 AS _key FROM stg_ledger_named SEMI JOIN named USING (txn_id)
     UNION ALL
     SELECT txn_id, loan_id, posted_date, amount, txn_type, _key FROM stg_checked
+    SEMI JOIN named USING (txn_id)
     WHERE NOT _dup AND NOT _loaded_before
 ),
 target AS (
@@ -244,7 +248,8 @@ reversals AS (
            row_number() OVER (PARTITION BY r.reverses_txn_id ORDER BY r._key) AS nth
     FROM stg_checked r
     WHERE r.txn_type = 'reversal' AND NOT r._dup AND NOT r._loaded_before
-)
+),
+problems AS (
 SELECT c._key,
     CASE
         WHEN c.txn_type = 'payment' AND c.reverses_txn_id IS NOT NULL
@@ -263,6 +268,9 @@ FROM stg_checked c
 LEFT JOIN target t ON t.txn_id = c.reverses_txn_id
 LEFT JOIN reversed_before rb ON rb.reverses_txn_id = c.reverses_txn_id
 LEFT JOIN reversals r ON r._key = c._key
+WHERE c.txn_type = 'reversal' OR c.reverses_txn_id IS NOT NULL  -- a plain payment has none
+)
+SELECT * FROM problems WHERE _reversal_problem IS NOT NULL  -- the rest: NULL, joined
 """
 
 
@@ -281,39 +289,31 @@ def _ledger(con, files: list[Inspected], run_id, as_of, results_dir) -> list[Fil
         seen[inspected.sha256] = inspected.file.name
         new.append(inspected)
     for group in _batches(new):
-        staged = [stage_raw(con, f, f"stg_pay_{i}") for i, f in enumerate(group)]
+        staged = stage_files(con, group, "stg_pay")
         batch = _Batch(FEEDS["payments"], staged)
         batch.type_and_check(con, _PAYMENT_CHECKS, _LEDGER_NAMED)
         con.execute(_REVERSAL_PROBLEM)
-        con.execute(
-            """CREATE OR REPLACE TEMP TABLE stg_checked AS
-            SELECT c.*, r._reversal_problem FROM stg_checked c JOIN stg_reversal r USING (_key)"""
-        )
-        result = batch.validate(con)
-        for position, _ in enumerate(staged):
-            with transaction(con):
-                load_id = next_load_id(con)
-                path = (
-                    _save_result(results_dir, "payments", load_id, result)
-                    if position == 0
-                    else None
+        result = batch.validate(con, "stg_checked LEFT JOIN stg_reversal USING (_key)")
+        # The batch's files in one transaction, each with its load id and registry row.
+        with transaction(con):
+            load_ids = [next_load_id(con) for _ in staged]
+            path = _save_result(results_dir, "payments", load_ids[0], result)
+            cols = ", ".join(FEEDS["payments"].column_names)
+            con.execute(
+                f"""INSERT INTO payments ({cols}, source_file, row_number, load_id)
+                SELECT {cols}, $sources[_file + 1], row_number, $load_ids[_file + 1]
+                FROM stg_typed ANTI JOIN stg_failed ON _key = key
+                ORDER BY _key""",
+                {"sources": [s.inspected.file.name for s in staged], "load_ids": load_ids},
+            )
+            for position, load_id in enumerate(load_ids):
+                results.append(
+                    batch.record(
+                        con, position, load_id, run_id, as_of, path if position == 0 else None
+                    )
                 )
-                cols = ", ".join(FEEDS["payments"].column_names)
-                con.execute(
-                    f"""INSERT INTO payments ({cols}, source_file, row_number, load_id)
-                    SELECT {cols}, $source, row_number, $load_id FROM stg_typed
-                    WHERE _key // {KEY_SCALE} = $position
-                      AND _key NOT IN (SELECT key FROM stg_failed)
-                    ORDER BY _key""",
-                    {
-                        "source": staged[position].inspected.file.name,
-                        "load_id": load_id,
-                        "position": position,
-                    },
-                )
-                results.append(batch.record(con, position, load_id, run_id, as_of, path))
-        for s in staged:
-            con.execute(f"DROP TABLE IF EXISTS {s.table}")
+        for table in {s.table for s in staged}:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
     return results
 
 
@@ -347,37 +347,37 @@ class _Batch:
         """The rows typed (``stg_typed``), then checked (``stg_checked``): ``checks`` are
         columns computed on the typed rows, which may read the table ``lookup`` (a
         statement run on the typed rows) makes."""
-        parts = []
-        for position, s in enumerate(self.staged):
-            present = [c for c in s.inspected.header]
-            parts.append(
-                f"SELECT {position} * {KEY_SCALE} + row_number AS _key, * FROM ("
-                f"{typed_select(self.feed, present, s.table)})"
-            )
-        # One statement per file: a single UNION ALL of hundreds of small files takes DuckDB
-        # seconds to plan, where the rows take milliseconds.
+        tables = list(dict.fromkeys(s.table for s in self.staged))  # in file order
+        headers = {s.table: list(s.inspected.header) for s in self.staged}
+        parts = [
+            f"SELECT _file * {KEY_SCALE} + row_number AS _key, * FROM ("
+            f"{typed_select(self.feed, headers[table], table)})"
+            for table in tables
+        ]
         con.execute(f"CREATE OR REPLACE TEMP TABLE stg_typed AS {parts[0]}")
         for part in parts[1:]:
             con.execute(f"INSERT INTO stg_typed BY NAME {part}")
         if lookup is not None:
             con.execute(lookup)
+        # Only what the checks and the suite read: the cell errors stay in stg_typed (the
+        # window functions of the checks carry every column they get).
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE stg_checked AS
-            SELECT *, {checks} FROM stg_typed WHERE len(errors) = 0"""
+            SELECT * EXCLUDE (errors, row_number, _file), {checks}
+            FROM stg_typed WHERE len(errors) = 0"""
         )
 
-    def validate(self, con: duckdb.DuckDBPyConnection) -> dict:
-        """Run the feed's suite; remember the failed rows; return the validation result."""
-        view = (
-            con.execute("SELECT * EXCLUDE (raw, errors, row_number) FROM stg_checked ORDER BY _key")
-            .df()
-            .set_index("_key")
-        )
+    def validate(self, con: duckdb.DuckDBPyConnection, rows: str = "stg_checked") -> dict:
+        """Run the feed's suite on ``rows`` (the checked rows, or a relation made of them);
+        remember the failed rows; return the validation result."""
+        view = con.execute(f"SELECT * FROM {rows} ORDER BY _key").df().set_index("_key")
         for column in self.feed.columns:
             if column.kind in ("money", "rate"):
                 view[column.name] = view[column.name].astype("float64")
             elif column.kind == "date":
-                view[column.name] = pd.to_datetime(view[column.name])
+                # nanoseconds: Great Expectations compares only those columns vectorised
+                # (other datetime units go through a Python call per value)
+                view[column.name] = pd.to_datetime(view[column.name]).astype("datetime64[ns]")
         failures, result = expectations.validate(self.feed.name, view)
         cell = con.execute("SELECT _key, errors FROM stg_typed WHERE len(errors) > 0").fetchall()
         for key, errors in cell:
@@ -427,14 +427,20 @@ class _Batch:
                 )
             )
         lo, hi = position * KEY_SCALE, (position + 1) * KEY_SCALE
-        raw = dict(
-            con.execute(
-                "SELECT _key, raw FROM stg_typed WHERE _key >= $lo AND _key < $hi "
-                "AND _key IN (SELECT key FROM stg_failed)",
-                {"lo": lo, "hi": hi},
-            ).fetchall()
+        failed = sorted(k for k in self.failed if lo <= k < hi)
+        raw = (
+            dict(
+                con.execute(
+                    f"""SELECT $lo + row_number, raw
+                    FROM ({raw_select(list(staged.inspected.header), staged.table)})
+                    WHERE _file = $position AND list_contains($rows, row_number)""",
+                    {"lo": lo, "position": position, "rows": [k - lo for k in failed]},
+                ).fetchall()
+            )
+            if failed
+            else {}
         )
-        for key in sorted(k for k in self.failed if lo <= k < hi):
+        for key in failed:
             found = sorted(self.failed[key], key=_precedence)
             first = found[0]
             rows.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -293,6 +294,65 @@ class TestRowLevelQuarantine:
             (2, "structure", None, "error"),
             (3, "structure", None, "error"),
         ]
+        conserved(con)
+
+    def test_rows_keep_their_file_and_number_when_files_are_read_together(self, tmp_path, con):
+        """One night's ledger files are read together (CSV files of one header in one
+        scan): each loaded or quarantined row still names its own file and row, whatever
+        the other files hold. Each txn_id says where it stands (``c3``: file c, row 3)."""
+
+        def good(file: str, row: int) -> str:
+            return f"{file}{row},L1,2024-03-01,{row}.00,payment,,"
+
+        files = {
+            "a.csv": ledger(good("a", 1), "a2,L1,2024-03-01", good("a", 3), good("a", 4)),
+            "b.csv": ledger(good("b", 1), good("b", 2), "b3,L1,2024-03-01, 12.345 ,payment,,"),
+            "c.csv": PAYMENT_HEADER.replace("\n", ",note\n")  # a header of its own
+            + "".join(f"{good('c', r)},x\n" for r in (1, 2, 3)),
+            "d.csv": ledger(
+                "d1,L1",
+                good("d", 2),
+                good("d", 3),
+                "d4,L1,2024-03-01,1.00,payment,,,x",
+                good("d", 5),
+            ),
+            "e.csv": PAYMENT_HEADER,  # no rows
+            "f.csv": ledger(*(good("f", r) for r in range(1, 7))),
+        }
+        data = landing(tmp_path / "in", files)
+        duckdb.execute(
+            "COPY (SELECT 'g1' AS txn_id, 'L1' AS loan_id, DATE '2024-03-01' AS posted_date, "
+            "1.00::DECIMAL(14,2) AS amount, 'payment' AS txn_type, NULL AS reverses_txn_id, "
+            "NULL AS return_reason) TO $p (FORMAT parquet)",
+            {"p": str(data / "payments" / "c2.parquet")},
+        )
+        ingest(con, data)
+        loaded = con.execute(
+            "SELECT source_file, row_number, txn_id FROM payments ORDER BY source_file, row_number"
+        ).fetchall()
+        assert len(loaded) == 3 + 2 + 3 + 3 + 6 + 1
+        for source, row, txn in loaded:
+            assert txn == ("g1" if source.endswith(".parquet") else f"{source[9]}{row}")
+        assert con.execute(
+            "SELECT source_file, row_number, rule FROM quarantine ORDER BY source_file, row_number"
+        ).fetchall() == [
+            ("payments/a.csv", 2, "structure"),
+            ("payments/b.csv", 3, "type:money"),
+            ("payments/d.csv", 1, "structure"),
+            ("payments/d.csv", 4, "structure"),
+        ]
+        kept = con.execute(
+            "SELECT raw FROM quarantine WHERE source_file = 'payments/b.csv'"
+        ).fetchall()
+        assert json.loads(kept[0][0]) == {  # the row as it came, spaces and all
+            "txn_id": "b3",
+            "loan_id": "L1",
+            "posted_date": "2024-03-01",
+            "amount": " 12.345 ",
+            "txn_type": "payment",
+            "reverses_txn_id": None,
+            "return_reason": None,
+        }
         conserved(con)
 
     def test_bad_loan_rows(self, tmp_path, con):

@@ -17,6 +17,7 @@ from lienwatch.steps.flags import PATHS
 from transforms import delinquency as engine
 
 HISTORY_MONTHS = 24  # month ends kept in loan_status_month_end
+MONTH_END_LEDGER = "month_end_ledger"  # net paid at each month end to add (a temp table)
 
 
 def month_ends(first: date, last: date) -> list[date]:
@@ -64,6 +65,12 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         rolled = 0
         everyone = engine.as_if_active(loans)
         last_posted: pl.DataFrame | None = None  # a whole-ledger read, for month ends only
+        if missing:  # the ledger read once for every month end to add, kept aside
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {MONTH_END_LEDGER} AS "
+                + sql.query("net_paid_month_ends"),
+                {"from_date": missing[0], "to_date": missing[-1]},
+            )
         for month_end in missing:
             if last_posted is None:
                 last_posted = warehouse.frame(
@@ -73,8 +80,8 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
             with warehouse.transaction(con):
                 ledger = warehouse.frame(
                     con,
-                    sql.query("net_paid_month_ends"),
-                    {"from_date": month_end, "to_date": month_end},
+                    f"SELECT * FROM {MONTH_END_LEDGER} WHERE as_of_date = $d",
+                    {"d": month_end},
                 )
                 history = engine.on_the_book(
                     engine.loan_status_history(everyone, changes, ledger, [month_end], tolerance),
@@ -93,6 +100,7 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
                     _add_roll_rates(con, previous, month_end, loans)
                     rolled += 1
 
+        con.execute(f"DROP TABLE IF EXISTS {MONTH_END_LEDGER}")
         with warehouse.transaction(con):
             warehouse.replace_night(con, "loan_status", status, night.as_of)
             spells_mode = _update_spells(con, status, night.as_of)
