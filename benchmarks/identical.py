@@ -55,6 +55,7 @@ VOLATILE_COLUMNS = {
     "started_at",
     "finished_at",
     "made_at",
+    "trained_at",
     # the landing file's identity on disk: another checkout has other inodes and times
     "inode",
     "mtime_ns",

@@ -260,7 +260,7 @@ def kept_histories(con: duckdb.DuckDBPyConnection, months: list[date]) -> str:
         "points_stamp",
         f"{','.join(str(m) for m in months)}:{rows}",
         f"""SELECT loan_id, list({{'as_of_date': as_of_date, 'total_due': total_due,
-                'net_paid': net_paid, 'days_past_due': days_past_due}}) AS points
+                'net_paid': net_paid, 'days_past_due': days_past_due}} ORDER BY as_of_date) AS points
         FROM ({_MONTH_END_FIGURES}) GROUP BY loan_id""",
         {"months": months},
     )
