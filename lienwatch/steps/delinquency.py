@@ -17,7 +17,8 @@ from lienwatch.steps.flags import PATHS
 from transforms import delinquency as engine
 
 HISTORY_MONTHS = 24  # month ends kept in loan_status_month_end
-MONTH_END_LEDGER = "month_end_ledger"  # net paid at each month end to add (a temp table)
+MONTH_END_LEDGER = "month_end_ledger"  # net paid at the next month ends to add (temp)
+MONTH_ENDS_A_PASS = 3  # month ends worked out from one read of the ledger: more hold more memory
 
 
 def month_ends(first: date, last: date) -> list[date]:
@@ -65,13 +66,14 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         rolled = 0
         everyone = engine.as_if_active(loans)
         last_posted: pl.DataFrame | None = None  # a whole-ledger read, for month ends only
-        if missing:  # the ledger read once for every month end to add, kept aside
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {MONTH_END_LEDGER} AS "
-                + sql.query("net_paid_month_ends"),
-                {"from_date": missing[0], "to_date": missing[-1]},
-            )
-        for month_end in missing:
+        for n, month_end in enumerate(missing):
+            if n % MONTH_ENDS_A_PASS == 0:  # the ledger read once for the next month ends
+                upto = missing[min(n + MONTH_ENDS_A_PASS, len(missing)) - 1]
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {MONTH_END_LEDGER} AS "
+                    + sql.query("net_paid_month_ends"),
+                    {"from_date": month_end, "to_date": upto},
+                )
             if last_posted is None:
                 last_posted = warehouse.frame(
                     con,
