@@ -66,6 +66,7 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
         rolled = 0
         everyone = engine.as_if_active(loans)
         last_posted: pl.DataFrame | None = None  # a whole-ledger read, for month ends only
+        added: pl.DataFrame | None = None  # the month end added last, as roll rates read it
         for n, month_end in enumerate(missing):
             if n % MONTH_ENDS_A_PASS == 0:  # the ledger read once for the next month ends
                 upto = missing[min(n + MONTH_ENDS_A_PASS, len(missing)) - 1]
@@ -96,11 +97,16 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
                     con.execute(f"DROP TABLE IF EXISTS {derived}")
                 if history.height:  # a month end before any loan holds no rows
                     have.add(month_end)
+                at_hand = pl.concat(
+                    [f for f in (added, history.select(ROLL_COLUMNS)) if f is not None]
+                )
                 del history
                 previous = month_end.replace(day=1) - timedelta(days=1)
                 if {previous, month_end} <= have:  # roll rates need both month ends' rows
-                    _add_roll_rates(con, previous, month_end, loans)
+                    _add_roll_rates(con, previous, month_end, loans, at_hand)
                     rolled += 1
+                added = at_hand.filter(pl.col("as_of_date") == month_end)
+                del at_hand
 
         con.execute(f"DROP TABLE IF EXISTS {MONTH_END_LEDGER}")
         with warehouse.transaction(con):
@@ -182,15 +188,27 @@ def keep_net_paid(con: duckdb.DuckDBPyConnection, net_paid: pl.DataFrame, as_of:
     )
 
 
+ROLL_COLUMNS = ("as_of_date", "loan_id", "bucket", "current_balance")  # what roll rates read
+
+
 def _add_roll_rates(
-    con: duckdb.DuckDBPyConnection, previous: date, month_end: date, loans: pl.DataFrame
+    con: duckdb.DuckDBPyConnection,
+    previous: date,
+    month_end: date,
+    loans: pl.DataFrame,
+    at_hand: pl.DataFrame,
 ) -> None:
-    """The roll rates into ``month_end`` from ``previous``, the month end before it."""
-    month_history = warehouse.frame(
-        con,
-        "SELECT * FROM loan_status_month_end WHERE as_of_date IN ($a, $b)",
-        {"a": previous, "b": month_end},
-    )
+    """The roll rates into ``month_end`` from ``previous``, the month end before it, from
+    the month-end rows the night holds (``at_hand``, :data:`ROLL_COLUMNS`), or from the
+    warehouse when they lack one of the two month ends."""
+    month_history = at_hand
+    if not {previous, month_end} <= set(at_hand["as_of_date"].unique().to_list()):
+        month_history = warehouse.frame(
+            con,
+            f"SELECT {', '.join(ROLL_COLUMNS)} FROM loan_status_month_end "
+            "WHERE as_of_date IN ($a, $b)",
+            {"a": previous, "b": month_end},
+        )
     rates = engine.roll_rates(month_history, month_end, loans)
     warehouse.replace_night(con, "roll_rates", rates, month_end, column="month_end_date")
 
