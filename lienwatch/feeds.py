@@ -230,7 +230,8 @@ def stage_files(
     return staged
 
 
-# A landing file's own column of one of these names would meet the scan's virtual column.
+# Names the scan of several files adds or reads (its virtual columns, the staged table's
+# own): a landing file with a column of one of these names is read alone.
 _VIRTUAL = {"file_index", "filename", "_file", "row_number"}
 
 
@@ -414,13 +415,14 @@ def typed_select(feed: Feed, present: list[str], table: str) -> str:
     messages: they hold borrowers' data, which stays in the staged text (see
     :func:`raw_select`).
     """
-    texts, selects, checks = [], ["_file", "row_number"], []
+    trimmed, texts, selects, checks = [], [], ["_file", "row_number"], []
     for column in feed.columns:
         if column.name not in present:
             selects.append(f"CAST(NULL AS {sql_type(column)}) AS {column.name}")
             continue
-        text = f'"_text_{column.name}"'
-        texts.append(f"NULLIF(TRIM(\"{column.name}\"), '') AS {text}")
+        text = f'"_text_{column.name}"'  # the cell's trimmed text, NULL when empty
+        trimmed.append(f"NULLIF(TRIM(\"{column.name}\"), '') AS {text}")
+        texts.append(text)
         expr, bad, rule = _typed(column, text)
         selects.append(f"{expr} AS {column.name}")
         if not column.nullable:
@@ -435,12 +437,11 @@ def typed_select(feed: Feed, present: list[str], table: str) -> str:
                 f"'message': '{column.name} is {_TYPE_MESSAGES[rule]}'}} END"
             )
     errors = "list_filter([" + ", ".join(checks) + "], lambda e: e IS NOT NULL)" if checks else "[]"
-    texts_select = ", ".join(["_file", "row_number", *texts])
     named = ", ".join(["_file", "row_number", *feed.column_names])
     return (
         f"SELECT {named}, {errors} AS errors FROM ("
-        f"SELECT {', '.join(selects + [t.split(' AS ')[1] for t in texts])} "
-        f"FROM (SELECT {texts_select} FROM {table}))"
+        f"SELECT {', '.join(selects + texts)} "
+        f"FROM (SELECT {', '.join(['_file', 'row_number', *trimmed])} FROM {table}))"
     )
 
 

@@ -97,16 +97,14 @@ def run(night: Night, settings: Settings) -> dict[str, Any]:
                     con.execute(f"DROP TABLE IF EXISTS {derived}")
                 if history.height:  # a month end before any loan holds no rows
                     have.add(month_end)
-                at_hand = pl.concat(
-                    [f for f in (added, history.select(ROLL_COLUMNS)) if f is not None]
-                )
+                current = history.select(ROLL_COLUMNS)
                 del history
                 previous = month_end.replace(day=1) - timedelta(days=1)
                 if {previous, month_end} <= have:  # roll rates need both month ends' rows
+                    at_hand = pl.concat([f for f in (added, current) if f is not None])
                     _add_roll_rates(con, previous, month_end, loans, at_hand)
                     rolled += 1
-                added = at_hand.filter(pl.col("as_of_date") == month_end)
-                del at_hand
+                added = current
 
         con.execute(f"DROP TABLE IF EXISTS {MONTH_END_LEDGER}")
         with warehouse.transaction(con):
